@@ -1,0 +1,814 @@
+//! The Stratum V1 client state machine.
+//!
+//! Sans-IO: the host feeds events (connection opened, bytes received, time,
+//! shares found, connection closed) and gets back the [`Action`]s to
+//! perform. Nothing here blocks, allocates sockets or reads a clock, so the
+//! same code runs inside the wasm component, in native tests and in fuzzers.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::framing::LineBuffer;
+use crate::jsonrpc::{self, Message};
+use crate::target;
+use crate::types::{
+    Action, ExtendedWork, Job, LogEntry, LogLevel, PoolConfig, ReconnectRequest, Share,
+    ShareOutcome, ShareResult, WorkKind,
+};
+
+/// Version bits this client asks to roll (BIP 320 general-purpose bits).
+pub const VERSION_ROLLING_MASK: u32 = 0x1fff_e000;
+/// A handshake request (configure, subscribe, authorize) unanswered this
+/// long fails the session.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 30_000;
+/// A submitted share unanswered this long is reported rejected.
+pub const SHARE_TIMEOUT_MS: u64 = 60_000;
+/// Most merkle branches a job may carry (WIT `extended-work` limit).
+pub const MAX_MERKLE_BRANCHES: usize = 32;
+/// Longest extranonce1 accepted from a pool, in bytes.
+pub const MAX_EXTRANONCE1_LEN: usize = 32;
+/// Reason reported for a share whose answer never came.
+pub const NO_RESPONSE: &str = "no response from pool";
+
+/// A pool message this client cannot work with.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SessionError {
+    /// Framing failed (over-long line, bad UTF-8).
+    #[error(transparent)]
+    Framing(#[from] crate::framing::FramingError),
+    /// The line is not acceptable JSON-RPC.
+    #[error(transparent)]
+    JsonRpc(#[from] jsonrpc::JsonRpcError),
+    /// A message had the wrong shape.
+    #[error("invalid {method}: {reason}")]
+    InvalidMessage {
+        /// Method or reply concerned.
+        method: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl SessionError {
+    fn invalid(method: &'static str, reason: impl Into<String>) -> Self {
+        SessionError::InvalidMessage {
+            method,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What an outstanding request was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestKind {
+    Configure,
+    Subscribe,
+    Authorize,
+    ExtranonceSubscribe,
+    Submit { share_id: u64 },
+}
+
+impl RequestKind {
+    fn name(self) -> &'static str {
+        match self {
+            RequestKind::Configure => "mining.configure",
+            RequestKind::Subscribe => "mining.subscribe",
+            RequestKind::Authorize => "mining.authorize",
+            RequestKind::ExtranonceSubscribe => "mining.extranonce.subscribe",
+            RequestKind::Submit { .. } => "mining.submit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    kind: RequestKind,
+    sent_ms: u64,
+}
+
+/// Connection phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No connection (before the first `connected`, after `disconnected`).
+    Offline,
+    /// Connected and working.
+    Online,
+    /// A `fail` was emitted; input is ignored until the next connection.
+    Failed,
+}
+
+/// Per-connection extranonce assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Extranonce {
+    extranonce1: Vec<u8>,
+    extranonce2_size: u8,
+}
+
+/// One Stratum V1 pool session, kept across reconnects.
+#[derive(Debug, Clone)]
+pub struct Session {
+    config: PoolConfig,
+    phase: Phase,
+    lines: LineBuffer,
+    next_id: u64,
+    pending: BTreeMap<u64, Pending>,
+    now_ms: u64,
+    /// Subscription id of the last successful subscribe (survives reconnects).
+    subscription_id: Option<String>,
+    /// Whether the current subscribe asked to resume `subscription_id`.
+    resuming: bool,
+    extranonce: Option<Extranonce>,
+    version_mask: u32,
+    difficulty_set: bool,
+    authorized: bool,
+}
+
+impl Session {
+    /// A session for the configured pool; no I/O happens until `connected`.
+    pub fn new(config: PoolConfig) -> Self {
+        Session {
+            config,
+            phase: Phase::Offline,
+            lines: LineBuffer::new(),
+            next_id: 1,
+            pending: BTreeMap::new(),
+            now_ms: 0,
+            subscription_id: None,
+            resuming: false,
+            extranonce: None,
+            version_mask: 0,
+            difficulty_set: false,
+            authorized: false,
+        }
+    }
+
+    /// The configuration this session was created with.
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// The subscription id a reconnect will try to resume, if any.
+    pub fn subscription_id(&self) -> Option<&str> {
+        self.subscription_id.as_deref()
+    }
+
+    /// Negotiated version-rolling mask (0 when not negotiated).
+    pub fn version_mask(&self) -> u32 {
+        self.version_mask
+    }
+
+    /// Whether the pool accepted `mining.authorize` on this connection.
+    pub fn is_authorized(&self) -> bool {
+        self.authorized
+    }
+
+    /// A new connection is open: reset connection state, send the handshake.
+    pub fn connected(&mut self, now_ms: u64) -> Vec<Action> {
+        self.now_ms = now_ms;
+        self.phase = Phase::Online;
+        self.lines.clear();
+        self.pending.clear();
+        self.extranonce = None;
+        self.version_mask = 0;
+        self.difficulty_set = false;
+        self.authorized = false;
+        let mut out = Vec::new();
+        if self.config.version_rolling {
+            let params = json!([
+                ["version-rolling"],
+                {
+                    "version-rolling.mask": format!("{VERSION_ROLLING_MASK:08x}"),
+                    "version-rolling.min-bit-count": 2
+                }
+            ]);
+            self.request(
+                &mut out,
+                RequestKind::Configure,
+                "mining.configure",
+                &params,
+            );
+        }
+        let params = match &self.subscription_id {
+            Some(sid) => json!([self.config.user_agent, sid]),
+            None => json!([self.config.user_agent]),
+        };
+        self.resuming = self.subscription_id.is_some();
+        self.request(
+            &mut out,
+            RequestKind::Subscribe,
+            "mining.subscribe",
+            &params,
+        );
+        out
+    }
+
+    /// Bytes arrived from the pool, in whatever chunks TCP produced.
+    pub fn received(&mut self, bytes: &[u8]) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.phase != Phase::Online {
+            return out;
+        }
+        self.lines.push(bytes);
+        while self.phase == Phase::Online {
+            let Some(line) = self.lines.next_line() else {
+                break;
+            };
+            let result = line
+                .map_err(SessionError::from)
+                .and_then(|l| jsonrpc::parse_line(&l).map_err(SessionError::from))
+                .and_then(|msg| self.handle_message(msg, &mut out));
+            if let Err(e) = result {
+                self.fail(&mut out, format!("protocol error: {e}"));
+            }
+        }
+        out
+    }
+
+    /// Time passed: time out handshake requests and unanswered shares.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
+        self.now_ms = self.now_ms.max(now_ms);
+        let mut out = Vec::new();
+        if self.phase != Phase::Online {
+            return out;
+        }
+        let now = self.now_ms;
+        let expired: Vec<(u64, Pending)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                let limit = match p.kind {
+                    RequestKind::Submit { .. } => SHARE_TIMEOUT_MS,
+                    _ => HANDSHAKE_TIMEOUT_MS,
+                };
+                now.saturating_sub(p.sent_ms) >= limit
+            })
+            .map(|(id, p)| (*id, *p))
+            .collect();
+        for (id, p) in expired {
+            self.pending.remove(&id);
+            match p.kind {
+                RequestKind::Submit { share_id } => {
+                    out.push(share_result(
+                        share_id,
+                        ShareOutcome::Rejected(NO_RESPONSE.into()),
+                    ));
+                }
+                RequestKind::ExtranonceSubscribe => {
+                    log(
+                        &mut out,
+                        LogLevel::Debug,
+                        "mining.extranonce.subscribe not answered",
+                    );
+                }
+                kind => {
+                    self.fail(&mut out, format!("{} timed out", kind.name()));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// The host found a share: submit it.
+    pub fn share_found(&mut self, share: Share) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.phase != Phase::Online {
+            out.push(share_result(
+                share.id,
+                ShareOutcome::Rejected("not connected to pool".into()),
+            ));
+            return out;
+        }
+        let mut params = vec![
+            Value::String(self.config.user.clone()),
+            Value::String(share.job_id.clone()),
+            Value::String(hex::encode(&share.extranonce2)),
+            Value::String(format!("{:08x}", share.ntime)),
+            Value::String(format!("{:08x}", share.nonce)),
+        ];
+        if self.version_mask != 0 {
+            params.push(Value::String(format!(
+                "{:08x}",
+                share.version & self.version_mask
+            )));
+        }
+        let kind = RequestKind::Submit { share_id: share.id };
+        if !self.request(&mut out, kind, "mining.submit", &Value::Array(params)) {
+            out.push(share_result(
+                share.id,
+                ShareOutcome::Rejected("cannot encode share".into()),
+            ));
+        }
+        out
+    }
+
+    /// The connection closed: forget everything in flight.
+    pub fn disconnected(&mut self, _reason: &str) {
+        self.phase = Phase::Offline;
+        self.lines.clear();
+        self.pending.clear();
+        self.extranonce = None;
+        self.authorized = false;
+    }
+
+    // ----- internals -------------------------------------------------------
+
+    /// Encode and queue a request; false (after a `fail`) if encoding failed.
+    fn request(
+        &mut self,
+        out: &mut Vec<Action>,
+        kind: RequestKind,
+        method: &str,
+        params: &Value,
+    ) -> bool {
+        let id = self.next_id;
+        match jsonrpc::encode_request(id, method, params) {
+            Ok(line) => {
+                self.next_id = self.next_id.wrapping_add(1).max(1);
+                self.pending.insert(
+                    id,
+                    Pending {
+                        kind,
+                        sent_ms: self.now_ms,
+                    },
+                );
+                out.push(Action::Send(line));
+                true
+            }
+            Err(e) => {
+                self.fail(out, format!("internal error: {e}"));
+                false
+            }
+        }
+    }
+
+    fn fail(&mut self, out: &mut Vec<Action>, reason: String) {
+        log(out, LogLevel::Error, reason.clone());
+        out.push(Action::Fail(reason));
+        self.phase = Phase::Failed;
+        self.lines.clear();
+    }
+
+    fn handle_message(&mut self, msg: Message, out: &mut Vec<Action>) -> Result<(), SessionError> {
+        match msg {
+            Message::Response { id, result, error } => {
+                self.handle_response(&id, result, &error, out)
+            }
+            Message::Request { id, method, params } => {
+                self.handle_request(&id, &method, &params, out)
+            }
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        id: &Value,
+        result: Value,
+        error: &Value,
+        out: &mut Vec<Action>,
+    ) -> Result<(), SessionError> {
+        let pending = response_id(id).and_then(|n| self.pending.remove(&n).map(|p| (n, p)));
+        let Some((_, pending)) = pending else {
+            let level = if id.is_null() {
+                LogLevel::Warn
+            } else {
+                LogLevel::Debug
+            };
+            let text = jsonrpc::error_text(error).unwrap_or_else(|| result.to_string());
+            log(out, level, format!("unexpected reply (id {id}): {text}"));
+            return Ok(());
+        };
+        match pending.kind {
+            RequestKind::Configure => {
+                self.on_configure(&result, error, out);
+                Ok(())
+            }
+            RequestKind::Subscribe => self.on_subscribe(&result, error, out),
+            RequestKind::Authorize => {
+                if result == Value::Bool(true) && error.is_null() {
+                    self.authorized = true;
+                    log(
+                        out,
+                        LogLevel::Info,
+                        format!("authorized as {}", self.config.user),
+                    );
+                } else {
+                    let reason = jsonrpc::error_text(error).unwrap_or_else(|| "refused".into());
+                    self.fail(out, format!("authorization refused: {reason}"));
+                }
+                Ok(())
+            }
+            RequestKind::ExtranonceSubscribe => {
+                if let Some(reason) = jsonrpc::error_text(error) {
+                    log(
+                        out,
+                        LogLevel::Debug,
+                        format!("mining.extranonce.subscribe not supported: {reason}"),
+                    );
+                }
+                Ok(())
+            }
+            RequestKind::Submit { share_id } => {
+                let outcome = if result == Value::Bool(true) && error.is_null() {
+                    ShareOutcome::Accepted
+                } else {
+                    ShareOutcome::Rejected(
+                        jsonrpc::error_text(error).unwrap_or_else(|| "rejected".into()),
+                    )
+                };
+                out.push(share_result(share_id, outcome));
+                Ok(())
+            }
+        }
+    }
+
+    fn on_configure(&mut self, result: &Value, error: &Value, out: &mut Vec<Action>) {
+        let negotiated = if error.is_null() {
+            result
+                .get("version-rolling")
+                .filter(|v| **v == Value::Bool(true))
+                .and_then(|_| result.get("version-rolling.mask"))
+                .and_then(Value::as_str)
+                .and_then(parse_hex_u32)
+        } else {
+            None
+        };
+        self.version_mask = negotiated.unwrap_or(0) & VERSION_ROLLING_MASK;
+        if self.version_mask == 0 {
+            let why = jsonrpc::error_text(error).unwrap_or_else(|| "not offered".into());
+            log(
+                out,
+                LogLevel::Info,
+                format!("version rolling not negotiated: {why}"),
+            );
+        } else {
+            log(
+                out,
+                LogLevel::Info,
+                format!("version rolling mask {:08x}", self.version_mask),
+            );
+        }
+    }
+
+    fn on_subscribe(
+        &mut self,
+        result: &Value,
+        error: &Value,
+        out: &mut Vec<Action>,
+    ) -> Result<(), SessionError> {
+        if let Some(reason) = jsonrpc::error_text(error)
+            .or_else(|| (!result.is_array()).then(|| format!("unexpected result {result}")))
+        {
+            if self.resuming {
+                // Start a fresh session next time instead of retrying forever.
+                self.subscription_id = None;
+            }
+            self.fail(out, format!("subscribe refused: {reason}"));
+            return Ok(());
+        }
+        let (subscriptions, en1, en2) = match result.as_array().map(Vec::as_slice) {
+            Some([subs, en1, en2, ..]) => (subs, en1, en2),
+            _ => {
+                return Err(SessionError::invalid(
+                    "mining.subscribe result",
+                    "too few items",
+                ));
+            }
+        };
+        let extranonce = parse_extranonce("mining.subscribe result", en1, en2)?;
+        let sid = notify_subscription_id(subscriptions);
+        if self.resuming && sid.as_deref() == self.subscription_id.as_deref() {
+            log(out, LogLevel::Info, "resumed previous session");
+        }
+        self.subscription_id = sid;
+        self.extranonce = Some(extranonce);
+        if !self.difficulty_set {
+            match target::difficulty_to_target(1.0) {
+                Ok(t) => out.push(Action::SetShareTarget(t.to_vec())),
+                Err(e) => log(out, LogLevel::Error, e.to_string()),
+            }
+            self.difficulty_set = true;
+        }
+        let creds = json!([self.config.user, self.config.password]);
+        if self.request(out, RequestKind::Authorize, "mining.authorize", &creds) {
+            self.request(
+                out,
+                RequestKind::ExtranonceSubscribe,
+                "mining.extranonce.subscribe",
+                &json!([]),
+            );
+        }
+        Ok(())
+    }
+
+    fn handle_request(
+        &mut self,
+        id: &Value,
+        method: &str,
+        params: &[Value],
+        out: &mut Vec<Action>,
+    ) -> Result<(), SessionError> {
+        match method {
+            "mining.notify" => self.on_notify(params, out),
+            "mining.set_difficulty" => {
+                self.on_set_difficulty(params, out);
+                Ok(())
+            }
+            "mining.set_extranonce" => {
+                let (Some(en1), Some(en2)) = (params.first(), params.get(1)) else {
+                    return Err(SessionError::invalid(
+                        "mining.set_extranonce",
+                        "too few params",
+                    ));
+                };
+                self.extranonce = Some(parse_extranonce("mining.set_extranonce", en1, en2)?);
+                log(out, LogLevel::Debug, "extranonce changed");
+                Ok(())
+            }
+            "mining.set_version_mask" => {
+                let mask = params
+                    .first()
+                    .and_then(Value::as_str)
+                    .and_then(parse_hex_u32)
+                    .ok_or_else(|| SessionError::invalid("mining.set_version_mask", "bad mask"))?;
+                if self.config.version_rolling {
+                    self.version_mask = mask & VERSION_ROLLING_MASK;
+                    log(
+                        out,
+                        LogLevel::Info,
+                        format!("version rolling mask {:08x}", self.version_mask),
+                    );
+                } else {
+                    log(out, LogLevel::Debug, "ignoring mining.set_version_mask");
+                }
+                Ok(())
+            }
+            "client.reconnect" => {
+                let request = parse_reconnect(params, out);
+                out.push(Action::Reconnect(request));
+                Ok(())
+            }
+            "client.show_message" => {
+                let text = params.first().map(plain_text).unwrap_or_default();
+                log(out, LogLevel::Info, format!("pool message: {text}"));
+                Ok(())
+            }
+            "client.get_version" if !id.is_null() => {
+                let ua = Value::String(self.config.user_agent.clone());
+                let line = jsonrpc::encode_response(id, &ua, &Value::Null)?;
+                out.push(Action::Send(line));
+                Ok(())
+            }
+            _ if !id.is_null() => {
+                let err = json!([20, "Unsupported method", null]);
+                let line = jsonrpc::encode_response(id, &Value::Null, &err)?;
+                out.push(Action::Send(line));
+                log(
+                    out,
+                    LogLevel::Debug,
+                    format!("unsupported request {method}"),
+                );
+                Ok(())
+            }
+            _ => {
+                log(
+                    out,
+                    LogLevel::Debug,
+                    format!("ignoring notification {method}"),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn on_set_difficulty(&mut self, params: &[Value], out: &mut Vec<Action>) {
+        let result = match params.first() {
+            Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+                (Some(int), _) => target::decimal_difficulty_to_target(int, 0),
+                (None, Some(f)) => target::difficulty_to_target(f),
+                (None, None) => target::difficulty_to_target(f64::NAN),
+            },
+            Some(Value::String(s)) => match s.trim().parse::<f64>() {
+                Ok(f) => target::difficulty_to_target(f),
+                Err(_) => target::difficulty_to_target(f64::NAN),
+            },
+            _ => target::difficulty_to_target(f64::NAN),
+        };
+        match result {
+            Ok(t) => {
+                self.difficulty_set = true;
+                out.push(Action::SetShareTarget(t.to_vec()));
+            }
+            Err(_) => {
+                let shown = params.first().map(Value::to_string).unwrap_or_default();
+                log(
+                    out,
+                    LogLevel::Warn,
+                    format!("ignoring invalid difficulty {shown}"),
+                );
+            }
+        }
+    }
+
+    fn on_notify(&mut self, params: &[Value], out: &mut Vec<Action>) -> Result<(), SessionError> {
+        const M: &str = "mining.notify";
+        let [
+            job_id,
+            prevhash,
+            coinb1,
+            coinb2,
+            branches,
+            version,
+            nbits,
+            ntime,
+            clean,
+            ..,
+        ] = params
+        else {
+            return Err(SessionError::invalid(M, "fewer than 9 params"));
+        };
+        let id = job_id
+            .as_str()
+            .ok_or_else(|| SessionError::invalid(M, "job id is not a string"))?;
+        let prev = hex_field(M, "prevhash", prevhash)?;
+        let prev: [u8; 32] = prev
+            .try_into()
+            .map_err(|_| SessionError::invalid(M, "prevhash is not 32 bytes"))?;
+        let coinbase_prefix = hex_field(M, "coinb1", coinb1)?;
+        let coinbase_suffix = hex_field(M, "coinb2", coinb2)?;
+        let branch_values = branches
+            .as_array()
+            .ok_or_else(|| SessionError::invalid(M, "merkle branch is not an array"))?;
+        if branch_values.len() > MAX_MERKLE_BRANCHES {
+            return Err(SessionError::invalid(M, "more than 32 merkle branches"));
+        }
+        let mut merkle_branches = Vec::with_capacity(branch_values.len());
+        for b in branch_values {
+            let bytes = hex_field(M, "merkle branch", b)?;
+            if bytes.len() != 32 {
+                return Err(SessionError::invalid(M, "merkle branch is not 32 bytes"));
+            }
+            merkle_branches.push(bytes);
+        }
+        let version = u32_field(M, "version", version)?;
+        let nbits = u32_field(M, "nbits", nbits)?;
+        let ntime = u32_field(M, "ntime", ntime)?;
+        let clean = clean
+            .as_bool()
+            .ok_or_else(|| SessionError::invalid(M, "clean_jobs is not a boolean"))?;
+        let Some(extranonce) = &self.extranonce else {
+            log(
+                out,
+                LogLevel::Warn,
+                format!("dropping job {id}: not subscribed yet"),
+            );
+            return Ok(());
+        };
+        // Stratum sends prevhash as eight 4-byte words, each byte-swapped.
+        let mut prev_hash = prev.to_vec();
+        for word in prev_hash.chunks_exact_mut(4) {
+            word.reverse();
+        }
+        out.push(Action::NewJob(Job {
+            id: id.to_owned(),
+            kind: WorkKind::Extended(ExtendedWork {
+                coinbase_prefix,
+                extranonce1: extranonce.extranonce1.clone(),
+                extranonce2_size: extranonce.extranonce2_size,
+                coinbase_suffix,
+                merkle_branches,
+            }),
+            prev_hash,
+            version,
+            version_mask: self.version_mask,
+            nbits,
+            ntime,
+            clean,
+        }));
+        Ok(())
+    }
+}
+
+fn log(out: &mut Vec<Action>, level: LogLevel, message: impl Into<String>) {
+    out.push(Action::Log(LogEntry {
+        level,
+        message: message.into(),
+    }));
+}
+
+fn share_result(id: u64, outcome: ShareOutcome) -> Action {
+    Action::ShareResult(ShareResult { id, outcome })
+}
+
+fn plain_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Our ids are integers; tolerate pools echoing them as decimal strings.
+fn response_id(id: &Value) -> Option<u64> {
+    match id {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Parse 1..=8 hex digits as a u32 (no sign, no prefix).
+fn parse_hex_u32(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 8 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(s, 16).ok()
+}
+
+fn hex_field(method: &'static str, what: &str, v: &Value) -> Result<Vec<u8>, SessionError> {
+    v.as_str()
+        .and_then(|s| hex::decode(s).ok())
+        .ok_or_else(|| SessionError::invalid(method, format!("{what} is not valid hex")))
+}
+
+fn u32_field(method: &'static str, what: &str, v: &Value) -> Result<u32, SessionError> {
+    v.as_str()
+        .and_then(parse_hex_u32)
+        .ok_or_else(|| SessionError::invalid(method, format!("{what} is not a hex u32")))
+}
+
+fn parse_extranonce(
+    method: &'static str,
+    en1: &Value,
+    en2: &Value,
+) -> Result<Extranonce, SessionError> {
+    let extranonce1 = hex_field(method, "extranonce1", en1)?;
+    if extranonce1.len() > MAX_EXTRANONCE1_LEN {
+        return Err(SessionError::invalid(method, "extranonce1 too long"));
+    }
+    let extranonce2_size = en2
+        .as_u64()
+        .filter(|n| (1..=16).contains(n))
+        .and_then(|n| u8::try_from(n).ok())
+        .ok_or_else(|| SessionError::invalid(method, "extranonce2_size not in 1..=16"))?;
+    Ok(Extranonce {
+        extranonce1,
+        extranonce2_size,
+    })
+}
+
+/// The `mining.notify` subscription id from a subscribe result's first item:
+/// either one `[method, id]` pair or a list of such pairs.
+fn notify_subscription_id(subscriptions: &Value) -> Option<String> {
+    let pair_id = |pair: &Value| -> Option<String> {
+        let items = pair.as_array()?;
+        match items.as_slice() {
+            [Value::String(m), id, ..] if m == "mining.notify" => match id {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    pair_id(subscriptions).or_else(|| subscriptions.as_array()?.iter().find_map(pair_id))
+}
+
+fn parse_reconnect(params: &[Value], out: &mut Vec<Action>) -> ReconnectRequest {
+    let host = match params.first() {
+        Some(Value::String(h)) => h.clone(),
+        _ => String::new(),
+    };
+    let port = match params.get(1) {
+        None | Some(Value::Null) => Some(0),
+        Some(Value::Number(n)) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
+        Some(Value::String(s)) if s.is_empty() => Some(0),
+        Some(Value::String(s)) => s.trim().parse::<u16>().ok(),
+        Some(_) => None,
+    };
+    let port = port.unwrap_or_else(|| {
+        log(
+            out,
+            LogLevel::Warn,
+            "client.reconnect: ignoring invalid port",
+        );
+        0
+    });
+    let wait_s = match params.get(2) {
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        Some(Value::String(s)) => s.trim().parse::<f64>().unwrap_or(0.0),
+        _ => 0.0,
+    };
+    let after_ms = if wait_s.is_finite() && wait_s > 0.0 {
+        // `as` saturates for floats: huge waits clamp to u32::MAX.
+        (wait_s * 1000.0) as u32
+    } else {
+        0
+    };
+    ReconnectRequest {
+        host,
+        port,
+        after_ms,
+    }
+}

@@ -1,0 +1,159 @@
+//! Plain Rust mirrors of the `hashwatt:pool@0.1.0` WIT types.
+//!
+//! The core state machine speaks these types so it can be compiled, tested
+//! and fuzzed natively; `component.rs` converts them to and from the
+//! wit-bindgen generated types on wasm32.
+
+/// Severity of a plugin log line (mirrors WIT `log-level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogLevel {
+    /// Very detailed diagnostics, normally hidden.
+    Trace,
+    /// Diagnostics useful while developing.
+    Debug,
+    /// Normal operational messages.
+    Info,
+    /// Something unexpected that the plugin recovered from.
+    Warn,
+    /// Something failed; the operator should look at it.
+    Error,
+}
+
+/// The pool as configured by the operator (mirrors WIT `pool-config`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PoolConfig {
+    /// The configured URL.
+    pub url: String,
+    /// Host part of the URL.
+    pub host: String,
+    /// Port part of the URL.
+    pub port: u16,
+    /// Worker / account name used in `mining.authorize` and `mining.submit`.
+    pub user: String,
+    /// Worker password.
+    pub password: String,
+    /// User agent announced in `mining.subscribe` and `client.get_version`.
+    pub user_agent: String,
+    /// Whether the host can roll version bits, so BIP 310 should be negotiated.
+    pub version_rolling: bool,
+}
+
+/// Host-assembled coinbase work (mirrors WIT `extended-work`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtendedWork {
+    /// Stratum `coinb1`.
+    pub coinbase_prefix: Vec<u8>,
+    /// Pool-assigned extranonce1.
+    pub extranonce1: Vec<u8>,
+    /// Size of the host-chosen extranonce2 (1..=16).
+    pub extranonce2_size: u8,
+    /// Stratum `coinb2`.
+    pub coinbase_suffix: Vec<u8>,
+    /// Merkle branches, 32 bytes each, as sent by the pool.
+    pub merkle_branches: Vec<Vec<u8>>,
+}
+
+/// How the header's merkle root is obtained (mirrors WIT `work-kind`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkKind {
+    /// The host builds coinbase and merkle root (what Stratum V1 uses).
+    Extended(ExtendedWork),
+    /// The pool fixed the merkle root (never produced by this plugin, kept
+    /// so the mirror is complete).
+    MerkleRoot(Vec<u8>),
+}
+
+/// A job to mine (mirrors WIT `job`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Pool job id, echoed back in shares.
+    pub id: String,
+    /// How to build the merkle root.
+    pub kind: WorkKind,
+    /// Previous block hash in header byte order.
+    pub prev_hash: Vec<u8>,
+    /// Block version.
+    pub version: u32,
+    /// Bits of `version` the host may roll; 0 without version rolling.
+    pub version_mask: u32,
+    /// Compact network target.
+    pub nbits: u32,
+    /// Block time.
+    pub ntime: u32,
+    /// Whether all older jobs are invalid now.
+    pub clean: bool,
+}
+
+/// A share found by the host (mirrors WIT `share`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// Host-chosen id quoted back in `share-result`.
+    pub id: u64,
+    /// The job the share solves.
+    pub job_id: String,
+    /// The extranonce2 used.
+    pub extranonce2: Vec<u8>,
+    /// The ntime used.
+    pub ntime: u32,
+    /// The nonce (header's last 4 bytes as little-endian u32).
+    pub nonce: u32,
+    /// The full header version used.
+    pub version: u32,
+}
+
+/// The pool's verdict (mirrors WIT `share-outcome`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShareOutcome {
+    /// Credited.
+    Accepted,
+    /// Refused, with the pool's reason.
+    Rejected(String),
+}
+
+/// Verdict on one share (mirrors WIT `share-result`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareResult {
+    /// The `Share::id` concerned.
+    pub id: u64,
+    /// Accepted or rejected.
+    pub outcome: ShareOutcome,
+}
+
+/// A request to move the connection (mirrors WIT `reconnect-request`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconnectRequest {
+    /// New host; empty means the current one.
+    pub host: String,
+    /// New port; 0 means the current one.
+    pub port: u16,
+    /// Delay before reconnecting.
+    pub after_ms: u32,
+}
+
+/// A plugin log line (mirrors WIT `log-entry`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Severity.
+    pub level: LogLevel,
+    /// Text.
+    pub message: String,
+}
+
+/// Something the host must do (mirrors WIT `action`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write bytes to the pool connection.
+    Send(Vec<u8>),
+    /// Start mining this job.
+    NewJob(Job),
+    /// New share target, 32 bytes big-endian.
+    SetShareTarget(Vec<u8>),
+    /// The pool answered a share.
+    ShareResult(ShareResult),
+    /// Close and reconnect as described.
+    Reconnect(ReconnectRequest),
+    /// Write a log line.
+    Log(LogEntry),
+    /// The session cannot go on; the host closes and reconnects with back-off.
+    Fail(String),
+}
