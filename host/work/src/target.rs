@@ -305,6 +305,9 @@ mod tests {
         for (nbits, hex_be) in cases {
             assert_eq!(Target::from_nbits(nbits).unwrap(), t(hex_be), "{nbits:08x}");
         }
+        // Block 100000 reports difficulty 14484.1623612254.
+        let d = Target::from_nbits(0x1b04864c).unwrap().difficulty();
+        assert!((d - 14_484.162_361_225_4).abs() < 1e-6, "{d}");
         // Block 840000 difficulty is about 86.39 T.
         let d = Target::from_nbits(0x17034219).unwrap().difficulty();
         assert!((d - 86_388_558_925_171.0).abs() < 1e3, "{d}");
