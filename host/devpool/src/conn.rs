@@ -3,6 +3,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -17,6 +18,8 @@ use crate::{Event, Shared, stopped};
 
 /// How many jobs a connection remembers for share validation.
 const JOB_HISTORY: usize = 32;
+/// A client that does not read its socket for this long is disconnected.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request could not be served; every variant maps to a Stratum code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,9 +146,16 @@ pub(crate) async fn serve(
             Input::Stop => break,
         }
         if !conn.out.is_empty() {
-            if let Err(e) = write_half.write_all(&conn.out).await {
-                debug!(%peer, error = %e, "write failed, closing connection");
-                break;
+            match tokio::time::timeout(WRITE_TIMEOUT, write_half.write_all(&conn.out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "write failed, closing connection");
+                    break;
+                }
+                Err(_) => {
+                    warn!(%peer, "client stopped reading, closing connection");
+                    break;
+                }
             }
             conn.out.clear();
         }
