@@ -24,7 +24,11 @@ pub enum FramingError {
 #[derive(Debug, Default, Clone)]
 pub struct LineBuffer {
     buf: Vec<u8>,
-    /// Bytes of `buf` already known to contain no `\n` (avoids rescanning).
+    /// Start of the first line not yet returned (lines are consumed by
+    /// moving this offset; the buffer is compacted once per `push`, so a
+    /// chunk holding many lines costs linear, not quadratic, time).
+    start: usize,
+    /// Bytes of `buf[start..]` already known to contain no `\n`.
     scanned: usize,
 }
 
@@ -36,18 +40,23 @@ impl LineBuffer {
 
     /// Append received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start.min(self.buf.len()));
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// Forget everything buffered (after a protocol error or a reconnect).
     pub fn clear(&mut self) {
         self.buf = Vec::new();
+        self.start = 0;
         self.scanned = 0;
     }
 
     /// Number of bytes buffered but not yet returned as lines.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len().saturating_sub(self.start)
     }
 
     /// Next complete line with its terminator and trailing `\r` removed.
@@ -57,21 +66,22 @@ impl LineBuffer {
     /// [`clear`](Self::clear) the buffer: the stream cannot be resynchronised.
     pub fn next_line(&mut self) -> Option<Result<String, FramingError>> {
         loop {
-            let tail = self.buf.get(self.scanned..).unwrap_or_default();
-            let Some(pos) = tail.iter().position(|&b| b == b'\n') else {
-                self.scanned = self.buf.len();
-                // A pending partial line may still end in `\r` before its `\n`.
-                if self.buf.len() > MAX_LINE_LEN + 1 {
+            let pending = self.buf.get(self.start..).unwrap_or_default();
+            let unscanned = pending.get(self.scanned..).unwrap_or_default();
+            let Some(pos) = unscanned.iter().position(|&b| b == b'\n') else {
+                self.scanned = pending.len();
+                // A partial line may still end in `\r` before its `\n`.
+                if pending.len() > MAX_LINE_LEN + 1 {
                     return Some(Err(FramingError::LineTooLong));
                 }
                 return None;
             };
-            let end = self.scanned + pos;
-            let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+            let line_len = self.scanned + pos;
+            let mut line = pending.get(..line_len).unwrap_or_default();
+            self.start += line_len + 1;
             self.scanned = 0;
-            line.pop(); // the '\n'
-            while line.last() == Some(&b'\r') {
-                line.pop();
+            while let [rest @ .., b'\r'] = line {
+                line = rest;
             }
             if line.len() > MAX_LINE_LEN {
                 return Some(Err(FramingError::LineTooLong));
@@ -79,7 +89,11 @@ impl LineBuffer {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return Some(String::from_utf8(line).map_err(|_| FramingError::InvalidUtf8));
+            return Some(
+                std::str::from_utf8(line)
+                    .map(str::to_owned)
+                    .map_err(|_| FramingError::InvalidUtf8),
+            );
         }
     }
 }
@@ -123,6 +137,27 @@ mod tests {
         // Detected before the terminator arrives.
         let partial = vec![b'a'; MAX_LINE_LEN + 2];
         assert_eq!(lines(&[&partial]), vec![Err(FramingError::LineTooLong)]);
+    }
+
+    #[test]
+    fn many_lines_in_one_chunk() {
+        let mut chunk = Vec::new();
+        for i in 0..10_000 {
+            chunk.extend_from_slice(format!("{i}\n").as_bytes());
+        }
+        chunk.extend_from_slice(b"tail");
+        let mut b = LineBuffer::new();
+        b.push(&chunk);
+        let mut n = 0;
+        while let Some(l) = b.next_line() {
+            assert_eq!(l.unwrap(), n.to_string());
+            n += 1;
+        }
+        assert_eq!(n, 10_000);
+        assert_eq!(b.buffered(), 4);
+        b.push(b"\n");
+        assert_eq!(b.next_line(), Some(Ok("tail".into())));
+        assert_eq!(b.buffered(), 0);
     }
 
     #[test]
