@@ -118,13 +118,16 @@ pub fn encode_response(id: &Value, result: &Value, error: &Value) -> Result<Vec<
     to_line(&OutResponse { id, result, error })
 }
 
-/// Human-readable text of a JSON-RPC `error`, `None` when it is null.
+/// Human-readable text of a JSON-RPC `error`, `None` when there is none.
 ///
 /// Pools use `[code, "message", data]`, `{"code": .., "message": ..}` or a
-/// bare string; anything else is shown as compact JSON.
+/// bare string; anything else is shown as compact JSON. Besides `null`, a
+/// few pools write "no error" as `false`, `[]` or `{}`; those count as none.
 pub fn error_text(error: &Value) -> Option<String> {
     match error {
-        Value::Null => None,
+        Value::Null | Value::Bool(false) => None,
+        Value::Array(items) if items.is_empty() => None,
+        Value::Object(obj) if obj.is_empty() => None,
         Value::String(s) => Some(s.clone()),
         Value::Array(items) => {
             let code = items.first().filter(|v| !v.is_null());
@@ -206,7 +209,9 @@ mod tests {
 
     #[test]
     fn error_formats() {
-        assert_eq!(error_text(&json!(null)), None);
+        for none in [json!(null), json!(false), json!([]), json!({})] {
+            assert_eq!(error_text(&none), None);
+        }
         assert_eq!(
             error_text(&json!([23, "Low difficulty share", null])).unwrap(),
             "23: Low difficulty share"

@@ -387,7 +387,7 @@ impl Session {
             }
             RequestKind::Subscribe => self.on_subscribe(&result, error, out),
             RequestKind::Authorize => {
-                if result == Value::Bool(true) && error.is_null() {
+                if result == Value::Bool(true) && jsonrpc::error_text(error).is_none() {
                     self.authorized = true;
                     log(
                         out,
@@ -411,7 +411,8 @@ impl Session {
                 Ok(())
             }
             RequestKind::Submit { share_id } => {
-                let outcome = if result == Value::Bool(true) && error.is_null() {
+                let outcome = if result == Value::Bool(true) && jsonrpc::error_text(error).is_none()
+                {
                     ShareOutcome::Accepted
                 } else {
                     ShareOutcome::Rejected(
@@ -425,7 +426,7 @@ impl Session {
     }
 
     fn on_configure(&mut self, result: &Value, error: &Value, out: &mut Vec<Action>) {
-        let negotiated = if error.is_null() {
+        let negotiated = if jsonrpc::error_text(error).is_none() {
             result
                 .get("version-rolling")
                 .filter(|v| **v == Value::Bool(true))

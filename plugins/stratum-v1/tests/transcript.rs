@@ -753,3 +753,26 @@ fn unexpected_replies_are_logged_not_fatal() {
     assert!(fails(&a).is_empty());
     assert_eq!(logs(&a, LogLevel::Warn).len(), 1);
 }
+
+#[test]
+fn no_error_spelled_false_or_empty_counts_as_success() {
+    let mut s = Session::new(config(false));
+    s.connected(0);
+    feed(&mut s, subscribe_result(1, "00", 4));
+    let a = feed(&mut s, json!({"id": 2, "result": true, "error": false}));
+    assert!(fails(&a).is_empty());
+    assert!(s.is_authorized());
+    for (n, error) in [json!([]), json!({}), json!(false)].into_iter().enumerate() {
+        let a = s.share_found(Share {
+            id: n as u64,
+            job_id: "j".into(),
+            extranonce2: vec![0; 4],
+            ntime: 0,
+            nonce: 0,
+            version: 0,
+        });
+        let id = sent(&a)[0]["id"].clone();
+        let a = feed(&mut s, json!({"id": id, "result": true, "error": error}));
+        assert_eq!(share_results(&a), vec![(n as u64, ShareOutcome::Accepted)]);
+    }
+}
