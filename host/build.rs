@@ -1,1 +1,74 @@
-fn main() {}
+//! Builds the first-party plugins for `wasm32-wasip2` and embeds them in the
+//! host binary, so `cargo run` and `cargo test` always use plugins built from
+//! the same checkout (and an appliance image needs no separate plugin files).
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// First-party plugin crates: (package name, artifact file stem, env var the host reads).
+const PLUGINS: &[(&str, &str, &str)] = &[("stratum-v1", "stratum_v1", "HASHWATT_STRATUM_V1_WASM")];
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace root")
+        .to_path_buf();
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    println!("cargo:rerun-if-changed={}", root.join("plugins").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
+
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target_dir = root.join("target").join("plugins");
+    for (package, stem, var) in PLUGINS {
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(&root)
+            .args([
+                "build",
+                "--quiet",
+                "--package",
+                package,
+                "--target",
+                "wasm32-wasip2",
+                "--profile",
+                "plugin",
+            ])
+            .arg("--target-dir")
+            .arg(&target_dir);
+        // The nested build is a plain build for another target: none of the
+        // outer build's wrappers (clippy, coverage) or host flags apply.
+        for var in [
+            "RUSTC_WRAPPER",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_BUILD_TARGET",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_RUSTFLAGS",
+        ] {
+            cmd.env_remove(var);
+        }
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+        if !status.success() {
+            panic!(
+                "building plugin {package} for wasm32-wasip2 failed ({status}); \
+                 is the target installed? run: rustup target add wasm32-wasip2"
+            );
+        }
+        let wasm = target_dir
+            .join("wasm32-wasip2")
+            .join("plugin")
+            .join(format!("{stem}.wasm"));
+        if !wasm.exists() {
+            panic!("plugin {package} built but {} is missing", wasm.display());
+        }
+        println!("cargo:rustc-env={var}={}", wasm.display());
+    }
+}

@@ -1,1 +1,24 @@
-//! hashwatt
+//! hashwatt: the runtime of a Bitcoin mining appliance.
+//!
+//! The host drives the hashing hardware natively and loads sandboxed
+//! WebAssembly plugins for what changes often or comes from third parties
+//! (pool protocols, energy policies). Data flows one way:
+//! pool bytes → plugin → job → work → hash → share → plugin → pool.
+//!
+//! Modules, each owning one concern:
+//! - [`config`]: the TOML configuration file;
+//! - [`plugin`]: the wasmtime runtime, limits and the pool-plugin bindings;
+//! - [`pool`]: TCP connections to pools, reconnects and back-off;
+//! - [`miner`]: current jobs → work units for the hashing workers → shares;
+//! - [`status`]: counters and hashrate shown to the operator;
+//! - [`app`]: wiring of all of the above.
+//!
+//! Hashing backends live in the `hashwatt-hash` crate, header assembly and
+//! targets in `hashwatt-work`, the development pool in `hashwatt-devpool`.
+
+pub mod app;
+pub mod config;
+pub mod miner;
+pub mod plugin;
+pub mod pool;
+pub mod status;

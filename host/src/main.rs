@@ -1,1 +1,278 @@
-fn main() {}
+//! The `hashwatt` command: runs the appliance, the development pool, hashing
+//! tools and benchmarks. It only parses arguments and wires library parts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use hashwatt::app::App;
+use hashwatt::config::{Config, ConfigError, PoolEntry};
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(name = "hashwatt", version, about = "Bitcoin mining appliance runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance: mine on the configured pools.
+    Run(RunArgs),
+    /// Hashing tools.
+    #[command(subcommand)]
+    Hash(HashCommand),
+    /// Run a development Stratum V1 pool (for demos and tests).
+    Devpool(DevpoolArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file (TOML).
+    #[arg(long, short, required_unless_present = "demo")]
+    config: Option<PathBuf>,
+    /// Start a development pool on loopback and mine against it.
+    #[arg(long, conflicts_with = "config")]
+    demo: bool,
+}
+
+#[derive(Subcommand)]
+enum HashCommand {
+    /// Print the block hash (display order) of an 80-byte header given in hex.
+    Header {
+        /// 160 hex digits.
+        header: String,
+    },
+    /// Print the nonces (8 hex digits, as Stratum submits them) whose hash meets a target.
+    Scan {
+        /// 80-byte header in hex (its nonce field is ignored).
+        #[arg(long)]
+        header: String,
+        /// First nonce.
+        #[arg(long, default_value_t = 0)]
+        start: u32,
+        /// Number of nonces.
+        #[arg(long)]
+        count: u64,
+        /// 256-bit target, 64 hex digits, big-endian (display order).
+        #[arg(long)]
+        target: String,
+        /// Backend to use (default: calibrate).
+        #[arg(long)]
+        backend: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct DevpoolArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3333")]
+    listen: SocketAddr,
+    /// Share difficulty.
+    #[arg(long)]
+    difficulty: Option<f64>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Hashrate per backend, single- and all-thread, and work hand-off latency.
+    Hash {
+        /// Backend name, or `all`.
+        #[arg(long, default_value = "all")]
+        backend: String,
+        /// Threads for the all-thread figure (0 = every core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Hash(cmd) => hash(cmd),
+        Command::Devpool(args) => devpool(args),
+        Command::Bench(cmd) => bench(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(ce) = e.downcast_ref::<ConfigError>() {
+                eprintln!("hashwatt: invalid configuration: {ce}");
+                return ExitCode::from(2);
+            }
+            eprintln!("hashwatt: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Validate the config before anything starts: a bad file changes nothing.
+    let config = match &args.config {
+        Some(path) => Some(Config::load(path)?),
+        None => None,
+    };
+    runtime()?.block_on(async move {
+        let (config, _pool) = match config {
+            Some(c) => (c, None),
+            None => {
+                let pool = hashwatt_devpool::start(hashwatt_devpool::DevPoolConfig::default())
+                    .await
+                    .context("cannot start the demo pool")?;
+                let addr = pool.local_addr();
+                info!(%addr, "demo: development pool listening on loopback");
+                let url = format!("stratum+tcp://{addr}")
+                    .parse()
+                    .map_err(anyhow::Error::msg)?;
+                let config = Config {
+                    pools: vec![PoolEntry {
+                        url,
+                        user: "demo.worker1".into(),
+                        password: String::new(),
+                    }],
+                    threads: 0,
+                    backend: "auto".into(),
+                    state_dir: std::env::temp_dir().join("hashwatt-demo"),
+                    status_interval_secs: 10,
+                    allow_pool_redirect: false,
+                };
+                (config, Some(pool))
+            }
+        };
+        let app = App::start(config).await?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot wait for Ctrl-C")?;
+        info!("shutting down");
+        app.shutdown().await;
+        Ok(())
+    })
+}
+
+fn parse_hex<const N: usize>(what: &str, s: &str) -> anyhow::Result<[u8; N]> {
+    let bytes = hex::decode(s.trim()).with_context(|| format!("{what} is not valid hex"))?;
+    let len = bytes.len();
+    bytes.try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "{what} must be {N} bytes ({} hex digits), got {len} bytes",
+            N * 2
+        )
+    })
+}
+
+fn hash(cmd: HashCommand) -> anyhow::Result<()> {
+    match cmd {
+        HashCommand::Header { header } => {
+            let header: [u8; 80] = parse_hex("header", &header)?;
+            println!(
+                "{}",
+                hashwatt_work::hash_to_display(&hashwatt_hash::sha256d(&header))
+            );
+        }
+        HashCommand::Scan {
+            header,
+            start,
+            count,
+            target,
+            backend,
+        } => {
+            let header: [u8; 80] = parse_hex("header", &header)?;
+            let target: [u8; 32] = parse_hex("target", &target)?;
+            if count > (1u64 << 32) - u64::from(start) {
+                bail!("--start {start} --count {count} runs past the last nonce (2^32 - 1)");
+            }
+            let selected = hashwatt_hash::select(backend.as_deref())?;
+            for nonce in
+                hashwatt_hash::scan(selected.backend.as_ref(), &header, &target, start, count)
+            {
+                println!("{nonce:08x}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn devpool(args: DevpoolArgs) -> anyhow::Result<()> {
+    let mut config = hashwatt_devpool::DevPoolConfig {
+        listen: args.listen,
+        ..Default::default()
+    };
+    if let Some(d) = args.difficulty {
+        if !(d.is_finite() && d > 0.0) {
+            bail!("--difficulty must be a positive number, got {d}");
+        }
+        config.difficulty = d;
+    }
+    runtime()?.block_on(async move {
+        let pool = hashwatt_devpool::start(config).await.context("cannot start the development pool")?;
+        info!(addr = %pool.local_addr(), "development pool listening");
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let s = pool.stats();
+                    info!(connections = s.connections, accepted = s.accepted, rejected = s.rejected_total, "devpool");
+                }
+                r = tokio::signal::ctrl_c() => {
+                    if let Err(e) = r { error!("cannot wait for Ctrl-C: {e}"); }
+                    break;
+                }
+            }
+        }
+        pool.shutdown().await;
+        Ok(())
+    })
+}
+
+fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Hash {
+            backend,
+            threads,
+            seconds,
+            json,
+        } => {
+            let opts = hashwatt_hash::bench::BenchOptions {
+                backend: (backend != "all").then_some(backend),
+                threads,
+                seconds,
+            };
+            let report = hashwatt_hash::bench::run(&opts)?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{report}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! Wires the appliance together: hashing backend and workers, the miner,
+//! the plugin runtime, the pool driver and the status reporter.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hashwatt_hash::Workers;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::Config;
+use crate::miner::Miner;
+use crate::plugin::pool::PoolPluginPre;
+use crate::plugin::{Limits, Runtime, builtin};
+use crate::pool::PoolDriver;
+use crate::status::{Counters, HashrateMeter, Status, format_hashrate};
+
+/// The user agent announced to pools.
+pub const USER_AGENT: &str = concat!("hashwatt/", env!("CARGO_PKG_VERSION"));
+
+/// A running appliance.
+pub struct App {
+    status: Arc<Status>,
+    meter: Arc<Mutex<HashrateMeter>>,
+    workers: Arc<Workers>,
+    miner: Arc<Miner>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    started: Instant,
+}
+
+impl App {
+    /// Starts mining as `config` says, with the built-in Stratum V1 plugin.
+    pub async fn start(config: Config) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("cannot create state dir {}", config.state_dir.display()))?;
+        let backend_name = (config.backend != "auto").then_some(config.backend.as_str());
+        let selected =
+            hashwatt_hash::select(backend_name).context("cannot choose a hashing backend")?;
+        let backend = selected.backend.clone();
+        let threads = if config.threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            config.threads
+        };
+        info!(
+            backend = backend.name(),
+            threads, "hashing backend selected"
+        );
+
+        let runtime = Runtime::new()?;
+        let plugin = PoolPluginPre::new(&runtime, "stratum-v1", builtin::STRATUM_V1)?;
+
+        let status = Arc::new(Status::default());
+        let (share_tx, share_rx) = mpsc::unbounded_channel();
+        let miner = Miner::new(threads, share_tx, status.clone());
+        let workers = Arc::new(Workers::start(backend, threads, true, miner.clone()));
+        miner.attach(Arc::downgrade(&workers));
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let driver = PoolDriver {
+            pools: config.pools.clone(),
+            plugin,
+            limits: Limits::default(),
+            miner: miner.clone(),
+            status: status.clone(),
+            shares: share_rx,
+            allow_redirect: config.allow_pool_redirect,
+            user_agent: USER_AGENT.to_string(),
+        };
+        let meter = Arc::new(Mutex::new(HashrateMeter::new(Duration::from_secs(60))));
+        let started = Instant::now();
+        let tasks = vec![
+            tokio::spawn(driver.run(shutdown_rx.clone())),
+            tokio::spawn(report(
+                workers.clone(),
+                status.clone(),
+                meter.clone(),
+                Duration::from_secs(config.status_interval_secs),
+                started,
+                shutdown_rx,
+            )),
+        ];
+        Ok(App {
+            status,
+            meter,
+            workers,
+            miner,
+            shutdown,
+            tasks,
+            started,
+        })
+    }
+
+    /// Share counters and pool state.
+    pub fn counters(&self) -> Counters {
+        self.status.snapshot()
+    }
+
+    /// Average hashrate over `window` (sampled every second).
+    pub fn hashrate(&self, window: Duration) -> f64 {
+        self.meter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .rate(window)
+    }
+
+    /// Total nonces hashed since start.
+    pub fn hashes(&self) -> u64 {
+        self.workers.hashes()
+    }
+
+    /// Pauses or resumes hashing (manual override; energy policies later).
+    pub fn set_paused(&self, paused: bool) {
+        self.workers.set_paused(paused);
+    }
+
+    /// Time since start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Stops mining and waits for the tasks to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.miner.clear();
+        drop(self.workers);
+    }
+}
+
+/// Samples the hash counter every second and logs a status line every `every`.
+async fn report(
+    workers: Arc<Workers>,
+    status: Arc<Status>,
+    meter: Arc<Mutex<HashrateMeter>>,
+    every: Duration,
+    started: Instant,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_line = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = Instant::now();
+        let (r10, r60) = {
+            let mut m = meter.lock().unwrap_or_else(|p| p.into_inner());
+            m.sample(now, workers.hashes());
+            (
+                m.rate(Duration::from_secs(10)),
+                m.rate(Duration::from_secs(60)),
+            )
+        };
+        if now.duration_since(last_line) >= every {
+            last_line = now;
+            let c = status.snapshot();
+            info!(
+                target: "hashwatt::status",
+                "hashrate {} (10s) {} (1m) | accepted {} rejected {} stale {} | pool {} | uptime {}s",
+                format_hashrate(r10),
+                format_hashrate(r60),
+                c.accepted,
+                c.rejected_total(),
+                c.stale,
+                c.pool.as_deref().unwrap_or("none (disconnected)"),
+                started.elapsed().as_secs(),
+            );
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The appliance configuration file (TOML).
+//!
+//! Loading is all-or-nothing: a file with any error is refused as a whole,
+//! with the file, line and field named, and nothing in the running system
+//! changes.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("{path}:{line}: field `{field}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending item (0 if unknown).
+        line: usize,
+        /// Dotted path of the offending field (`pools[0].url`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Pools in priority order; the first healthy one is mined on.
+    pub pools: Vec<PoolEntry>,
+    /// Hashing threads; 0 means one per core.
+    #[serde(default)]
+    pub threads: usize,
+    /// Hash backend name, or "auto" to calibrate at start.
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    /// Where persistent state (plugin cache, counters) lives.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Seconds between status lines in the log.
+    #[serde(default = "default_status_interval")]
+    pub status_interval_secs: u64,
+    /// Follow a pool's `client.reconnect` to a different host name.
+    #[serde(default)]
+    pub allow_pool_redirect: bool,
+}
+
+/// One pool.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolEntry {
+    /// `stratum+tcp://host:port`.
+    pub url: PoolUrl,
+    /// Worker name (usually `account.worker` or a payout address).
+    pub user: String,
+    /// Worker password; many pools ignore it.
+    #[serde(default)]
+    pub password: String,
+}
+
+/// A parsed `stratum+tcp://host:port` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolUrl {
+    /// The URL as written.
+    pub url: String,
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl std::str::FromStr for PoolUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let rest = s
+            .strip_prefix("stratum+tcp://")
+            .ok_or_else(|| format!("`{s}` is not a stratum+tcp://host:port URL"))?;
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, p) = v6
+                .split_once("]:")
+                .ok_or_else(|| format!("`{s}`: expected [addr]:port"))?;
+            (h, p)
+        } else {
+            rest.rsplit_once(':')
+                .ok_or_else(|| format!("`{s}` has no port"))?
+        };
+        if host.is_empty() || host.contains('/') || host.contains('@') {
+            return Err(format!("`{s}` has no valid host"));
+        }
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{s}` has an invalid port `{port}`"))?;
+        if port == 0 {
+            return Err(format!("`{s}`: port 0 is not allowed"));
+        }
+        Ok(PoolUrl {
+            url: s.to_string(),
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for PoolUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn default_backend() -> String {
+    "auto".into()
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/hashwatt")
+}
+
+fn default_status_interval() -> u64 {
+    10
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses `text` as the contents of `path` (used for messages only).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let invalid = |span: Option<std::ops::Range<usize>>, field: String, message: String| {
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: span.map(|s| line_of(text, s.start)).unwrap_or(0),
+                field: if field.is_empty() || field == "." {
+                    "(top level)".into()
+                } else {
+                    field
+                },
+                message,
+            }
+        };
+        let de = toml::de::Deserializer::parse(text)
+            .map_err(|e| invalid(e.span(), String::new(), e.message().to_string()))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            invalid(inner.span(), field, inner.message().to_string())
+        })?;
+        config.check().map_err(|(field, message)| {
+            let line = find_key_line(text, &field);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                field,
+                message,
+            }
+        })?;
+        Ok(config)
+    }
+
+    /// Cross-field checks serde cannot express.
+    fn check(&self) -> Result<(), (String, String)> {
+        if self.pools.is_empty() {
+            return Err((
+                "pools".into(),
+                "at least one [[pools]] entry is required".into(),
+            ));
+        }
+        for (i, p) in self.pools.iter().enumerate() {
+            if p.user.trim().is_empty() {
+                return Err((format!("pools[{i}].user"), "must not be empty".into()));
+            }
+        }
+        if self.threads > 1024 {
+            return Err((
+                "threads".into(),
+                format!("{} threads is not plausible (at most 1024)", self.threads),
+            ));
+        }
+        if self.status_interval_secs == 0 {
+            return Err(("status_interval_secs".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line number of byte offset `pos` in `text`.
+fn line_of(text: &str, pos: usize) -> usize {
+    text.as_bytes()[..pos.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Best-effort line of the last key of a dotted field path.
+fn find_key_line(text: &str, field: &str) -> usize {
+    let key = field.rsplit('.').next().unwrap_or(field);
+    let key = key.split('[').next().unwrap_or(key);
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.starts_with(key) && l[key.len()..].trim_start().starts_with('=')
+                || l.starts_with(&format!("[[{key}]]"))
+        })
+        .map(|i| i + 1)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("test.toml"), text)
+    }
+
+    #[test]
+    fn minimal_config_parses() {
+        let c = parse("[[pools]]\nurl = \"stratum+tcp://pool.example.com:3333\"\nuser = \"w1\"\n")
+            .unwrap();
+        assert_eq!(c.pools[0].url.host, "pool.example.com");
+        assert_eq!(c.pools[0].url.port, 3333);
+        assert_eq!(c.threads, 0);
+        assert_eq!(c.backend, "auto");
+    }
+
+    #[test]
+    fn bad_field_names_file_line_and_field() {
+        let err = parse(
+            "threads = 2\n[[pools]]\nurl = \"stratum+tcp://h:3333\"\nuser = \"w\"\npassword = 5\n",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("test.toml:5: field `pools[0].password`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_url_is_refused() {
+        let msg = parse("[[pools]]\nurl = \"http://h:1\"\nuser = \"w\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("test.toml:2")
+                && msg.contains("pools[0].url")
+                && msg.contains("stratum+tcp"),
+            "{msg}"
+        );
+        let msg = parse("[[pools]]\nurl = \"stratum+tcp://h:99999\"\nuser = \"w\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("invalid port"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_field_and_syntax_errors() {
+        let msg = parse("treads = 2\n[[pools]]\nurl = \"stratum+tcp://h:1\"\nuser = \"w\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("test.toml:1") && msg.contains("treads"),
+            "{msg}"
+        );
+        let msg = parse("threads = = 2\n").unwrap_err().to_string();
+        assert!(msg.starts_with("test.toml:1:"), "{msg}");
+    }
+
+    #[test]
+    fn semantic_checks() {
+        let msg = parse("pools = []\n").unwrap_err().to_string();
+        assert!(
+            msg.contains("pools") && msg.contains("at least one"),
+            "{msg}"
+        );
+        let msg = parse("[[pools]]\nurl = \"stratum+tcp://h:1\"\nuser = \" \"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("pools[0].user") && msg.contains("test.toml:3"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn ipv6_url() {
+        let u: PoolUrl = "stratum+tcp://[::1]:3333".parse().unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 3333));
+    }
+}

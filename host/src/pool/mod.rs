@@ -1,0 +1,428 @@
+//! Pool connections: the host owns the TCP socket, the timers and the
+//! reconnect policy; the pool plugin only turns bytes into actions.
+
+mod backoff;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument, debug, error, info, info_span, trace, warn};
+
+pub use backoff::Backoff;
+
+use crate::config::PoolEntry;
+use crate::miner::{FoundShare, Miner};
+use crate::plugin::pool::{
+    CallOutput, LogLevel, PoolAction, PoolConfig, PoolPlugin, PoolPluginPre, ShareSubmission,
+};
+use crate::plugin::{Limits, PluginError};
+use crate::status::Status;
+
+/// Time allowed for a TCP connect or a write to the pool.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest delay a pool may ask for in `client.reconnect`.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(300);
+
+/// Everything the pool driver needs.
+pub struct PoolDriver {
+    /// Pools in priority order.
+    pub pools: Vec<PoolEntry>,
+    /// The compiled pool plugin.
+    pub plugin: PoolPluginPre,
+    /// Limits for each plugin instance.
+    pub limits: Limits,
+    /// Where jobs go.
+    pub miner: Arc<Miner>,
+    /// Where counters go.
+    pub status: Arc<Status>,
+    /// Shares from the miner.
+    pub shares: mpsc::UnboundedReceiver<FoundShare>,
+    /// Follow `client.reconnect` to another host name.
+    pub allow_redirect: bool,
+    /// User agent to announce.
+    pub user_agent: String,
+}
+
+/// How a connection ended and what to do next.
+enum Next {
+    /// Wait out the back-off, then connect again (or to the next pool).
+    Backoff,
+    /// The pool asked to be reconnected to.
+    Reconnect {
+        host: String,
+        port: u16,
+        after: Duration,
+    },
+    /// The plugin died: make a new instance, then back off.
+    PluginDead,
+    /// The host is shutting down.
+    Shutdown,
+}
+
+struct Ended {
+    reason: String,
+    next: Next,
+}
+
+impl Ended {
+    fn new(reason: impl Into<String>, next: Next) -> Self {
+        Ended {
+            reason: reason.into(),
+            next,
+        }
+    }
+}
+
+impl From<PluginError> for Ended {
+    fn from(e: PluginError) -> Self {
+        Ended::new(e.to_string(), Next::PluginDead)
+    }
+}
+
+/// A share submitted and not yet answered.
+struct Pending {
+    job_id: String,
+    difficulty: f64,
+}
+
+impl PoolDriver {
+    /// Mines on the pools until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let clock = Instant::now();
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+        let mut plugin: Option<PoolPlugin> = None;
+        let mut index = 0usize;
+        let mut redirect: Option<(String, u16)> = None;
+        let mut connection = 0u64;
+        let mut next_share_id = 1u64;
+        let mut plugin_pool = usize::MAX;
+        while !*shutdown.borrow() {
+            let Some(entry) = self.pools.get(index).cloned() else {
+                error!("no pools configured");
+                return;
+            };
+            if plugin_pool != index {
+                plugin = None;
+            }
+            let (host, port) = redirect
+                .clone()
+                .unwrap_or((entry.url.host.clone(), entry.url.port));
+            let span = info_span!("pool", url = %entry.url.url, %host, port);
+            if plugin.is_none() {
+                let config = PoolConfig {
+                    url: entry.url.url.clone(),
+                    host: entry.url.host.clone(),
+                    port: entry.url.port,
+                    user: entry.user.clone(),
+                    password: entry.password.clone(),
+                    user_agent: self.user_agent.clone(),
+                    version_rolling: true,
+                };
+                match self.plugin.instantiate(&config, self.limits.clone()) {
+                    Ok(p) => {
+                        plugin = Some(p);
+                        plugin_pool = index;
+                    }
+                    Err(e) => {
+                        span.in_scope(|| error!("cannot start pool plugin: {e}"));
+                        self.status
+                            .update(|c| c.last_disconnect = Some(e.to_string()));
+                        if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some(p) = plugin.as_mut() else { continue };
+            let stream =
+                match tokio::time::timeout(IO_TIMEOUT, TcpStream::connect((host.as_str(), port)))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        self.connect_failed(
+                            &span,
+                            format!("cannot connect to {host}:{port}: {e}"),
+                            &mut index,
+                            &mut redirect,
+                        );
+                        if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(_) => {
+                        self.connect_failed(
+                            &span,
+                            format!("connecting to {host}:{port} timed out"),
+                            &mut index,
+                            &mut redirect,
+                        );
+                        if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+            let _ = stream.set_nodelay(true);
+            connection += 1;
+            self.status.update(|c| {
+                c.connects += 1;
+                c.pool = Some(entry.url.url.clone());
+            });
+            span.in_scope(|| info!(connection, "connected"));
+            let mut got_job = false;
+            let ended = self
+                .session(
+                    stream,
+                    p,
+                    connection,
+                    clock,
+                    &mut next_share_id,
+                    &mut got_job,
+                    &mut shutdown,
+                )
+                .instrument(span.clone())
+                .await;
+            self.miner.clear();
+            if p.dead().is_none()
+                && let Err(e) = p.disconnected(&ended.reason)
+            {
+                span.in_scope(|| warn!("plugin failed on disconnect: {e}"));
+            }
+            self.status.update(|c| {
+                c.pool = None;
+                c.in_flight = 0;
+                c.last_disconnect = Some(ended.reason.clone());
+            });
+            if got_job {
+                backoff.reset();
+            }
+            match ended.next {
+                Next::Shutdown => return,
+                Next::Backoff => {
+                    span.in_scope(|| warn!(reason = %ended.reason, "disconnected from pool"));
+                    if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
+                        return;
+                    }
+                }
+                Next::PluginDead => {
+                    span.in_scope(
+                        || error!(reason = %ended.reason, "pool plugin died; restarting it"),
+                    );
+                    plugin = None;
+                    if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
+                        return;
+                    }
+                }
+                Next::Reconnect {
+                    host: new_host,
+                    port: new_port,
+                    after,
+                } => {
+                    let target_host = if new_host.is_empty() {
+                        host.clone()
+                    } else {
+                        new_host
+                    };
+                    let target_port = if new_port == 0 { port } else { new_port };
+                    if target_host != entry.url.host && !self.allow_redirect {
+                        span.in_scope(|| {
+                            warn!(
+                                "pool asked to reconnect to another host ({target_host}:{target_port}); refused \
+                                 (set allow_pool_redirect = true to allow); reconnecting to the configured pool"
+                            )
+                        });
+                        redirect = None;
+                    } else {
+                        span.in_scope(|| {
+                            info!("pool asked to reconnect to {target_host}:{target_port}")
+                        });
+                        redirect = Some((target_host, target_port));
+                    }
+                    if sleep_or_shutdown(after.min(MAX_RECONNECT_DELAY), &mut shutdown).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn connect_failed(
+        &self,
+        span: &tracing::Span,
+        reason: String,
+        index: &mut usize,
+        redirect: &mut Option<(String, u16)>,
+    ) {
+        span.in_scope(|| warn!("{reason}"));
+        self.status.update(|c| c.last_disconnect = Some(reason));
+        // A redirect target that cannot be reached is forgotten; with several
+        // pools configured, the next one is tried.
+        *redirect = None;
+        if self.pools.len() > 1 {
+            *index = (*index + 1) % self.pools.len();
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn session(
+        &mut self,
+        stream: TcpStream,
+        plugin: &mut PoolPlugin,
+        connection: u64,
+        clock: Instant,
+        next_share_id: &mut u64,
+        got_job: &mut bool,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Ended {
+        let (mut reader, mut writer) = stream.into_split();
+        let mut pending: HashMap<u64, Pending> = HashMap::new();
+        let now_ms = || clock.elapsed().as_millis() as u64;
+        // Shares found before this connection existed belong to dead jobs.
+        while let Ok(old) = self.shares.try_recv() {
+            self.status.update(|c| c.stale += 1);
+            trace!(job = old.job_id, "dropping share of an earlier connection");
+        }
+        let out = match plugin.connected(now_ms()) {
+            Ok(out) => out,
+            Err(e) => return e.into(),
+        };
+        if let Err(ended) = self
+            .apply(out, &mut writer, connection, &mut pending, got_job)
+            .await
+        {
+            return ended;
+        }
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let out = tokio::select! {
+                read = reader.read(&mut buf) => match read {
+                    Ok(0) => return Ended::new("pool closed the connection", Next::Backoff),
+                    Ok(n) => plugin.received(&buf[..n]),
+                    Err(e) => return Ended::new(format!("read error: {e}"), Next::Backoff),
+                },
+                Some(share) = self.shares.recv() => {
+                    if share.connection != connection || !self.miner.is_live(share.job_seq) {
+                        self.status.update(|c| c.stale += 1);
+                        debug!(job = share.job_id, "share of a cleared job dropped");
+                        continue;
+                    }
+                    let id = *next_share_id;
+                    *next_share_id += 1;
+                    pending.insert(id, Pending { job_id: share.job_id.clone(), difficulty: share.difficulty });
+                    self.status.update(|c| c.in_flight = pending.len() as u64);
+                    plugin.share_found(&ShareSubmission {
+                        id,
+                        job_id: share.job_id,
+                        extranonce2: share.extranonce2,
+                        ntime: share.ntime,
+                        nonce: share.nonce,
+                        version: share.version,
+                    })
+                }
+                _ = tick.tick() => plugin.tick(now_ms()),
+                _ = shutdown.changed() => return Ended::new("shutting down", Next::Shutdown),
+            };
+            let out = match out {
+                Ok(out) => out,
+                Err(e) => return e.into(),
+            };
+            if let Err(ended) = self
+                .apply(out, &mut writer, connection, &mut pending, got_job)
+                .await
+            {
+                return ended;
+            }
+        }
+    }
+
+    /// Carries out a plugin's actions in order.
+    async fn apply(
+        &self,
+        out: CallOutput,
+        writer: &mut tokio::net::tcp::OwnedWriteHalf,
+        connection: u64,
+        pending: &mut HashMap<u64, Pending>,
+        got_job: &mut bool,
+    ) -> Result<(), Ended> {
+        for refused in out.rejected {
+            warn!("{refused}");
+            self.status.update(|c| {
+                c.invalid_jobs += 1;
+                c.last_invalid_job = Some(refused.to_string());
+            });
+        }
+        for action in out.actions {
+            match action {
+                PoolAction::Send(bytes) => {
+                    match tokio::time::timeout(IO_TIMEOUT, writer.write_all(&bytes)).await {
+                        Ok(Ok(())) => trace!(bytes = bytes.len(), "sent"),
+                        Ok(Err(e)) => {
+                            return Err(Ended::new(format!("write error: {e}"), Next::Backoff));
+                        }
+                        Err(_) => return Err(Ended::new("write to pool timed out", Next::Backoff)),
+                    }
+                }
+                PoolAction::NewJob(job) => {
+                    *got_job = true;
+                    debug!(job = job.id(), clean = job.clean(), "new job");
+                    self.miner.new_job(connection, job);
+                }
+                PoolAction::SetShareTarget(target) => self.miner.set_share_target(target),
+                PoolAction::ShareResult { id, outcome } => {
+                    let share = pending.remove(&id);
+                    let job = share.as_ref().map(|s| s.job_id.as_str()).unwrap_or("?");
+                    let difficulty = share.as_ref().map(|s| s.difficulty).unwrap_or(0.0);
+                    match outcome {
+                        Ok(()) => {
+                            info!(
+                                share = id,
+                                job,
+                                difficulty = format_args!("{difficulty:.4}"),
+                                "share accepted"
+                            );
+                            self.status.update(|c| c.accepted += 1);
+                        }
+                        Err(reason) => {
+                            warn!(share = id, job, %reason, "share rejected");
+                            self.status
+                                .update(|c| *c.rejected.entry(reason).or_default() += 1);
+                        }
+                    }
+                    self.status.update(|c| c.in_flight = pending.len() as u64);
+                }
+                PoolAction::Reconnect { host, port, after } => {
+                    return Err(Ended::new(
+                        "pool requested a reconnect",
+                        Next::Reconnect { host, port, after },
+                    ));
+                }
+                PoolAction::Log { level, message } => match level {
+                    LogLevel::Trace => trace!(target: "hashwatt::plugin", "{message}"),
+                    LogLevel::Debug => debug!(target: "hashwatt::plugin", "{message}"),
+                    LogLevel::Info => info!(target: "hashwatt::plugin", "{message}"),
+                    LogLevel::Warn => warn!(target: "hashwatt::plugin", "{message}"),
+                    LogLevel::Error => error!(target: "hashwatt::plugin", "{message}"),
+                },
+                PoolAction::Fail(reason) => return Err(Ended::new(reason, Next::Backoff)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps for `d`; returns true if shutdown was requested meanwhile.
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}

@@ -1,0 +1,151 @@
+//! What the appliance is doing right now: hashrate, share counters, the
+//! active pool. Shared by the pool driver, the miner and anything that shows
+//! status (log line today; REST API and panel later).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Share counters and pool state, updated off the hashing hot path.
+#[derive(Debug, Default)]
+pub struct Status {
+    inner: Mutex<Counters>,
+}
+
+/// A consistent snapshot of the counters.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// Shares the pool accepted.
+    pub accepted: u64,
+    /// Shares the pool rejected, by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Shares found for jobs that were already cleared; never submitted.
+    pub stale: u64,
+    /// Nonces a backend reported that failed the independent re-check.
+    pub hardware_errors: u64,
+    /// Shares submitted and not yet answered.
+    pub in_flight: u64,
+    /// The pool being mined on (URL), if connected.
+    pub pool: Option<String>,
+    /// Why the last connection ended.
+    pub last_disconnect: Option<String>,
+    /// Connections made so far (first connect included).
+    pub connects: u64,
+    /// Jobs received.
+    pub jobs: u64,
+    /// Jobs the host refused, with the latest reason.
+    pub invalid_jobs: u64,
+    /// The latest reason a job was refused.
+    pub last_invalid_job: Option<String>,
+    /// Block candidates found (hash met the network target).
+    pub blocks: u64,
+}
+
+impl Counters {
+    /// Total rejected shares.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+impl Status {
+    /// Applies `f` to the counters.
+    pub fn update(&self, f: impl FnOnce(&mut Counters)) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard);
+    }
+
+    /// A snapshot of the counters.
+    pub fn snapshot(&self) -> Counters {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Sliding-window hashrate from periodic samples of a monotonic hash counter.
+#[derive(Debug)]
+pub struct HashrateMeter {
+    samples: VecDeque<(Instant, u64)>,
+    keep: Duration,
+}
+
+impl HashrateMeter {
+    /// A meter that can average over windows up to `keep`.
+    pub fn new(keep: Duration) -> Self {
+        HashrateMeter {
+            samples: VecDeque::new(),
+            keep,
+        }
+    }
+
+    /// Records the counter value `hashes` at time `at`.
+    pub fn sample(&mut self, at: Instant, hashes: u64) {
+        self.samples.push_back((at, hashes));
+        while let Some(&(t, _)) = self.samples.front() {
+            if at.duration_since(t) > self.keep + Duration::from_secs(1) {
+                self.samples.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Average hashes per second over the last `window` (or as much of it as was sampled).
+    pub fn rate(&self, window: Duration) -> f64 {
+        let Some(&(now, last)) = self.samples.back() else {
+            return 0.0;
+        };
+        let first = self
+            .samples
+            .iter()
+            .find(|(t, _)| now.duration_since(*t) <= window)
+            .copied()
+            .unwrap_or((now, last));
+        let secs = now.duration_since(first.0).as_secs_f64();
+        if secs <= 0.0 {
+            0.0
+        } else {
+            last.saturating_sub(first.1) as f64 / secs
+        }
+    }
+}
+
+/// Formats a hashrate with an SI prefix (`34.1 MH/s`).
+pub fn format_hashrate(hps: f64) -> String {
+    let units = ["H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s"];
+    let mut v = hps;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{v:.2} {}", units[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meter_averages_over_windows() {
+        let mut m = HashrateMeter::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        for s in 0..=60u64 {
+            // 1 MH/s for the first 50 s, then 2 MH/s.
+            let h = if s <= 50 {
+                s * 1_000_000
+            } else {
+                50_000_000 + (s - 50) * 2_000_000
+            };
+            m.sample(t0 + Duration::from_secs(s), h);
+        }
+        assert!((m.rate(Duration::from_secs(10)) - 2e6).abs() < 1.0);
+        let one_min = m.rate(Duration::from_secs(60));
+        assert!((one_min - 70e6 / 60.0).abs() < 1.0, "{one_min}");
+    }
+
+    #[test]
+    fn hashrate_format() {
+        assert_eq!(format_hashrate(34_100_000.0), "34.10 MH/s");
+        assert_eq!(format_hashrate(12.0), "12.00 H/s");
+    }
+}

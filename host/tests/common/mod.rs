@@ -1,0 +1,72 @@
+//! Helpers shared by the integration tests: a real devpool on loopback and
+//! the real appliance (with the real Stratum V1 wasm plugin) mining on it.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hashwatt::app::App;
+use hashwatt::config::{Config, PoolEntry};
+use hashwatt_devpool::{DevPool, DevPoolConfig};
+
+/// Starts a devpool on 127.0.0.1 at `difficulty`.
+pub async fn devpool(difficulty: f64) -> DevPool {
+    hashwatt_devpool::start(DevPoolConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        difficulty,
+        ..Default::default()
+    })
+    .await
+    .expect("devpool starts")
+}
+
+/// The appliance mining with `threads` workers on the given pools, in order.
+pub async fn appliance(pools: &[SocketAddr], threads: usize) -> App {
+    let state = std::env::temp_dir().join(format!(
+        "hashwatt-test-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let config = Config {
+        pools: pools
+            .iter()
+            .map(|a| PoolEntry {
+                url: format!("stratum+tcp://{a}").parse().unwrap(),
+                user: "test.worker".into(),
+                password: "x".into(),
+            })
+            .collect(),
+        threads,
+        backend: "auto".into(),
+        state_dir: state,
+        status_interval_secs: 10,
+        allow_pool_redirect: false,
+    };
+    App::start(config).await.expect("appliance starts")
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes; returns whether it held.
+pub async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond()
+}
+
+/// Runs an async test body with a timeout so a hang fails instead of blocking CI.
+pub async fn bounded<F: Future<Output = ()>>(limit: Duration, f: F) {
+    tokio::time::timeout(limit, f)
+        .await
+        .expect("test finished within its time limit");
+}
