@@ -47,6 +47,21 @@ impl Prepared {
         nonce.swap_bytes()
     }
 
+    /// The nonce-independent constants of the mining loop for this header
+    /// (state after the second block's rounds 0..=3 without the nonce, fixed
+    /// schedule words). Cheap (four rounds); backends call it once per scan.
+    pub fn precompute(&self) -> crate::sha256::Precomputed {
+        crate::sha256::Precomputed::new(&self.midstate, &self.tail)
+    }
+
+    /// The target's most significant 32 bits: a hash whose top word
+    /// (`state[7].swap_bytes()`) is above it cannot meet the target, which
+    /// lets backends skip the last rounds for almost every nonce.
+    #[inline(always)]
+    pub fn target_top(&self) -> u32 {
+        self.target[0]
+    }
+
     /// Whether a final double-SHA-256 state (the eight output words, before
     /// serialising to bytes) meets the target. The hash read as a 256-bit
     /// little-endian number has `state[7].swap_bytes()` as its most

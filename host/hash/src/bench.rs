@@ -1,0 +1,301 @@
+//! `hashwatt bench hash`: hashrate and notify latency of every backend.
+//!
+//! Everything is measured through [`Workers`], the way the host mines, so
+//! the figures include batching and hand-off overhead. Notify latency is
+//! the time from [`Workers::notify`] until the last worker has asked for the
+//! new work, as recorded by the workers themselves (the measuring thread
+//! sleeps, so it does not steal a core from them).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::workers::{WorkSource, WorkUnit, Workers};
+use crate::{Backend, HashError};
+
+/// What to benchmark.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchOptions {
+    /// Backend name; `None` or `"all"` = every available backend.
+    pub backend: Option<String>,
+    /// Threads for the all-thread figures; 0 = all cores.
+    pub threads: usize,
+    /// Seconds per hashrate measurement.
+    pub seconds: f64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            backend: None,
+            threads: 0,
+            seconds: 2.0,
+        }
+    }
+}
+
+/// Figures of one backend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendBench {
+    /// Backend name.
+    pub name: &'static str,
+    /// Hashes per second with one worker thread.
+    pub single_hs: f64,
+    /// Hashes per second with `threads` worker threads.
+    pub all_hs: f64,
+    /// Worker threads used for `all_hs` and the latency figures.
+    pub threads: usize,
+    /// Median notify-to-all-workers latency, microseconds.
+    pub notify_p50_us: f64,
+    /// 99th percentile notify-to-all-workers latency, microseconds.
+    pub notify_p99_us: f64,
+    /// Number of notifies measured.
+    pub notify_samples: usize,
+}
+
+/// The benchmark's result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchReport {
+    /// CPU model string from /proc/cpuinfo (or "unknown").
+    pub cpu_model: String,
+    /// Seconds per hashrate measurement.
+    pub seconds: f64,
+    /// One entry per backend, in the order measured.
+    pub backends: Vec<BackendBench>,
+}
+
+/// Number of notifies timed per backend.
+const NOTIFY_SAMPLES: usize = 200;
+
+/// Runs the benchmark described by `opts`.
+pub fn run(opts: &BenchOptions) -> Result<BenchReport, HashError> {
+    if !(opts.seconds.is_finite() && opts.seconds > 0.0 && opts.seconds <= 3600.0) {
+        return Err(HashError::BadOptions(format!(
+            "seconds must be in (0, 3600], got {}",
+            opts.seconds
+        )));
+    }
+    let backends: Vec<Arc<dyn Backend>> = match opts.backend.as_deref() {
+        None | Some("all") => crate::available(),
+        Some(name) => vec![crate::by_name(name).ok_or_else(|| {
+            HashError::UnknownBackend {
+                name: name.to_string(),
+                available: crate::available()
+                    .iter()
+                    .map(|b| b.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        })?],
+    };
+    let threads = if opts.threads == 0 {
+        crate::workers::default_threads()
+    } else {
+        opts.threads
+    };
+    let dur = Duration::from_secs_f64(opts.seconds);
+    let mut out = Vec::with_capacity(backends.len());
+    for b in backends {
+        let single_hs = hashrate(&b, 1, dur);
+        let all_hs = if threads == 1 {
+            single_hs
+        } else {
+            hashrate(&b, threads, dur)
+        };
+        let mut lat = notify_latencies(&b, threads, NOTIFY_SAMPLES);
+        lat.sort_by(f64::total_cmp);
+        out.push(BackendBench {
+            name: b.name(),
+            single_hs,
+            all_hs,
+            threads,
+            notify_p50_us: percentile(&lat, 0.50),
+            notify_p99_us: percentile(&lat, 0.99),
+            notify_samples: lat.len(),
+        });
+    }
+    Ok(BenchReport {
+        cpu_model: cpu_model(),
+        seconds: opts.seconds,
+        backends: out,
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted
+        .get(i.min(sorted.len() - 1))
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+/// The CPU model from /proc/cpuinfo, "unknown" elsewhere.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| {
+                    l.starts_with("model name")
+                        || l.starts_with("Model")
+                        || l.starts_with("Hardware")
+                })
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Feeds whole-range units (target zero: nothing found) and records, per
+/// worker, when it last asked for work and for which epoch.
+struct BenchSource {
+    base: Instant,
+    epoch: AtomicU64,
+    seen: Box<[(AtomicU64, AtomicU64)]>,
+}
+
+impl BenchSource {
+    fn new(threads: usize) -> Self {
+        BenchSource {
+            base: Instant::now(),
+            epoch: AtomicU64::new(0),
+            seen: (0..threads)
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+                .collect(),
+        }
+    }
+}
+
+impl WorkSource for BenchSource {
+    fn next_work(&self, worker: usize) -> Option<WorkUnit> {
+        let now = self.base.elapsed().as_nanos() as u64;
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if let Some((e, t)) = self.seen.get(worker) {
+            t.store(now, Ordering::Relaxed);
+            e.store(epoch, Ordering::Release);
+        }
+        let header: [u8; 80] = core::array::from_fn(|i| (i as u8) ^ (epoch as u8) ^ (worker as u8));
+        Some(WorkUnit {
+            header,
+            target: [0; 32],
+            nonce_start: 0,
+            nonce_end: u32::MAX,
+            tag: epoch,
+        })
+    }
+
+    fn found(&self, _worker: usize, _unit: &WorkUnit, _nonce: u32) {}
+}
+
+fn hashrate(backend: &Arc<dyn Backend>, threads: usize, dur: Duration) -> f64 {
+    let src = Arc::new(BenchSource::new(threads));
+    let w = Workers::start(backend.clone(), threads, true, src);
+    std::thread::sleep(Duration::from_millis(100));
+    let (h0, t0) = (w.hashes(), Instant::now());
+    std::thread::sleep(dur);
+    let (h1, t1) = (w.hashes(), Instant::now());
+    (h1 - h0) as f64 / (t1 - t0).as_secs_f64()
+}
+
+/// Latencies in microseconds of `samples` notifies, 1–3 ms apart.
+fn notify_latencies(backend: &Arc<dyn Backend>, threads: usize, samples: usize) -> Vec<f64> {
+    let src = Arc::new(BenchSource::new(threads));
+    let w = Workers::start(backend.clone(), threads, true, src.clone());
+    let n = w.threads();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut lat = Vec::with_capacity(samples);
+    let mut jitter = 0x2545_f491u32;
+    for _ in 0..samples {
+        jitter ^= jitter << 13;
+        jitter ^= jitter >> 17;
+        jitter ^= jitter << 5;
+        std::thread::sleep(Duration::from_micros(1000 + (jitter % 2000) as u64));
+        let epoch = src.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        let sent = src.base.elapsed().as_nanos() as u64;
+        w.notify();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        loop {
+            std::thread::sleep(Duration::from_micros(200));
+            let all = src
+                .seen
+                .iter()
+                .take(n)
+                .all(|(e, _)| e.load(Ordering::Acquire) >= epoch);
+            if all {
+                let last = src
+                    .seen
+                    .iter()
+                    .take(n)
+                    .map(|(_, t)| t.load(Ordering::Relaxed))
+                    .max()
+                    .unwrap_or(sent);
+                lat.push(last.saturating_sub(sent) as f64 / 1e3);
+                break;
+            }
+            if Instant::now() > deadline {
+                // Counted as a 200 ms outlier rather than dropped.
+                lat.push(200_000.0);
+                break;
+            }
+        }
+    }
+    lat
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "CPU: {}  ({} s per measurement)",
+            self.cpu_model, self.seconds
+        )?;
+        writeln!(
+            f,
+            "{:<16} {:>12} {:>14} {:>8} {:>13} {:>13}",
+            "backend", "1 thread", "all threads", "threads", "notify p50", "notify p99"
+        )?;
+        for b in &self.backends {
+            writeln!(
+                f,
+                "{:<16} {:>9.2} MH/s {:>9.2} MH/s {:>8} {:>10.0} µs {:>10.0} µs",
+                b.name,
+                b.single_hs / 1e6,
+                b.all_hs / 1e6,
+                b.threads,
+                b.notify_p50_us,
+                b.notify_p99_us
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl BenchReport {
+    /// The report as a JSON object (rates in H/s, latencies in µs).
+    pub fn to_json(&self) -> String {
+        let backends: Vec<_> = self
+            .backends
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "name": b.name,
+                    "single_thread_hs": b.single_hs,
+                    "all_threads_hs": b.all_hs,
+                    "threads": b.threads,
+                    "notify_p50_us": b.notify_p50_us,
+                    "notify_p99_us": b.notify_p99_us,
+                    "notify_samples": b.notify_samples,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "cpu_model": self.cpu_model,
+            "seconds": self.seconds,
+            "backends": backends,
+        })
+        .to_string()
+    }
+}
