@@ -18,8 +18,7 @@
 use core::arch::x86_64::{
     __m256i, _mm256_add_epi32, _mm256_and_si256, _mm256_castsi256_ps, _mm256_cmpeq_epi32,
     _mm256_max_epu32, _mm256_movemask_ps, _mm256_or_si256, _mm256_set1_epi32, _mm256_setr_epi8,
-    _mm256_setr_epi32, _mm256_shuffle_epi8, _mm256_slli_epi32, _mm256_srli_epi32,
-    _mm256_xor_si256,
+    _mm256_setr_epi32, _mm256_shuffle_epi8, _mm256_slli_epi32, _mm256_srli_epi32, _mm256_xor_si256,
 };
 
 use crate::backend::{Backend, Prepared};
@@ -217,13 +216,19 @@ fn bsig1(e: V) -> V {
 #[inline]
 #[target_feature(enable = "avx2")]
 fn ssig0(w: V) -> V {
-    xor(xor(ror::<7, 25>(w), ror::<18, 14>(w)), _mm256_srli_epi32::<3>(w))
+    xor(
+        xor(ror::<7, 25>(w), ror::<18, 14>(w)),
+        _mm256_srli_epi32::<3>(w),
+    )
 }
 
 #[inline]
 #[target_feature(enable = "avx2")]
 fn ssig1(w: V) -> V {
-    xor(xor(ror::<17, 15>(w), ror::<19, 13>(w)), _mm256_srli_epi32::<10>(w))
+    xor(
+        xor(ror::<17, 15>(w), ror::<19, 13>(w)),
+        _mm256_srli_epi32::<10>(w),
+    )
 }
 
 /// Byte swap of every lane (big-endian message word of a little-endian nonce,
@@ -356,7 +361,10 @@ fn candidates(c: &Consts, midstate: &[u32; 8], nonces: V, target_top: V) -> u32 
     w[19] = add(add(ssig1(w[17]), ssig0(w[4])), w[3]);
     w[20] = add(add(ssig1(w[18]), ssig0(w[5])), w[4]);
     w[21] = add(add(ssig1(w[19]), ssig0(w[6])), w[5]);
-    w[22] = add(add(ssig1(w[20]), ssig0(w[7])), add(w[6], splat(LEN_DIGEST_BITS)));
+    w[22] = add(
+        add(ssig1(w[20]), ssig0(w[7])),
+        add(w[6], splat(LEN_DIGEST_BITS)),
+    );
     w[23] = add(add(ssig1(w[21]), w[16]), add(w[7], splat(S0_PAD)));
     w[24] = add(add(ssig1(w[22]), w[17]), splat(PAD_BIT));
     w[25] = add(ssig1(w[23]), w[18]);
@@ -365,7 +373,10 @@ fn candidates(c: &Consts, midstate: &[u32; 8], nonces: V, target_top: V) -> u32 
     w[28] = add(ssig1(w[26]), w[21]);
     w[29] = add(ssig1(w[27]), w[22]);
     w[30] = add(add(ssig1(w[28]), w[23]), splat(S0_LEN2));
-    w[31] = add(add(ssig1(w[29]), w[24]), add(ssig0(w[16]), splat(LEN_DIGEST_BITS)));
+    w[31] = add(
+        add(ssig1(w[29]), w[24]),
+        add(ssig0(w[16]), splat(LEN_DIGEST_BITS)),
+    );
     rounds_w!(s, bc, w; 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
     // Round 60 is the last needed: its new e is the final h before IV[7].
     // The compiler drops the unused a/T2 work of rounds 57..=60.

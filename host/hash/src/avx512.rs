@@ -262,7 +262,10 @@ fn candidates(c: &Consts, midstate: &[u32; 8], nonces: V, target_top: V) -> u32 
     w[19] = add(add(ssig1(w[17]), ssig0(w[4])), w[3]);
     w[20] = add(add(ssig1(w[18]), ssig0(w[5])), w[4]);
     w[21] = add(add(ssig1(w[19]), ssig0(w[6])), w[5]);
-    w[22] = add(add(ssig1(w[20]), ssig0(w[7])), add(w[6], splat(LEN_DIGEST_BITS)));
+    w[22] = add(
+        add(ssig1(w[20]), ssig0(w[7])),
+        add(w[6], splat(LEN_DIGEST_BITS)),
+    );
     w[23] = add(add(ssig1(w[21]), w[16]), add(w[7], splat(S0_PAD)));
     w[24] = add(add(ssig1(w[22]), w[17]), splat(PAD_BIT));
     w[25] = add(ssig1(w[23]), w[18]);
@@ -271,7 +274,10 @@ fn candidates(c: &Consts, midstate: &[u32; 8], nonces: V, target_top: V) -> u32 
     w[28] = add(ssig1(w[26]), w[21]);
     w[29] = add(ssig1(w[27]), w[22]);
     w[30] = add(add(ssig1(w[28]), w[23]), splat(S0_LEN2));
-    w[31] = add(add(ssig1(w[29]), w[24]), add(ssig0(w[16]), splat(LEN_DIGEST_BITS)));
+    w[31] = add(
+        add(ssig1(w[29]), w[24]),
+        add(ssig0(w[16]), splat(LEN_DIGEST_BITS)),
+    );
     rounds_w!(s, w; 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
     // Round 60 is the last needed: its new e is the final h before IV[7].
     // The compiler drops the unused a/T2 work of rounds 57..=60.

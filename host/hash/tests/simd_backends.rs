@@ -25,7 +25,13 @@ fn expected(header: &[u8; 80], target: &[u8; 32], start: u32, count: u32) -> Vec
         .collect()
 }
 
-fn run(backend: &dyn Backend, header: &[u8; 80], target: &[u8; 32], start: u32, count: u32) -> Vec<u32> {
+fn run(
+    backend: &dyn Backend,
+    header: &[u8; 80],
+    target: &[u8; 32],
+    start: u32,
+    count: u32,
+) -> Vec<u32> {
     let job = Prepared::new(header, target);
     let mut out = Vec::new();
     backend.scan(&job, start, count, &mut |n| out.push(n));
@@ -75,10 +81,21 @@ fn case() -> impl Strategy<Value = Case> {
         .prop_map(|(h, start, count, to_end, pick, mode, noise)| {
             let room = u32::MAX - start; // nonces after start
             // Half of the near-the-end ranges end exactly at u32::MAX.
-            let count = if to_end && room < 100 { room + 1 } else { count.min(room).max(1) };
+            let count = if to_end && room < 100 {
+                room + 1
+            } else {
+                count.min(room).max(1)
+            };
             let mut header = [0u8; 80];
             header.copy_from_slice(&h);
-            Case { header, start, count, pick: pick % count, mode, noise }
+            Case {
+                header,
+                start,
+                count,
+                pick: pick % count,
+                mode,
+                noise,
+            }
         })
 }
 
@@ -116,7 +133,13 @@ fn check_case(backend: &dyn Backend, c: &Case) -> Result<(), TestCaseError> {
         _ => {}
     }
     let got = run(backend, &c.header, &target, c.start, c.count);
-    prop_assert_eq!(got, want, "backend {} target {:02x?}", backend.name(), target);
+    prop_assert_eq!(
+        got,
+        want,
+        "backend {} target {:02x?}",
+        backend.name(),
+        target
+    );
     Ok(())
 }
 
@@ -139,13 +162,20 @@ fn check_block_125552(backend: &dyn Backend) {
     assert_eq!(reference(&header, nonce), hash);
     for (before, len) in [(0u32, 1u32), (5, 10), (7, 33), (15, 17), (16, 17), (30, 31)] {
         let start = nonce - before;
-        assert_eq!(run(backend, &header, &hash, start, len), vec![nonce], "{before} {len}");
+        assert_eq!(
+            run(backend, &header, &hash, start, len),
+            vec![nonce],
+            "{before} {len}"
+        );
         assert!(run(backend, &header, &minus_one(hash), start, len).is_empty());
     }
     // The real block's target (nbits 1a44b9f2) also finds it.
     let mut block_target = [0u8; 32];
     block_target[6..9].copy_from_slice(&[0x44, 0xb9, 0xf2]);
-    assert_eq!(run(backend, &header, &block_target, nonce - 100, 1000), vec![nonce]);
+    assert_eq!(
+        run(backend, &header, &block_target, nonce - 100, 1000),
+        vec![nonce]
+    );
 }
 
 /// Fixed edge cases: every range length 1..=70 ending at u32::MAX and
@@ -155,7 +185,11 @@ fn check_edges(backend: &dyn Backend) {
     for len in 1..=70u32 {
         for start in [0, u32::MAX - (len - 1), 0x8000_0000 - 3] {
             let all = run(backend, &header, &[0xff; 32], start, len);
-            assert_eq!(all, (0..len).map(|i| start + i).collect::<Vec<_>>(), "{start} {len}");
+            assert_eq!(
+                all,
+                (0..len).map(|i| start + i).collect::<Vec<_>>(),
+                "{start} {len}"
+            );
             assert!(run(backend, &header, &[0; 32], start, len).is_empty());
         }
     }
@@ -208,6 +242,23 @@ macro_rules! backend_tests {
 }
 
 #[cfg(target_arch = "x86_64")]
-backend_tests!(avx2, hashwatt_hash::avx2::Avx2x8, hashwatt_hash::avx2::is_supported, hashwatt_hash::avx2::Avx2x8);
+backend_tests!(
+    avx2,
+    hashwatt_hash::avx2::Avx2x8,
+    hashwatt_hash::avx2::is_supported,
+    hashwatt_hash::avx2::Avx2x8
+);
 #[cfg(target_arch = "x86_64")]
-backend_tests!(avx512, hashwatt_hash::avx512::Avx512x16, hashwatt_hash::avx512::is_supported, hashwatt_hash::avx512::Avx512x16);
+backend_tests!(
+    avx512,
+    hashwatt_hash::avx512::Avx512x16,
+    hashwatt_hash::avx512::is_supported,
+    hashwatt_hash::avx512::Avx512x16
+);
+#[cfg(target_arch = "aarch64")]
+backend_tests!(
+    armv8,
+    hashwatt_hash::aarch64::ArmSha2x2,
+    hashwatt_hash::aarch64::is_supported,
+    hashwatt_hash::aarch64::ArmSha2x2
+);
