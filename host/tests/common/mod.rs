@@ -10,8 +10,22 @@ use hashwatt::app::App;
 use hashwatt::config::{Config, PoolEntry};
 use hashwatt_devpool::{DevPool, DevPoolConfig};
 
+/// Sends the host's logs to the test output (shown for failing tests).
+pub fn logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 /// Starts a devpool on 127.0.0.1 at `difficulty`.
 pub async fn devpool(difficulty: f64) -> DevPool {
+    logs();
     hashwatt_devpool::start(DevPoolConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         difficulty,
