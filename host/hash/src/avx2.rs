@@ -317,22 +317,37 @@ fn candidates(c: &Consts, midstate: &[u32; 8], nonces: V, target_top: V) -> u32 
     let w16 = splat(c.pre.w16);
     let w17 = splat(c.pre.w17);
     w[18] = add(splat(c.c18), ssig0(w3));
+    rounds_w!(s, bc, w; 18);
     w[19] = add(splat(c.c19), w3);
+    rounds_w!(s, bc, w; 19);
     w[20] = add(ssig1(w[18]), splat(PAD_BIT));
+    rounds_w!(s, bc, w; 20);
     w[21] = ssig1(w[19]);
+    rounds_w!(s, bc, w; 21);
     w[22] = add(ssig1(w[20]), splat(LEN_HEADER_BITS));
+    rounds_w!(s, bc, w; 22);
     w[23] = add(ssig1(w[21]), w16);
+    rounds_w!(s, bc, w; 23);
     w[24] = add(ssig1(w[22]), w17);
+    rounds_w!(s, bc, w; 24);
     w[25] = add(ssig1(w[23]), w[18]);
+    rounds_w!(s, bc, w; 25);
     w[26] = add(ssig1(w[24]), w[19]);
+    rounds_w!(s, bc, w; 26);
     w[27] = add(ssig1(w[25]), w[20]);
+    rounds_w!(s, bc, w; 27);
     w[28] = add(ssig1(w[26]), w[21]);
+    rounds_w!(s, bc, w; 28);
     w[29] = add(ssig1(w[27]), w[22]);
+    rounds_w!(s, bc, w; 29);
     w[30] = add(add(ssig1(w[28]), w[23]), splat(S0_LEN1));
+    rounds_w!(s, bc, w; 30);
     w[31] = add(add(ssig1(w[29]), w[24]), splat(c.c31));
+    rounds_w!(s, bc, w; 31);
     w[32] = add(add(ssig1(w[30]), w[25]), splat(c.c32));
+    rounds_w!(s, bc, w; 32);
     w[33] = add(add(ssig1(w[31]), w[26]), add(ssig0(w[18]), w17));
-    rounds_w!(s, bc, w; 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33);
+    rounds_w!(s, bc, w; 33);
     sched_rounds!(s, bc, w; 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49
         50 51 52 53 54 55 56 57 58 59 60 61 62 63);
     let _ = bc; // the first hash's final b ^ c is not needed
@@ -356,28 +371,43 @@ fn candidates(c: &Consts, midstate: &[u32; 8], nonces: V, target_top: V) -> u32 
     rounds_w!(s, bc, w; 1 2 3 4 5 6 7);
     rounds_const!(s, bc, KW_SECOND; 8 9 10 11 12 13 14 15);
     w[16] = add(ssig0(w[1]), w[0]);
+    rounds_w!(s, bc, w; 16);
     w[17] = add(add(ssig0(w[2]), w[1]), splat(S1_LEN2));
+    rounds_w!(s, bc, w; 17);
     w[18] = add(add(ssig1(w[16]), ssig0(w[3])), w[2]);
+    rounds_w!(s, bc, w; 18);
     w[19] = add(add(ssig1(w[17]), ssig0(w[4])), w[3]);
+    rounds_w!(s, bc, w; 19);
     w[20] = add(add(ssig1(w[18]), ssig0(w[5])), w[4]);
+    rounds_w!(s, bc, w; 20);
     w[21] = add(add(ssig1(w[19]), ssig0(w[6])), w[5]);
+    rounds_w!(s, bc, w; 21);
     w[22] = add(
         add(ssig1(w[20]), ssig0(w[7])),
         add(w[6], splat(LEN_DIGEST_BITS)),
     );
+    rounds_w!(s, bc, w; 22);
     w[23] = add(add(ssig1(w[21]), w[16]), add(w[7], splat(S0_PAD)));
+    rounds_w!(s, bc, w; 23);
     w[24] = add(add(ssig1(w[22]), w[17]), splat(PAD_BIT));
+    rounds_w!(s, bc, w; 24);
     w[25] = add(ssig1(w[23]), w[18]);
+    rounds_w!(s, bc, w; 25);
     w[26] = add(ssig1(w[24]), w[19]);
+    rounds_w!(s, bc, w; 26);
     w[27] = add(ssig1(w[25]), w[20]);
+    rounds_w!(s, bc, w; 27);
     w[28] = add(ssig1(w[26]), w[21]);
+    rounds_w!(s, bc, w; 28);
     w[29] = add(ssig1(w[27]), w[22]);
+    rounds_w!(s, bc, w; 29);
     w[30] = add(add(ssig1(w[28]), w[23]), splat(S0_LEN2));
+    rounds_w!(s, bc, w; 30);
     w[31] = add(
         add(ssig1(w[29]), w[24]),
         add(ssig0(w[16]), splat(LEN_DIGEST_BITS)),
     );
-    rounds_w!(s, bc, w; 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
+    rounds_w!(s, bc, w; 31);
     // Round 60 is the last needed: its new e is the final h before IV[7].
     // The compiler drops the unused a/T2 work of rounds 57..=60.
     sched_rounds!(s, bc, w; 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47
