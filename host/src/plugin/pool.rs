@@ -20,6 +20,9 @@ mod bindings {
 use bindings::exports::hashwatt::pool::session as wit_session;
 use bindings::hashwatt::pool::types as wit;
 
+/// Wall-clock budget for instantiating a plugin and constructing its session.
+const SETUP_BUDGET: Duration = Duration::from_millis(200);
+
 /// The pool as the plugin sees it.
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
@@ -174,7 +177,10 @@ impl PoolPluginPre {
         let mut store = Store::new(self.runtime.engine(), PluginState::new(&limits));
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(deadline_ticks(limits.call_timeout));
+        // Instantiation touches fresh memory and runs initialisers: it gets a
+        // more generous budget than the per-event calls.
+        let setup_budget = deadline_ticks(limits.call_timeout.max(SETUP_BUDGET));
+        store.set_epoch_deadline(setup_budget);
         let trap = |e: wasmtime::Error| PluginError::Trap {
             name: self.name.clone(),
             reason: describe_trap(&e),
@@ -189,7 +195,7 @@ impl PoolPluginPre {
             user_agent: config.user_agent.clone(),
             version_rolling: config.version_rolling,
         };
-        store.set_epoch_deadline(deadline_ticks(limits.call_timeout));
+        store.set_epoch_deadline(setup_budget);
         let session = instance
             .hashwatt_pool_session()
             .session()
