@@ -18,6 +18,19 @@ use core::arch::x86_64::*;
 use crate::backend::{Backend, Prepared};
 use crate::sha256::{IV, K, LEN_DIGEST_BITS, LEN_HEADER_BITS, PAD_BIT};
 
+/// `[expr; N]` evaluated per lane `l`, as a plain unrolled loop: closures
+/// (`array::from_fn`) would not inherit the caller's target features, so
+/// the intrinsics inside them would not be inlined.
+macro_rules! per_lane {
+    ($n:expr, $l:ident => $e:expr) => {{
+        let mut out = [_mm_setzero_si128(); $n];
+        for $l in 0..$n {
+            out[$l] = $e;
+        }
+        out
+    }};
+}
+
 /// Round constants aligned for vector loads.
 #[repr(align(16))]
 struct AlignedK([u32; 64]);
@@ -27,39 +40,69 @@ static KA: AlignedK = AlignedK(K);
 /// required features, which is what makes [`Backend::scan`] safe to call.
 pub struct ShaNi {
     lanes: usize,
-    vl: bool,
+    isa: Isa,
     name: &'static str,
 }
 
 impl ShaNi {
     /// The lane counts this module has kernels for.
-    pub const LANES: [usize; 3] = [1, 2, 4];
+    pub const LANES: [usize; 4] = [1, 2, 3, 4];
 
     /// A scanner with `lanes` interleaved nonces, compiled for plain SHA-NI
     /// (`vl = false`) or additionally for AVX-512F/VL (`vl = true`, 32 vector
     /// registers). `None` if the CPU lacks the features or `lanes` is not one
     /// of [`ShaNi::LANES`].
     pub fn new(lanes: usize, vl: bool) -> Option<Self> {
+        Self::with_isa(lanes, if vl { Isa::Vl } else { Isa::Sse })
+    }
+
+    /// A scanner with `lanes` interleaved nonces compiled for `isa`; `None`
+    /// if the CPU lacks the features or there is no such kernel.
+    pub fn with_isa(lanes: usize, isa: Isa) -> Option<Self> {
         let base = std::arch::is_x86_feature_detected!("sha")
             && std::arch::is_x86_feature_detected!("sse2")
             && std::arch::is_x86_feature_detected!("ssse3")
             && std::arch::is_x86_feature_detected!("sse4.1");
-        let avx = std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vl");
-        if !base || (vl && !avx) {
+        let ok = match isa {
+            Isa::Sse => base,
+            Isa::Avx => base && std::arch::is_x86_feature_detected!("avx2"),
+            Isa::Vl => {
+                base && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+            }
+        };
+        if !ok {
             return None;
         }
-        let name = match (lanes, vl) {
-            (1, false) => "sha-ni-x1",
-            (2, false) => "sha-ni-x2",
-            (4, false) => "sha-ni-x4",
-            (1, true) => "sha-ni-x1-vl",
-            (2, true) => "sha-ni-x2-vl",
-            (4, true) => "sha-ni-x4-vl",
+        let name = match (lanes, isa) {
+            (1, Isa::Sse) => "sha-ni-x1",
+            (2, Isa::Sse) => "sha-ni-x2",
+            (3, Isa::Sse) => "sha-ni-x3",
+            (4, Isa::Sse) => "sha-ni-x4",
+            (1, Isa::Avx) => "sha-ni-x1-avx",
+            (2, Isa::Avx) => "sha-ni-x2-avx",
+            (3, Isa::Avx) => "sha-ni-x3-avx",
+            (4, Isa::Avx) => "sha-ni-x4-avx",
+            (1, Isa::Vl) => "sha-ni-x1-vl",
+            (2, Isa::Vl) => "sha-ni-x2-vl",
+            (3, Isa::Vl) => "sha-ni-x3-vl",
+            (4, Isa::Vl) => "sha-ni-x4-vl",
             _ => return None,
         };
-        Some(ShaNi { lanes, vl, name })
+        Some(ShaNi { lanes, isa, name })
     }
+}
+
+/// The instruction set the SHA-NI kernel is compiled for besides SHA and
+/// SSE4.1: it changes register allocation, not the algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// Legacy SSE encodings only (16 registers, two-operand forms).
+    Sse,
+    /// AVX2 (VEX three-operand forms for the non-SHA vector ops).
+    Avx,
+    /// AVX-512F/VL (also xmm16–31 to hold lanes).
+    Vl,
 }
 
 impl Backend for ShaNi {
@@ -71,16 +114,33 @@ impl Backend for ShaNi {
         // SAFETY: `ShaNi::new` only constructs values whose features
         // (including AVX-512F/VL when `vl`) the running CPU supports.
         unsafe {
-            match (self.lanes, self.vl) {
-                (1, false) => scan_sha::<1>(job, start, count, found),
-                (2, false) => scan_sha::<2>(job, start, count, found),
-                (1, true) => scan_sha_vl::<1>(job, start, count, found),
-                (2, true) => scan_sha_vl::<2>(job, start, count, found),
-                (_, true) => scan_sha_vl::<4>(job, start, count, found),
-                (_, false) => scan_sha::<4>(job, start, count, found),
+            match (self.lanes, self.isa) {
+                (1, Isa::Sse) => scan_sha::<1>(job, start, count, found),
+                (2, Isa::Sse) => scan_sha::<2>(job, start, count, found),
+                (3, Isa::Sse) => scan_sha::<3>(job, start, count, found),
+                (_, Isa::Sse) => scan_sha::<4>(job, start, count, found),
+                (1, Isa::Avx) => scan_sha_avx::<1>(job, start, count, found),
+                (2, Isa::Avx) => scan_sha_avx::<2>(job, start, count, found),
+                (3, Isa::Avx) => scan_sha_avx::<3>(job, start, count, found),
+                (_, Isa::Avx) => scan_sha_avx::<4>(job, start, count, found),
+                (1, Isa::Vl) => scan_sha_vl::<1>(job, start, count, found),
+                (2, Isa::Vl) => scan_sha_vl::<2>(job, start, count, found),
+                (3, Isa::Vl) => scan_sha_vl::<3>(job, start, count, found),
+                (_, Isa::Vl) => scan_sha_vl::<4>(job, start, count, found),
             }
         }
     }
+}
+
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1,avx,avx2")]
+unsafe fn scan_sha_avx<const N: usize>(
+    job: &Prepared,
+    start: u32,
+    count: u32,
+    found: &mut dyn FnMut(u32),
+) {
+    // SAFETY: the caller guarantees the features this function enables.
+    unsafe { scan_impl::<N>(job, start, count, found) }
 }
 
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
@@ -259,7 +319,7 @@ unsafe fn rounds4_k<const N: usize>(
 ) {
     unsafe {
         let kv = k4(k);
-        let wk: [__m128i; N] = core::array::from_fn(|l| _mm_add_epi32(w[l], kv));
+        let wk: [__m128i; N] = per_lane!(N, l => _mm_add_epi32(w[l], kv));
         rounds4(abef, cdgh, &wk);
     }
 }
@@ -273,7 +333,7 @@ unsafe fn next4<const N: usize>(
     d: &[__m128i; N],
 ) -> [__m128i; N] {
     unsafe {
-        core::array::from_fn(|l| {
+        per_lane!(N, l => {
             let t = _mm_add_epi32(
                 _mm_sha256msg1_epu32(a[l], b[l]),
                 _mm_alignr_epi8(d[l], c[l], 4),
@@ -320,7 +380,7 @@ unsafe fn rounds32_59<const N: usize>(
 unsafe fn kernel<const N: usize>(c: &Consts, job: &Prepared, nw: [u32; N]) -> u32 {
     unsafe {
         // First hash, second block, from round 4.
-        let mut abef: [__m128i; N] = core::array::from_fn(|l| {
+        let mut abef: [__m128i; N] = per_lane!(N, l => {
             let n = nw[l] as i32;
             _mm_add_epi32(c.base_abef, _mm_set_epi32(n, 0, n, 0))
         });
@@ -329,22 +389,22 @@ unsafe fn kernel<const N: usize>(c: &Consts, job: &Prepared, nw: [u32; N]) -> u3
         rounds4_const(&mut abef, &mut cdgh, c.h1_wk8);
         rounds4_const(&mut abef, &mut cdgh, c.h1_wk12);
         // W16..19 = msg2(msg1(W0..3, W4..7) + W9..12 (zero), W12..15).
-        let w16: [__m128i; N] = core::array::from_fn(|l| {
+        let w16: [__m128i; N] = per_lane!(N, l => {
             let m0 = _mm_insert_epi32(c.h1_m0, nw[l] as i32, 3);
             _mm_sha256msg2_epu32(_mm_sha256msg1_epu32(m0, c.h1_m1), c.h1_m3)
         });
         rounds4_k(&mut abef, &mut cdgh, &w16, 16);
-        let w20: [__m128i; N] = core::array::from_fn(|l| {
+        let w20: [__m128i; N] = per_lane!(N, l => {
             let t = _mm_add_epi32(c.h1_msg1_12, _mm_alignr_epi8(w16[l], c.h1_m3, 4));
             _mm_sha256msg2_epu32(t, w16[l])
         });
         rounds4_k(&mut abef, &mut cdgh, &w20, 20);
-        let w24: [__m128i; N] = core::array::from_fn(|l| {
+        let w24: [__m128i; N] = per_lane!(N, l => {
             let t = _mm_add_epi32(c.h1_msg1_23, _mm_alignr_epi8(w20[l], w16[l], 4));
             _mm_sha256msg2_epu32(t, w20[l])
         });
         rounds4_k(&mut abef, &mut cdgh, &w24, 24);
-        let w28: [__m128i; N] = core::array::from_fn(|l| {
+        let w28: [__m128i; N] = per_lane!(N, l => {
             let t = _mm_add_epi32(
                 _mm_sha256msg1_epu32(c.h1_m3, w16[l]),
                 _mm_alignr_epi8(w24[l], w20[l], 4),
@@ -373,11 +433,11 @@ unsafe fn kernel<const N: usize>(c: &Consts, job: &Prepared, nw: [u32; N]) -> u3
         rounds4_const(&mut abef, &mut cdgh, c.h2_wk8);
         rounds4_const(&mut abef, &mut cdgh, c.h2_wk12);
         // W16..19 = msg2(msg1(W0..3, W4..7) + W9..12 (zero), W12..15).
-        let w16: [__m128i; N] = core::array::from_fn(|l| {
+        let w16: [__m128i; N] = per_lane!(N, l => {
             _mm_sha256msg2_epu32(_mm_sha256msg1_epu32(m0[l], m1[l]), c.h2_m3)
         });
         rounds4_k(&mut abef, &mut cdgh, &w16, 16);
-        let w20: [__m128i; N] = core::array::from_fn(|l| {
+        let w20: [__m128i; N] = per_lane!(N, l => {
             let t = _mm_add_epi32(
                 _mm_sha256msg1_epu32(m1[l], c.h2_m2),
                 _mm_alignr_epi8(w16[l], c.h2_m3, 4),
@@ -385,12 +445,12 @@ unsafe fn kernel<const N: usize>(c: &Consts, job: &Prepared, nw: [u32; N]) -> u3
             _mm_sha256msg2_epu32(t, w16[l])
         });
         rounds4_k(&mut abef, &mut cdgh, &w20, 20);
-        let w24: [__m128i; N] = core::array::from_fn(|l| {
+        let w24: [__m128i; N] = per_lane!(N, l => {
             let t = _mm_add_epi32(c.h2_msg1_23, _mm_alignr_epi8(w20[l], w16[l], 4));
             _mm_sha256msg2_epu32(t, w20[l])
         });
         rounds4_k(&mut abef, &mut cdgh, &w24, 24);
-        let w28: [__m128i; N] = core::array::from_fn(|l| {
+        let w28: [__m128i; N] = per_lane!(N, l => {
             let t = _mm_add_epi32(
                 _mm_sha256msg1_epu32(c.h2_m3, w16[l]),
                 _mm_alignr_epi8(w24[l], w20[l], 4),
@@ -403,7 +463,7 @@ unsafe fn kernel<const N: usize>(c: &Consts, job: &Prepared, nw: [u32; N]) -> u3
         // Rounds 60 and 61: afterwards F of the new ABEF is e after round
         // 60, which becomes the final h (before adding IV[7]).
         let k60 = k4(60);
-        let wk60: [__m128i; N] = core::array::from_fn(|l| _mm_add_epi32(w60[l], k60));
+        let wk60: [__m128i; N] = per_lane!(N, l => _mm_add_epi32(w60[l], k60));
         let mut may = false;
         for l in 0..N {
             cdgh[l] = _mm_sha256rnds2_epu32(cdgh[l], abef[l], wk60[l]);
