@@ -54,6 +54,17 @@ pub struct Config {
     /// Follow a pool's `client.reconnect` to a different host name.
     #[serde(default)]
     pub allow_pool_redirect: bool,
+    /// Seconds a higher-priority pool must stay healthy before mining
+    /// returns to it from a failover pool.
+    #[serde(default = "default_failback_secs")]
+    pub failback_secs: u64,
+    /// Ed25519 public keys (hex) whose plugin signatures are trusted.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// Load plugins without a valid signature (logged as a warning). Off by
+    /// default: only the operator can turn it on.
+    #[serde(default)]
+    pub allow_unsigned_plugins: bool,
 }
 
 /// One pool.
@@ -67,6 +78,10 @@ pub struct PoolEntry {
     /// Worker password; many pools ignore it.
     #[serde(default)]
     pub password: String,
+    /// Pool-protocol plugin: the name of an installed plugin, or a path to
+    /// a `.wasm` component. Default: the built-in Stratum V1 plugin.
+    #[serde(default)]
+    pub plugin: Option<String>,
 }
 
 /// A parsed `stratum+tcp://host:port` URL.
@@ -131,6 +146,10 @@ fn default_state_dir() -> PathBuf {
 
 fn default_status_interval() -> u64 {
     10
+}
+
+fn default_failback_secs() -> u64 {
+    60
 }
 
 impl Config {

@@ -158,12 +158,16 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                         url,
                         user: "demo.worker1".into(),
                         password: String::new(),
+                        plugin: None,
                     }],
                     threads: 0,
                     backend: "auto".into(),
                     state_dir: std::env::temp_dir().join("hashwatt-demo"),
                     status_interval_secs: 10,
                     allow_pool_redirect: false,
+                    failback_secs: 60,
+                    trusted_keys: Vec::new(),
+                    allow_unsigned_plugins: false,
                 };
                 (config, Some(pool))
             }

@@ -49,6 +49,7 @@ pub async fn appliance(pools: &[SocketAddr], threads: usize) -> App {
                 url: format!("stratum+tcp://{a}").parse().unwrap(),
                 user: "test.worker".into(),
                 password: "x".into(),
+                plugin: None,
             })
             .collect(),
         threads,
@@ -56,6 +57,9 @@ pub async fn appliance(pools: &[SocketAddr], threads: usize) -> App {
         state_dir: state,
         status_interval_secs: 10,
         allow_pool_redirect: false,
+        failback_secs: 60,
+        trusted_keys: Vec::new(),
+        allow_unsigned_plugins: false,
     };
     App::start(config).await.expect("appliance starts")
 }
