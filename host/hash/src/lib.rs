@@ -91,6 +91,10 @@ pub fn available() -> Vec<Arc<dyn Backend>> {
             v.push(Arc::new(b));
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(b) = aarch64::ArmSha2x2::new() {
+        v.push(Arc::new(b));
+    }
     v.push(Arc::new(scalar::Scalar));
     v
 }
@@ -105,7 +109,8 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Backend>> {
 /// SHA-NI lane counts, the single-lane variants and the portable one never
 /// won a measurement when these exist. Falls back to everything available.
 pub fn candidates() -> Vec<Arc<dyn Backend>> {
-    const WORTH: [&str; 6] = [
+    const WORTH: [&str; 7] = [
+        "armv8-sha2-x2",
         "avx512-x16",
         "sha-ni-x4-avx",
         "sha-ni-x4",
