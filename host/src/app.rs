@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::miner::Miner;
 use crate::plugin::pool::PoolPluginPre;
 use crate::plugin::{Limits, Runtime, builtin};
-use crate::pool::PoolDriver;
+use crate::pool::{PoolDriver, PoolSelector};
 use crate::status::{Counters, HashrateMeter, Status, format_hashrate};
 
 /// The user agent announced to pools.
@@ -53,38 +53,59 @@ impl App {
         );
 
         let runtime = Runtime::new()?;
-        let plugin = PoolPluginPre::new(&runtime, "stratum-v1", builtin::STRATUM_V1)?;
+        let builtin_plugin = PoolPluginPre::new(&runtime, "stratum-v1", builtin::STRATUM_V1)?;
 
-        let status = Arc::new(Status::default());
-        let (share_tx, share_rx) = mpsc::unbounded_channel();
-        let miner = Miner::new(threads, share_tx, status.clone());
+        let urls: Vec<String> = config.pools.iter().map(|p| p.url.url.clone()).collect();
+        let status = Arc::new(Status::new(&urls));
+        let (share_txs, share_rxs): (Vec<_>, Vec<_>) = config
+            .pools
+            .iter()
+            .map(|_| mpsc::unbounded_channel())
+            .unzip();
+        let miner = Miner::new(threads, share_txs, status.clone());
         let workers = Arc::new(Workers::start(backend, threads, true, miner.clone()));
         miner.attach(Arc::downgrade(&workers));
+        let selector = PoolSelector::new(
+            config.pools.len(),
+            Duration::from_secs(config.failback_secs),
+            miner.clone(),
+            status.clone(),
+        );
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let driver = PoolDriver {
-            pools: config.pools.clone(),
-            plugin,
-            limits: Limits::default(),
-            miner: miner.clone(),
-            status: status.clone(),
-            shares: share_rx,
-            allow_redirect: config.allow_pool_redirect,
-            user_agent: USER_AGENT.to_string(),
-        };
         let meter = Arc::new(Mutex::new(HashrateMeter::new(Duration::from_secs(60))));
         let started = Instant::now();
-        let tasks = vec![
-            tokio::spawn(driver.run(shutdown_rx.clone())),
-            tokio::spawn(report(
-                workers.clone(),
-                status.clone(),
-                meter.clone(),
-                Duration::from_secs(config.status_interval_secs),
-                started,
-                shutdown_rx,
-            )),
-        ];
+        let mut tasks = Vec::new();
+        for (index, (entry, shares)) in config.pools.iter().zip(share_rxs).enumerate() {
+            let plugin = match &entry.plugin {
+                None => builtin_plugin.clone(),
+                Some(spec) => load_pool_plugin(&runtime, &config, spec).with_context(|| {
+                    format!("pool {} (pools[{index}]): plugin {spec}", entry.url.url)
+                })?,
+            };
+            let driver = PoolDriver {
+                index,
+                entry: entry.clone(),
+                selector: selector.clone(),
+                plugin,
+                limits: Limits::default(),
+                miner: miner.clone(),
+                status: status.clone(),
+                shares,
+                allow_redirect: config.allow_pool_redirect,
+                user_agent: USER_AGENT.to_string(),
+            };
+            tasks.push(tokio::spawn(driver.run(shutdown_rx.clone())));
+        }
+        tasks.push(tokio::spawn(select_loop(selector, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(report(
+            workers.clone(),
+            status.clone(),
+            meter.clone(),
+            Duration::from_secs(config.status_interval_secs),
+            started,
+            shutdown_rx,
+        )));
         Ok(App {
             status,
             meter,
@@ -130,8 +151,44 @@ impl App {
         for t in self.tasks {
             let _ = t.await;
         }
-        self.miner.clear();
+        self.miner.set_active(None);
         drop(self.workers);
+    }
+}
+
+/// Loads a pool plugin named in the config: a path to a `.wasm` component.
+/// A bare component carries no signature, so it is only accepted when the
+/// operator allowed unsigned plugins.
+fn load_pool_plugin(
+    runtime: &Runtime,
+    config: &Config,
+    spec: &str,
+) -> anyhow::Result<PoolPluginPre> {
+    if !config.allow_unsigned_plugins {
+        anyhow::bail!(
+            "refusing unsigned plugin file (set allow_unsigned_plugins = true to load it)"
+        );
+    }
+    let wasm = std::fs::read(spec).with_context(|| format!("cannot read {spec}"))?;
+    tracing::warn!(
+        plugin = spec,
+        "loading an UNSIGNED pool plugin (allow_unsigned_plugins = true)"
+    );
+    let name = std::path::Path::new(spec)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| spec.to_string());
+    Ok(PoolPluginPre::new(runtime, &name, &wasm)?)
+}
+
+/// Re-evaluates the fail-back hold timers four times a second.
+async fn select_loop(selector: Arc<PoolSelector>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => selector.tick(),
+            _ = shutdown.changed() => return,
+        }
     }
 }
 
@@ -171,7 +228,10 @@ async fn report(
                 c.accepted,
                 c.rejected_total(),
                 c.stale,
-                c.pool.as_deref().unwrap_or("none (disconnected)"),
+                c.active_pool
+                    .and_then(|i| c.pools.get(i))
+                    .map(|p| p.url.as_str())
+                    .unwrap_or("none (no healthy pool)"),
                 started.elapsed().as_secs(),
             );
         }

@@ -26,6 +26,8 @@ const KEPT_JOBS: usize = 8;
 /// A share found by the workers, on its way to the pool that sent the job.
 #[derive(Clone, Debug)]
 pub struct FoundShare {
+    /// Index of the pool (in priority order) whose job this solves.
+    pub pool: usize,
     /// The connection the job came from; shares of older connections are stale.
     pub connection: u64,
     /// Miner-wide job sequence number.
@@ -46,6 +48,7 @@ pub struct FoundShare {
 
 struct ActiveJob {
     seq: u64,
+    pool: usize,
     connection: u64,
     job: Job,
     share_target: Target,
@@ -55,6 +58,7 @@ struct ActiveJob {
 #[derive(Clone)]
 struct UnitInfo {
     tag: u64,
+    pool: usize,
     job_seq: u64,
     connection: u64,
     job: Job,
@@ -73,9 +77,15 @@ struct Cursor {
     next_version: u64,
 }
 
-struct State {
+/// One pool's jobs, newest first, and its current share target.
+struct PoolJobs {
     jobs: VecDeque<ActiveJob>,
     share_target: Target,
+}
+
+struct State {
+    pools: Vec<PoolJobs>,
+    active: Option<usize>,
     next_seq: u64,
     next_tag: u64,
     extranonce: Option<(u64, Extranonce2Space)>,
@@ -83,26 +93,31 @@ struct State {
     units: Vec<Option<UnitInfo>>,
 }
 
-/// Feeds the hashing workers from the current jobs.
+/// Feeds the hashing workers from the active pool's jobs.
 pub struct Miner {
     state: Mutex<State>,
     workers: OnceLock<Weak<Workers>>,
-    shares: UnboundedSender<FoundShare>,
+    shares: Vec<UnboundedSender<FoundShare>>,
     status: Arc<Status>,
     threads: usize,
 }
 
 impl Miner {
-    /// A miner for `threads` workers sending shares to `shares`.
+    /// A miner for `threads` workers; `shares[i]` receives pool `i`'s shares.
     pub fn new(
         threads: usize,
-        shares: UnboundedSender<FoundShare>,
+        shares: Vec<UnboundedSender<FoundShare>>,
         status: Arc<Status>,
     ) -> Arc<Self> {
         Arc::new(Miner {
             state: Mutex::new(State {
-                jobs: VecDeque::new(),
-                share_target: Target::from_difficulty(1.0).unwrap_or(Target::MAX),
+                pools: (0..shares.len())
+                    .map(|_| PoolJobs {
+                        jobs: VecDeque::new(),
+                        share_target: Target::DIFF1,
+                    })
+                    .collect(),
+                active: None,
                 next_seq: 1,
                 next_tag: 1,
                 extranonce: None,
@@ -134,73 +149,112 @@ impl Miner {
         }
     }
 
-    /// A new job from the pool on `connection`.
-    pub fn new_job(&self, connection: u64, job: Job) {
-        {
-            let mut s = self.lock();
-            if job.clean() {
-                s.jobs.clear();
-            }
-            // Jobs of an older connection are worthless on this one.
-            s.jobs.retain(|j| j.connection == connection);
+    /// A new job from pool `pool` on its connection `connection`.
+    pub fn new_job(&self, pool: usize, connection: u64, job: Job) {
+        let mine_it = {
+            let mut guard = self.lock();
+            let s = &mut *guard;
             let seq = s.next_seq;
             s.next_seq += 1;
-            let share_target = s.share_target;
-            s.jobs.push_front(ActiveJob {
+            let Some(p) = s.pools.get_mut(pool) else {
+                return;
+            };
+            if job.clean() {
+                p.jobs.clear();
+            }
+            // Jobs of an older connection are worthless on this one.
+            p.jobs.retain(|j| j.connection == connection);
+            let share_target = p.share_target;
+            p.jobs.push_front(ActiveJob {
                 seq,
+                pool,
                 connection,
                 job,
                 share_target,
             });
-            s.jobs.truncate(KEPT_JOBS + 1);
-        }
+            p.jobs.truncate(KEPT_JOBS + 1);
+            s.active == Some(pool)
+        };
         self.status.update(|c| c.jobs += 1);
-        self.notify();
+        if mine_it {
+            self.notify();
+        }
     }
 
-    /// The pool changed the share target (applies to jobs from now on).
-    pub fn set_share_target(&self, target: Target) {
+    /// Pool `pool` changed its share target (applies to its jobs from now on).
+    pub fn set_share_target(&self, pool: usize, target: Target) {
         let changed = {
             let mut s = self.lock();
-            let changed = s.share_target != target;
-            s.share_target = target;
+            let Some(p) = s.pools.get_mut(pool) else {
+                return;
+            };
+            let changed = p.share_target != target;
+            p.share_target = target;
             changed
         };
         if changed {
             info!(
+                pool,
                 difficulty = format_args!("{:.6}", target.difficulty()),
                 "share target set"
             );
         }
     }
 
-    /// Drops every job (connection lost, pool switched): workers go idle.
-    pub fn clear(&self) {
-        {
+    /// Drops every job of `pool` (connection lost): if it was the active
+    /// pool, workers go idle until another pool is chosen.
+    pub fn clear(&self, pool: usize) {
+        let was_active = {
             let mut s = self.lock();
-            s.jobs.clear();
-            s.extranonce = None;
+            if let Some(p) = s.pools.get_mut(pool) {
+                p.jobs.clear();
+            }
+            s.active == Some(pool)
+        };
+        if was_active {
+            self.notify();
         }
-        self.notify();
+    }
+
+    /// Mines on `pool`'s jobs from now on (`None`: nothing to mine).
+    pub fn set_active(&self, pool: Option<usize>) {
+        let changed = {
+            let mut s = self.lock();
+            let changed = s.active != pool;
+            s.active = pool;
+            changed
+        };
+        if changed {
+            self.notify();
+        }
+    }
+
+    /// The pool being mined on.
+    pub fn active(&self) -> Option<usize> {
+        self.lock().active
     }
 
     /// Whether shares of job `seq` may still be submitted.
     pub fn is_live(&self, seq: u64) -> bool {
-        self.lock().jobs.iter().any(|j| j.seq == seq)
+        self.lock()
+            .pools
+            .iter()
+            .any(|p| p.jobs.iter().any(|j| j.seq == seq))
     }
 
     /// Builds the next unit for `worker` from the newest job.
     fn make_unit(&self, worker: usize) -> Option<WorkUnit> {
         let mut guard = self.lock();
         let s = &mut *guard;
-        let newest = s.jobs.front()?;
-        let (seq, connection, job, job_target) = (
+        let active = s.pools.get(s.active?)?;
+        let newest = active.jobs.front()?;
+        let (seq, pool, connection, job) = (
             newest.seq,
+            newest.pool,
             newest.connection,
             newest.job.clone(),
-            newest.share_target,
         );
-        let share_target = job_target.min(s.share_target);
+        let share_target = newest.share_target.min(active.share_target);
         let cursor = s.cursors.get_mut(worker)?;
         let space = rolling_space(job.version_mask());
         let threads = self.threads.max(1) as u64;
@@ -276,6 +330,7 @@ impl Miner {
         let filter = share_target.max(network);
         s.units[worker] = Some(UnitInfo {
             tag,
+            pool,
             job_seq: seq,
             connection,
             job,
@@ -310,7 +365,10 @@ impl WorkSource for Miner {
             else {
                 return;
             };
-            let live = s.jobs.iter().any(|j| j.seq == info.job_seq);
+            let live = s
+                .pools
+                .get(info.pool)
+                .is_some_and(|p| p.jobs.iter().any(|j| j.seq == info.job_seq));
             (info, live)
         };
         let mut header = unit.header;
@@ -336,6 +394,7 @@ impl WorkSource for Miner {
             return;
         }
         let share = FoundShare {
+            pool: info.pool,
             connection: info.connection,
             job_seq: info.job_seq,
             job_id: info.job.id().to_string(),
@@ -345,7 +404,10 @@ impl WorkSource for Miner {
             version: info.version,
             difficulty: hashwatt_work::hash_difficulty(&check.hash),
         };
-        // The receiver only disappears at shutdown.
-        let _ = self.shares.send(share);
+        // Only the driver of the pool whose job this is gets it; its
+        // receiver only disappears at shutdown.
+        if let Some(tx) = self.shares.get(info.pool) {
+            let _ = tx.send(share);
+        }
     }
 }

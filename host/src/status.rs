@@ -25,8 +25,6 @@ pub struct Counters {
     pub hardware_errors: u64,
     /// Shares submitted and not yet answered.
     pub in_flight: u64,
-    /// The pool being mined on (URL), if connected.
-    pub pool: Option<String>,
     /// Why the last connection ended.
     pub last_disconnect: Option<String>,
     /// Connections made so far (first connect included).
@@ -39,6 +37,45 @@ pub struct Counters {
     pub last_invalid_job: Option<String>,
     /// Block candidates found (hash met the network target).
     pub blocks: u64,
+    /// The pool mined on now (index into `pools`).
+    pub active_pool: Option<usize>,
+    /// Per-pool state, in priority order.
+    pub pools: Vec<PoolStatus>,
+}
+
+/// Connection state of one pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PoolState {
+    /// Not connected yet, or reconnecting.
+    #[default]
+    Connecting,
+    /// Connected and has work: can be mined on.
+    Healthy,
+    /// Its plugin failed too often and was disabled (see `disabled`).
+    Disabled,
+}
+
+/// What the operator sees about one pool.
+#[derive(Clone, Debug, Default)]
+pub struct PoolStatus {
+    /// The configured URL.
+    pub url: String,
+    /// Connection state.
+    pub state: PoolState,
+    /// Shares it accepted.
+    pub accepted: u64,
+    /// Shares it rejected.
+    pub rejected: u64,
+    /// Connections made.
+    pub connects: u64,
+    /// Why the last connection ended.
+    pub last_disconnect: Option<String>,
+    /// Times its plugin instance was restarted after a failure.
+    pub plugin_restarts: u64,
+    /// The latest plugin failure (trap, timeout, limit), if any.
+    pub plugin_error: Option<String>,
+    /// Why the plugin was disabled, if it was.
+    pub disabled: Option<String>,
 }
 
 impl Counters {
@@ -49,6 +86,32 @@ impl Counters {
 }
 
 impl Status {
+    /// Status for `urls`, in priority order.
+    pub fn new(urls: &[String]) -> Self {
+        let counters = Counters {
+            pools: urls
+                .iter()
+                .map(|u| PoolStatus {
+                    url: u.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        Status {
+            inner: Mutex::new(counters),
+        }
+    }
+
+    /// Applies `f` to pool `index`'s status (if it exists).
+    pub fn update_pool(&self, index: usize, f: impl FnOnce(&mut PoolStatus)) {
+        self.update(|c| {
+            if let Some(p) = c.pools.get_mut(index) {
+                f(p);
+            }
+        });
+    }
+
     /// Applies `f` to the counters.
     pub fn update(&self, f: impl FnOnce(&mut Counters)) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());

@@ -2,9 +2,10 @@
 //! reconnect policy; the pool plugin only turns bytes into actions.
 
 mod backoff;
+mod failover;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, error, info, info_span, trace, warn};
 
 pub use backoff::Backoff;
+pub use failover::Failover;
 
 use crate::config::PoolEntry;
 use crate::miner::{FoundShare, Miner};
@@ -20,17 +22,75 @@ use crate::plugin::pool::{
     CallOutput, LogLevel, PoolAction, PoolConfig, PoolPlugin, PoolPluginPre, ShareSubmission,
 };
 use crate::plugin::{Limits, PluginError};
-use crate::status::Status;
+use crate::status::{PoolState, Status};
 
 /// Time allowed for a TCP connect or a write to the pool.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest delay a pool may ask for in `client.reconnect`.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(300);
+/// A plugin failing this many times within [`FAILURE_WINDOW`] is disabled.
+pub const MAX_PLUGIN_FAILURES: usize = 5;
+/// The window in which plugin failures are counted.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(600);
 
-/// Everything the pool driver needs.
+/// Chooses the pool to mine on from the drivers' health reports.
+pub struct PoolSelector {
+    failover: Mutex<Failover>,
+    miner: Arc<Miner>,
+    status: Arc<Status>,
+}
+
+impl PoolSelector {
+    /// A selector over `pools` pools with fail-back hold time `hold`.
+    pub fn new(pools: usize, hold: Duration, miner: Arc<Miner>, status: Arc<Status>) -> Arc<Self> {
+        Arc::new(PoolSelector {
+            failover: Mutex::new(Failover::new(pools, hold)),
+            miner,
+            status,
+        })
+    }
+
+    /// Pool `index` became (un)healthy: re-decide at once.
+    pub fn set_healthy(&self, index: usize, healthy: bool) {
+        let mut f = self.failover.lock().unwrap_or_else(|p| p.into_inner());
+        f.set_healthy(index, healthy, Instant::now());
+        self.apply(&mut f);
+    }
+
+    /// Re-evaluates hold timers; call periodically.
+    pub fn tick(&self) {
+        let mut f = self.failover.lock().unwrap_or_else(|p| p.into_inner());
+        self.apply(&mut f);
+    }
+
+    fn apply(&self, f: &mut Failover) {
+        let before = f.active();
+        let after = f.decide(Instant::now());
+        if before != after {
+            let url = |i: Option<usize>| {
+                i.and_then(|i| self.status.snapshot().pools.get(i).map(|p| p.url.clone()))
+                    .unwrap_or_else(|| "none".into())
+            };
+            match after {
+                Some(_) => info!(from = %url(before), to = %url(after), "switching pools"),
+                None => {
+                    warn!(from = %url(before), "no healthy pool: hashing idles until one recovers")
+                }
+            }
+        }
+        self.miner.set_active(after);
+        self.status.update(|c| c.active_pool = after);
+    }
+}
+
+/// Drives one pool: its connection, its plugin instance, its shares.
 pub struct PoolDriver {
-    /// Pools in priority order.
-    pub pools: Vec<PoolEntry>,
+    /// Index of this pool in priority order.
+    pub index: usize,
+    /// The pool's configuration.
+    pub entry: PoolEntry,
+    /// Reports this pool's health.
+    pub selector: Arc<PoolSelector>,
     /// The compiled pool plugin.
     pub plugin: PoolPluginPre,
     /// Limits for each plugin instance.
@@ -39,7 +99,7 @@ pub struct PoolDriver {
     pub miner: Arc<Miner>,
     /// Where counters go.
     pub status: Arc<Status>,
-    /// Shares from the miner.
+    /// Shares the miner found for this pool's jobs.
     pub shares: mpsc::UnboundedReceiver<FoundShare>,
     /// Follow `client.reconnect` to another host name.
     pub allow_redirect: bool,
@@ -90,48 +150,39 @@ struct Pending {
 }
 
 impl PoolDriver {
-    /// Mines on the pools until `shutdown` turns true.
+    /// Keeps this pool connected until `shutdown` turns true or its plugin
+    /// is disabled.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let clock = Instant::now();
+        let entry = self.entry.clone();
+        let index = self.index;
+        let span = info_span!("pool", index, url = %entry.url.url);
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+        let mut plugin_backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+        let mut failures: VecDeque<Instant> = VecDeque::new();
         let mut plugin: Option<PoolPlugin> = None;
-        let mut index = 0usize;
         let mut redirect: Option<(String, u16)> = None;
         let mut connection = 0u64;
         let mut next_share_id = 1u64;
-        let mut plugin_pool = usize::MAX;
+        let config = PoolConfig {
+            url: entry.url.url.clone(),
+            host: entry.url.host.clone(),
+            port: entry.url.port,
+            user: entry.user.clone(),
+            password: entry.password.clone(),
+            user_agent: self.user_agent.clone(),
+            version_rolling: true,
+        };
         while !*shutdown.borrow() {
-            let Some(entry) = self.pools.get(index).cloned() else {
-                error!("no pools configured");
-                return;
-            };
-            if plugin_pool != index {
-                plugin = None;
-            }
-            let (host, port) = redirect
-                .clone()
-                .unwrap_or((entry.url.host.clone(), entry.url.port));
-            let span = info_span!("pool", url = %entry.url.url, %host, port);
             if plugin.is_none() {
-                let config = PoolConfig {
-                    url: entry.url.url.clone(),
-                    host: entry.url.host.clone(),
-                    port: entry.url.port,
-                    user: entry.user.clone(),
-                    password: entry.password.clone(),
-                    user_agent: self.user_agent.clone(),
-                    version_rolling: true,
-                };
                 match self.plugin.instantiate(&config, self.limits.clone()) {
-                    Ok(p) => {
-                        plugin = Some(p);
-                        plugin_pool = index;
-                    }
+                    Ok(p) => plugin = Some(p),
                     Err(e) => {
                         span.in_scope(|| error!("cannot start pool plugin: {e}"));
-                        self.status
-                            .update(|c| c.last_disconnect = Some(e.to_string()));
-                        if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
+                        if self.plugin_failed(&span, e.to_string(), &mut failures) {
+                            return;
+                        }
+                        if sleep_or_shutdown(plugin_backoff.next_delay(), &mut shutdown).await {
                             return;
                         }
                         continue;
@@ -139,6 +190,9 @@ impl PoolDriver {
                 }
             }
             let Some(p) = plugin.as_mut() else { continue };
+            let (host, port) = redirect
+                .clone()
+                .unwrap_or((entry.url.host.clone(), entry.url.port));
             let stream =
                 match tokio::time::timeout(IO_TIMEOUT, TcpStream::connect((host.as_str(), port)))
                     .await
@@ -148,7 +202,6 @@ impl PoolDriver {
                         self.connect_failed(
                             &span,
                             format!("cannot connect to {host}:{port}: {e}"),
-                            &mut index,
                             &mut redirect,
                         );
                         if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
@@ -160,7 +213,6 @@ impl PoolDriver {
                         self.connect_failed(
                             &span,
                             format!("connecting to {host}:{port} timed out"),
-                            &mut index,
                             &mut redirect,
                         );
                         if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
@@ -171,11 +223,12 @@ impl PoolDriver {
                 };
             let _ = stream.set_nodelay(true);
             connection += 1;
-            self.status.update(|c| {
-                c.connects += 1;
-                c.pool = Some(entry.url.url.clone());
+            self.status.update(|c| c.connects += 1);
+            self.status.update_pool(index, |s| {
+                s.connects += 1;
+                s.state = PoolState::Connecting;
             });
-            span.in_scope(|| info!(connection, "connected"));
+            span.in_scope(|| info!(connection, %host, port, "connected"));
             let mut got_job = false;
             let ended = self
                 .session(
@@ -189,19 +242,29 @@ impl PoolDriver {
                 )
                 .instrument(span.clone())
                 .await;
-            self.miner.clear();
+            self.selector.set_healthy(index, false);
+            self.miner.clear(index);
             if p.dead().is_none()
                 && let Err(e) = p.disconnected(&ended.reason)
             {
                 span.in_scope(|| warn!("plugin failed on disconnect: {e}"));
             }
             self.status.update(|c| {
-                c.pool = None;
                 c.in_flight = 0;
                 c.last_disconnect = Some(ended.reason.clone());
             });
+            self.status.update_pool(index, |s| {
+                s.state = PoolState::Connecting;
+                s.last_disconnect = Some(ended.reason.clone());
+            });
             if got_job {
                 backoff.reset();
+                if failures
+                    .back()
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+                {
+                    plugin_backoff.reset();
+                }
             }
             match ended.next {
                 Next::Shutdown => return,
@@ -212,11 +275,13 @@ impl PoolDriver {
                     }
                 }
                 Next::PluginDead => {
-                    span.in_scope(
-                        || error!(reason = %ended.reason, "pool plugin died; restarting it"),
-                    );
                     plugin = None;
-                    if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
+                    if self.plugin_failed(&span, ended.reason.clone(), &mut failures) {
+                        return;
+                    }
+                    let delay = plugin_backoff.next_delay();
+                    span.in_scope(|| error!(reason = %ended.reason, ?delay, "pool plugin failed; restarting it"));
+                    if sleep_or_shutdown(delay, &mut shutdown).await {
                         return;
                     }
                 }
@@ -253,21 +318,53 @@ impl PoolDriver {
         }
     }
 
+    /// Records a plugin failure; returns true when the plugin is now disabled.
+    fn plugin_failed(
+        &self,
+        span: &tracing::Span,
+        reason: String,
+        failures: &mut VecDeque<Instant>,
+    ) -> bool {
+        let now = Instant::now();
+        failures.push_back(now);
+        while failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
+        {
+            failures.pop_front();
+        }
+        let disabled = failures.len() >= MAX_PLUGIN_FAILURES;
+        self.status.update_pool(self.index, |s| {
+            s.plugin_restarts += u64::from(!disabled);
+            s.plugin_error = Some(reason.clone());
+            if disabled {
+                s.state = PoolState::Disabled;
+                s.disabled = Some(format!(
+                    "plugin failed {} times within {} s; last: {reason}",
+                    failures.len(),
+                    FAILURE_WINDOW.as_secs()
+                ));
+            }
+        });
+        if disabled {
+            span.in_scope(|| error!(%reason, "pool plugin disabled after repeated failures"));
+        }
+        disabled
+    }
+
     fn connect_failed(
         &self,
         span: &tracing::Span,
         reason: String,
-        index: &mut usize,
         redirect: &mut Option<(String, u16)>,
     ) {
         span.in_scope(|| warn!("{reason}"));
-        self.status.update(|c| c.last_disconnect = Some(reason));
-        // A redirect target that cannot be reached is forgotten; with several
-        // pools configured, the next one is tried.
+        self.status
+            .update(|c| c.last_disconnect = Some(reason.clone()));
+        self.status
+            .update_pool(self.index, |s| s.last_disconnect = Some(reason));
+        // A redirect target that cannot be reached is forgotten.
         *redirect = None;
-        if self.pools.len() > 1 {
-            *index = (*index + 1) % self.pools.len();
-        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -310,7 +407,7 @@ impl PoolDriver {
                     Err(e) => return Ended::new(format!("read error: {e}"), Next::Backoff),
                 },
                 Some(share) = self.shares.recv() => {
-                    if share.connection != connection || !self.miner.is_live(share.job_seq) {
+                    if share.pool != self.index || share.connection != connection || !self.miner.is_live(share.job_seq) {
                         self.status.update(|c| c.stale += 1);
                         debug!(job = share.job_id, "share of a cleared job dropped");
                         continue;
@@ -372,11 +469,18 @@ impl PoolDriver {
                     }
                 }
                 PoolAction::NewJob(job) => {
-                    *got_job = true;
                     debug!(job = job.id(), clean = job.clean(), "new job");
-                    self.miner.new_job(connection, job);
+                    self.miner.new_job(self.index, connection, job);
+                    if !*got_job {
+                        *got_job = true;
+                        self.status
+                            .update_pool(self.index, |s| s.state = PoolState::Healthy);
+                        self.selector.set_healthy(self.index, true);
+                    }
                 }
-                PoolAction::SetShareTarget(target) => self.miner.set_share_target(target),
+                PoolAction::SetShareTarget(target) => {
+                    self.miner.set_share_target(self.index, target)
+                }
                 PoolAction::ShareResult { id, outcome } => {
                     let share = pending.remove(&id);
                     let job = share.as_ref().map(|s| s.job_id.as_str()).unwrap_or("?");
@@ -390,6 +494,7 @@ impl PoolDriver {
                                 "share accepted"
                             );
                             self.status.update(|c| c.accepted += 1);
+                            self.status.update_pool(self.index, |s| s.accepted += 1);
                         }
                         Err(reason) => {
                             warn!(share = id, job, %reason, "share rejected");
