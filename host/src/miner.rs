@@ -52,6 +52,19 @@ struct ActiveJob {
     connection: u64,
     job: Job,
     share_target: Target,
+    /// Where each worker is in this job's search space, kept with the job
+    /// so that returning to it (after a pool switch) never repeats work.
+    search: Search,
+}
+
+/// The unused part of a job's search space.
+enum Search {
+    /// Host-built coinbase: hand out fresh extranonce2 values per worker.
+    Extranonce(Extranonce2Space),
+    /// Fixed merkle root: each worker's next index in its version slice.
+    Versions(Vec<u64>),
+    /// The extranonce2 space could not be split (logged once).
+    Unusable,
 }
 
 /// What a worker is mining, so `found` can rebuild the share.
@@ -88,7 +101,6 @@ struct State {
     active: Option<usize>,
     next_seq: u64,
     next_tag: u64,
-    extranonce: Option<(u64, Extranonce2Space)>,
     cursors: Vec<Cursor>,
     units: Vec<Option<UnitInfo>>,
 }
@@ -120,7 +132,6 @@ impl Miner {
                 active: None,
                 next_seq: 1,
                 next_tag: 1,
-                extranonce: None,
                 cursors: (0..threads).map(|_| Cursor::default()).collect(),
                 units: vec![None; threads],
             }),
@@ -165,12 +176,29 @@ impl Miner {
             // Jobs of an older connection are worthless on this one.
             p.jobs.retain(|j| j.connection == connection);
             let share_target = p.share_target;
+            let search = if job.extranonce2_size() == 0 {
+                let space = rolling_space(job.version_mask());
+                let threads = self.threads.max(1) as u64;
+                Search::Versions((0..threads).map(|w| w * space / threads).collect())
+            } else {
+                match Extranonce2Space::new(job.extranonce2_size(), self.threads) {
+                    Ok(space) => Search::Extranonce(space),
+                    Err(e) => {
+                        error!(
+                            job = job.id(),
+                            "cannot split the extranonce2 space between workers: {e}"
+                        );
+                        Search::Unusable
+                    }
+                }
+            };
             p.jobs.push_front(ActiveJob {
                 seq,
                 pool,
                 connection,
                 job,
                 share_target,
+                search,
             });
             p.jobs.truncate(KEPT_JOBS + 1);
             s.active == Some(pool)
@@ -246,73 +274,59 @@ impl Miner {
     fn make_unit(&self, worker: usize) -> Option<WorkUnit> {
         let mut guard = self.lock();
         let s = &mut *guard;
-        let active = s.pools.get(s.active?)?;
-        let newest = active.jobs.front()?;
+        let active_pool = s.active?;
+        let active = s.pools.get_mut(active_pool)?;
+        let share_target_now = active.share_target;
+        let newest = active.jobs.front_mut()?;
         let (seq, pool, connection, job) = (
             newest.seq,
             newest.pool,
             newest.connection,
             newest.job.clone(),
         );
-        let share_target = newest.share_target.min(active.share_target);
-        let cursor = s.cursors.get_mut(worker)?;
+        let share_target = newest.share_target.min(share_target_now);
         let space = rolling_space(job.version_mask());
         let threads = self.threads.max(1) as u64;
-        let fixed_root = job.extranonce2_size() == 0;
+        let cursor = s.cursors.get_mut(worker)?;
         // With a fixed merkle root only version rolling varies the header, so
-        // each worker takes its own slice of the version space.
-        let (first_version, end_version) = if fixed_root {
-            (
-                worker as u64 * space / threads,
-                (worker as u64 + 1) * space / threads,
-            )
-        } else {
-            (0, space)
+        // each worker owns a slice of the version space.
+        let end_version = match newest.search {
+            Search::Versions(_) => (worker as u64 + 1) * space / threads,
+            _ => space,
         };
         if cursor.job_seq != seq || cursor.next_version >= end_version {
-            if fixed_root {
-                if cursor.job_seq == seq {
-                    return None; // this worker's version slice is used up
+            match &mut newest.search {
+                Search::Versions(next) => {
+                    let start = *next.get(worker)?;
+                    if start >= end_version {
+                        return None; // this worker's version slice is used up
+                    }
+                    cursor.extranonce2 = Vec::new();
+                    cursor.merkle_root = job.merkle_root(&[]).ok()?;
+                    cursor.next_version = start;
                 }
-                cursor.extranonce2 = Vec::new();
-                cursor.merkle_root = job.merkle_root(&[]).ok()?;
-            } else {
-                let fresh = !matches!(&s.extranonce, Some((js, _)) if *js == seq);
-                if fresh {
-                    match Extranonce2Space::new(job.extranonce2_size(), self.threads) {
-                        Ok(space) => s.extranonce = Some((seq, space)),
+                Search::Extranonce(space) => {
+                    let Some(en2) = space.next(worker) else {
+                        warn!(
+                            job = job.id(),
+                            worker, "extranonce2 space exhausted; waiting for a new job"
+                        );
+                        return None;
+                    };
+                    cursor.merkle_root = match job.merkle_root(&en2) {
+                        Ok(r) => r,
                         Err(e) => {
-                            error!(job = job.id(), "cannot split extranonce2 space: {e}");
+                            error!(job = job.id(), "cannot build merkle root: {e}");
                             return None;
                         }
-                    }
+                    };
+                    cursor.extranonce2 = en2;
+                    cursor.next_version = 0;
                 }
-                let Some(en2) = s.extranonce.as_mut()?.1.next(worker) else {
-                    warn!(
-                        job = job.id(),
-                        worker, "extranonce2 space exhausted; waiting for a new job"
-                    );
-                    return None;
-                };
-                let root = match job.merkle_root(&en2) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        error!(job = job.id(), "cannot build merkle root: {e}");
-                        return None;
-                    }
-                };
-                let cursor = &mut s.cursors[worker];
-                cursor.extranonce2 = en2;
-                cursor.merkle_root = root;
+                Search::Unusable => return None,
             }
-            let cursor = &mut s.cursors[worker];
             cursor.job_seq = seq;
-            cursor.next_version = first_version;
-            if first_version >= end_version {
-                return None;
-            }
         }
-        let cursor = &mut s.cursors[worker];
         // Rolled versions first (index 1, 2, …, then the base version last):
         // a bijection on the space, so worker slices stay disjoint.
         let version = rolled_version(
@@ -321,6 +335,11 @@ impl Miner {
             (cursor.next_version + 1) % space,
         );
         cursor.next_version += 1;
+        if let Search::Versions(next) = &mut newest.search
+            && let Some(n) = next.get_mut(worker)
+        {
+            *n = cursor.next_version;
+        }
         let ntime = job.ntime();
         let header = job.header(&cursor.merkle_root, version, ntime, 0);
         let tag = s.next_tag;
@@ -409,5 +428,89 @@ impl WorkSource for Miner {
         if let Some(tx) = self.shares.get(info.pool) {
             let _ = tx.send(share);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hashwatt_work::{JobSpec, WorkKindSpec};
+    use std::collections::HashSet;
+
+    fn job(id: &str, mask: u32, fixed_root: bool) -> Job {
+        let kind = if fixed_root {
+            WorkKindSpec::MerkleRoot(vec![9; 32])
+        } else {
+            WorkKindSpec::Extended {
+                coinbase_prefix: vec![1; 50],
+                extranonce1: vec![2; 4],
+                extranonce2_size: 4,
+                coinbase_suffix: vec![3; 50],
+                merkle_branches: vec![vec![4; 32]],
+            }
+        };
+        Job::validate(JobSpec {
+            id: id.into(),
+            kind,
+            prev_hash: vec![id.as_bytes()[0]; 32],
+            version: 0x2000_0000,
+            version_mask: mask,
+            nbits: 0x1d00_ffff,
+            ntime: 1_700_000_000,
+            clean: false,
+        })
+        .unwrap()
+    }
+
+    fn miner(pools: usize, threads: usize) -> Arc<Miner> {
+        let txs = (0..pools)
+            .map(|_| tokio::sync::mpsc::unbounded_channel().0)
+            .collect();
+        Miner::new(threads, txs, Arc::new(Status::default()))
+    }
+
+    #[test]
+    fn switching_pools_back_and_forth_never_repeats_a_header() {
+        for (mask, fixed) in [(0x1fff_e000, false), (0, false), (0x1fff_e000, true)] {
+            let m = miner(2, 2);
+            m.new_job(0, 1, job("a", mask, fixed));
+            m.new_job(1, 1, job("b", mask, fixed));
+            let mut seen = HashSet::new();
+            for round in 0..20 {
+                m.set_active(Some(round % 2));
+                for worker in 0..2 {
+                    let unit = m.next_work(worker).expect("work available");
+                    assert!(
+                        seen.insert(unit.header),
+                        "header repeated (mask {mask:#x}, fixed root {fixed})"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_work_without_an_active_pool_and_after_clear() {
+        let m = miner(2, 1);
+        m.new_job(0, 1, job("a", 0, false));
+        assert!(m.next_work(0).is_none(), "no pool chosen yet");
+        m.set_active(Some(0));
+        assert!(m.next_work(0).is_some());
+        m.clear(0);
+        assert!(m.next_work(0).is_none());
+    }
+
+    #[test]
+    fn fixed_root_slices_are_disjoint_between_workers() {
+        let m = miner(1, 3);
+        m.new_job(0, 1, job("a", 0x0000_0700, true)); // 8 versions
+        m.set_active(Some(0));
+        let mut seen = HashSet::new();
+        for worker in 0..3 {
+            while let Some(unit) = m.next_work(worker) {
+                assert!(seen.insert(unit.header));
+            }
+        }
+        assert_eq!(seen.len(), 8, "all versions mined exactly once");
     }
 }

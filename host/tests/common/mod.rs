@@ -37,6 +37,15 @@ pub async fn devpool(difficulty: f64) -> DevPool {
 
 /// The appliance mining with `threads` workers on the given pools, in order.
 pub async fn appliance(pools: &[SocketAddr], threads: usize) -> App {
+    appliance_with(pools, threads, |_| {}).await
+}
+
+/// Like [`appliance`], with the config adjusted by `tweak` before start.
+pub async fn appliance_with(
+    pools: &[SocketAddr],
+    threads: usize,
+    tweak: impl FnOnce(&mut Config),
+) -> App {
     let state = std::env::temp_dir().join(format!(
         "hashwatt-test-{}-{}",
         std::process::id(),
@@ -61,6 +70,8 @@ pub async fn appliance(pools: &[SocketAddr], threads: usize) -> App {
         trusted_keys: Vec::new(),
         allow_unsigned_plugins: false,
     };
+    let mut config = config;
+    tweak(&mut config);
     App::start(config).await.expect("appliance starts")
 }
 
