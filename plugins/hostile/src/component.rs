@@ -1,0 +1,128 @@
+//! The wasm component wrapper: exports the `hashwatt:pool@0.1.0`
+//! `pool-plugin` world around [`crate::Hostile`].
+
+use std::cell::RefCell;
+
+use exports::hashwatt::pool::session::{Guest, GuestSession};
+use hashwatt::pool::types as wit;
+
+use crate::types as core;
+
+wit_bindgen::generate!({
+    path: "../../wit/pool",
+    world: "pool-plugin",
+});
+
+/// The component's export root.
+struct Plugin;
+
+/// The `session` resource; WIT methods take `&self`, hence the RefCell.
+struct HostileSession(RefCell<crate::Hostile>);
+
+impl Guest for Plugin {
+    type Session = HostileSession;
+}
+
+impl GuestSession for HostileSession {
+    fn new(config: wit::PoolConfig) -> Self {
+        HostileSession(RefCell::new(crate::Hostile::new(core::PoolConfig {
+            url: config.url,
+            host: config.host,
+            port: config.port,
+            user: config.user,
+            password: config.password,
+            user_agent: config.user_agent,
+            version_rolling: config.version_rolling,
+        })))
+    }
+
+    fn connected(&self, now_ms: u64) -> Vec<wit::Action> {
+        to_wit(self.0.borrow_mut().connected(now_ms))
+    }
+
+    fn received(&self, bytes: Vec<u8>) -> Vec<wit::Action> {
+        to_wit(self.0.borrow_mut().received(&bytes))
+    }
+
+    fn tick(&self, now_ms: u64) -> Vec<wit::Action> {
+        to_wit(self.0.borrow_mut().tick(now_ms))
+    }
+
+    fn share_found(&self, share: wit::Share) -> Vec<wit::Action> {
+        to_wit(self.0.borrow_mut().share_found(core::Share {
+            id: share.id,
+            job_id: share.job_id,
+            extranonce2: share.extranonce2,
+            ntime: share.ntime,
+            nonce: share.nonce,
+            version: share.version,
+        }))
+    }
+
+    fn disconnected(&self, reason: String) {
+        self.0.borrow_mut().disconnected(&reason);
+    }
+}
+
+fn to_wit(actions: Vec<core::Action>) -> Vec<wit::Action> {
+    actions.into_iter().map(action).collect()
+}
+
+fn level(level: core::LogLevel) -> wit::LogLevel {
+    match level {
+        core::LogLevel::Trace => wit::LogLevel::Trace,
+        core::LogLevel::Debug => wit::LogLevel::Debug,
+        core::LogLevel::Info => wit::LogLevel::Info,
+        core::LogLevel::Warn => wit::LogLevel::Warn,
+        core::LogLevel::Error => wit::LogLevel::Error,
+    }
+}
+
+fn kind(kind: core::WorkKind) -> wit::WorkKind {
+    match kind {
+        core::WorkKind::Extended(w) => wit::WorkKind::Extended(wit::ExtendedWork {
+            coinbase_prefix: w.coinbase_prefix,
+            extranonce1: w.extranonce1,
+            extranonce2_size: w.extranonce2_size,
+            coinbase_suffix: w.coinbase_suffix,
+            merkle_branches: w.merkle_branches,
+        }),
+        core::WorkKind::MerkleRoot(root) => wit::WorkKind::MerkleRoot(root),
+    }
+}
+
+fn action(a: core::Action) -> wit::Action {
+    match a {
+        core::Action::Send(bytes) => wit::Action::Send(bytes),
+        core::Action::NewJob(job) => wit::Action::NewJob(wit::Job {
+            id: job.id,
+            kind: kind(job.kind),
+            prev_hash: job.prev_hash,
+            version: job.version,
+            version_mask: job.version_mask,
+            nbits: job.nbits,
+            ntime: job.ntime,
+            clean: job.clean,
+        }),
+        core::Action::SetShareTarget(t) => wit::Action::SetShareTarget(t),
+        core::Action::ShareResult(r) => wit::Action::ShareResult(wit::ShareResult {
+            id: r.id,
+            outcome: match r.outcome {
+                core::ShareOutcome::Accepted => wit::ShareOutcome::Accepted,
+                core::ShareOutcome::Rejected(why) => wit::ShareOutcome::Rejected(why),
+            },
+        }),
+        core::Action::Reconnect(r) => wit::Action::Reconnect(wit::ReconnectRequest {
+            host: r.host,
+            port: r.port,
+            after_ms: r.after_ms,
+        }),
+        core::Action::Log(entry) => wit::Action::Log(wit::LogEntry {
+            level: level(entry.level),
+            message: entry.message,
+        }),
+        core::Action::Fail(reason) => wit::Action::Fail(reason),
+    }
+}
+
+export!(Plugin);
