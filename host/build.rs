@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// First-party plugin crates: (package name, artifact file stem, env var the host reads).
-const PLUGINS: &[(&str, &str, &str)] = &[("stratum-v1", "stratum_v1", "HASHWATT_STRATUM_V1_WASM")];
+const PLUGINS: &[(&str, &str, &str)] = &[
+    ("stratum-v1", "stratum_v1", "HASHWATT_STRATUM_V1_WASM"),
+    // Test-only: misbehaves on demand so tests can prove the sandbox holds.
+    ("hostile", "hostile", "HASHWATT_HOSTILE_WASM"),
+];
 
 fn main() {
     let manifest_dir =
