@@ -1,0 +1,425 @@
+//! `hashwatt plugin …`: key generation, signing, and installing, listing
+//! and removing plugin packages in the appliance's state directory.
+//!
+//! Installed plugins live in `<state_dir>/plugins/<name>/`. On Unix that
+//! path is a symlink to a hidden, fully written directory
+//! (`.<name>.<unique>`): installing writes and fsyncs the new directory,
+//! then atomically replaces the symlink, so a reader sees either the old
+//! version or the new one, never a mix, and a crash leaves the old one.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use super::Runtime;
+use super::cache::CacheOutcome;
+use super::package::{
+    self, MANIFEST_FILE, PackageError, SIG_FILE, Trust, VerifiedPackage, WASM_FILE,
+};
+use crate::config::Config;
+
+/// Staging directories older than this are left over from a crash.
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+/// Errors installing, finding or removing plugins.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The package was refused.
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// The component does not compile or link.
+    #[error(transparent)]
+    Plugin(#[from] super::PluginError),
+    /// A filesystem operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The name is not a valid plugin name.
+    #[error("`{0}` is not a valid plugin name")]
+    InvalidName(String),
+    /// No plugin of that name is installed.
+    #[error("no plugin named `{0}` is installed")]
+    NotInstalled(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
+    move |source| InstallError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The `hashwatt plugin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Generate a signing key: writes the secret key (mode 0600) and prints
+    /// the public key to add to `trusted_keys`.
+    Keygen {
+        /// Where to write the secret key; must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a package directory holding plugin.wasm and plugin.toml
+    /// (writes plugin.sig).
+    Sign {
+        /// Secret key file from `keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        /// The package directory.
+        dir: PathBuf,
+    },
+    /// Verify a package and install it into the state directory.
+    Install {
+        /// The package directory.
+        package: PathBuf,
+        /// Configuration file (for state_dir and trusted keys).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// List installed plugins.
+    List {
+        /// Configuration file (for state_dir and trusted keys).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Remove an installed plugin.
+    Remove {
+        /// Plugin name.
+        name: String,
+        /// Configuration file (for state_dir).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// Runs a `hashwatt plugin` subcommand, printing results on stdout.
+pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        PluginCommand::Keygen { out: path } => {
+            let key = package::generate_key()?;
+            package::write_secret_key(&path, &key)?;
+            let public = key.verifying_key();
+            writeln!(out, "{}", package::public_key_hex(&public))?;
+            eprintln!(
+                "secret key written to {} (key id {}); add the public key above to `trusted_keys`",
+                path.display(),
+                package::key_id(&public)
+            );
+        }
+        PluginCommand::Sign { key, dir } => {
+            let key = package::read_secret_key(&key)?;
+            let sig = package::sign_package(&dir, &key)?;
+            writeln!(
+                out,
+                "signed {} with key {} (wasm sha256 {})",
+                dir.display(),
+                sig.key_id,
+                hex::encode(sig.wasm_sha256)
+            )?;
+        }
+        PluginCommand::Install { package, config } => {
+            let config = Config::load(&config)?;
+            let trust = Trust::from_config(&config)?;
+            let installed = install(&package, &config.state_dir, &trust)?;
+            let m = &installed.package.manifest;
+            writeln!(
+                out,
+                "installed {} {} ({}) into {}",
+                m.name,
+                m.version,
+                m.kind,
+                installed.path.display()
+            )?;
+        }
+        PluginCommand::List { config } => {
+            let config = Config::load(&config)?;
+            let trust = Trust::from_config(&config)?;
+            let entries = list(&config.state_dir, &trust)?;
+            writeln!(
+                out,
+                "{:<24} {:<12} {:<7} {:<16} SHA256",
+                "NAME", "VERSION", "KIND", "SIGNER"
+            )?;
+            for (name, entry) in entries {
+                match entry {
+                    Ok(p) => writeln!(
+                        out,
+                        "{:<24} {:<12} {:<7} {:<16} {}",
+                        name,
+                        p.manifest.version.to_string(),
+                        p.manifest.kind.to_string(),
+                        p.signer.as_deref().unwrap_or("unsigned"),
+                        hex::encode(p.wasm_sha256)
+                    )?,
+                    Err(e) => writeln!(out, "{name:<24} INVALID: {e}")?,
+                }
+            }
+        }
+        PluginCommand::Remove { name, config } => {
+            let config = Config::load(&config)?;
+            remove(&config.state_dir, &name)
+                .with_context(|| format!("cannot remove plugin {name}"))?;
+            writeln!(out, "removed {name}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Where installed plugins live under the state directory.
+pub fn plugins_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("plugins")
+}
+
+/// Where precompiled plugin artifacts are cached under the state directory.
+pub fn cache_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("plugin-cache")
+}
+
+/// A freshly installed plugin.
+#[derive(Debug)]
+pub struct Installed {
+    /// What was installed.
+    pub package: VerifiedPackage,
+    /// `<state_dir>/plugins/<name>`.
+    pub path: PathBuf,
+    /// Whether the precompiled artifact was already cached.
+    pub cache: CacheOutcome,
+}
+
+fn check_name(name: &str) -> Result<(), InstallError> {
+    let ok = (1..=64).contains(&name.len())
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(InstallError::InvalidName(name.into()))
+    }
+}
+
+/// Verifies the package in `package_dir`, checks that its component
+/// compiles and implements its declared kind (warming the artifact cache),
+/// and installs it as `<state_dir>/plugins/<name>`, atomically replacing
+/// any previous version.
+pub fn install(
+    package_dir: &Path,
+    state_dir: &Path,
+    trust: &Trust,
+) -> Result<Installed, InstallError> {
+    let pkg = package::load_package(package_dir, trust)?;
+    let runtime = Runtime::new()?;
+    let (component, cache) =
+        runtime.compile_cached(&cache_dir(state_dir), &pkg.manifest.name, &pkg.wasm)?;
+    package::check_component(runtime.engine(), &component, &pkg.manifest)?;
+    let path = install_verified(&pkg, &plugins_dir(state_dir))?;
+    Ok(Installed {
+        package: pkg,
+        path,
+        cache,
+    })
+}
+
+/// Writes one file of a staged package and flushes it to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.write_all(bytes).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+/// Writes the verified bytes (not a re-read of the source directory) into
+/// `plugins_dir` and switches `<name>` to them.
+fn install_verified(pkg: &VerifiedPackage, plugins_dir: &Path) -> Result<PathBuf, InstallError> {
+    let name = &pkg.manifest.name;
+    check_name(name)?;
+    fs::create_dir_all(plugins_dir).map_err(io_err(plugins_dir))?;
+    let unique = package::unique_suffix();
+    let staged_name = format!(".{name}.{unique}");
+    let staging = plugins_dir.join(&staged_name);
+    fs::create_dir(&staging).map_err(io_err(&staging))?;
+    let staged = (|| {
+        write_synced(&staging.join(WASM_FILE), &pkg.wasm)?;
+        write_synced(&staging.join(MANIFEST_FILE), pkg.manifest_text.as_bytes())?;
+        if let Some(sig) = &pkg.signature {
+            write_synced(&staging.join(SIG_FILE), sig.as_bytes())?;
+        }
+        package::sync_dir(&staging).map_err(io_err(&staging))
+    })();
+    if let Err(e) = staged {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    let dest = plugins_dir.join(name);
+    if let Err(e) = switch_to(plugins_dir, &dest, &staged_name) {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    collect_garbage(plugins_dir, name, &staged_name);
+    Ok(dest)
+}
+
+/// Points `dest` at `plugins_dir/staged_name`, atomically where possible,
+/// and removes what it pointed at before.
+#[cfg(unix)]
+fn switch_to(plugins_dir: &Path, dest: &Path, staged_name: &str) -> Result<(), InstallError> {
+    let link_tmp = plugins_dir.join(format!("{staged_name}.link"));
+    std::os::unix::fs::symlink(staged_name, &link_tmp).map_err(io_err(&link_tmp))?;
+    let mut old_target = None;
+    match fs::symlink_metadata(dest) {
+        Ok(m) if m.file_type().is_symlink() => {
+            old_target = fs::read_link(dest).ok();
+        }
+        Ok(_) => {
+            // A plain directory (e.g. copied by hand): move it aside first;
+            // this one replacement is not atomic.
+            let aside = plugins_dir.join(format!("{staged_name}.old"));
+            fs::rename(dest, &aside).map_err(io_err(dest))?;
+            old_target = Some(aside);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            let _ = fs::remove_file(&link_tmp);
+            return Err(io_err(dest)(e));
+        }
+    }
+    if let Err(e) = fs::rename(&link_tmp, dest) {
+        let _ = fs::remove_file(&link_tmp);
+        return Err(io_err(dest)(e));
+    }
+    package::sync_dir(plugins_dir).map_err(io_err(plugins_dir))?;
+    if let Some(old) = old_target {
+        remove_hidden(plugins_dir, &old);
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn switch_to(plugins_dir: &Path, dest: &Path, staged_name: &str) -> Result<(), InstallError> {
+    let aside = plugins_dir.join(format!("{staged_name}.old"));
+    let had_old = dest.exists();
+    if had_old {
+        fs::rename(dest, &aside).map_err(io_err(dest))?;
+    }
+    fs::rename(plugins_dir.join(staged_name), dest).map_err(io_err(dest))?;
+    if had_old {
+        let _ = fs::remove_dir_all(&aside);
+    }
+    Ok(())
+}
+
+/// Removes `target` (relative to `plugins_dir` or absolute) if it is one of
+/// our hidden entries directly inside `plugins_dir`; anything else a
+/// symlink might point to is left alone.
+fn remove_hidden(plugins_dir: &Path, target: &Path) {
+    let Some(file_name) = target.file_name() else {
+        return;
+    };
+    let is_ours = file_name.to_string_lossy().starts_with('.')
+        && (target
+            .parent()
+            .is_none_or(|p| p.as_os_str().is_empty() || p == plugins_dir));
+    if is_ours {
+        let path = plugins_dir.join(file_name);
+        if let Err(e) = fs::remove_dir_all(&path) {
+            tracing::warn!(path = %path.display(), "cannot remove old plugin version: {e}");
+        }
+    }
+}
+
+/// Removes staging leftovers of `name` from crashed installs.
+fn collect_garbage(plugins_dir: &Path, name: &str, current: &str) {
+    let Ok(entries) = fs::read_dir(plugins_dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if file_name.starts_with(&prefix) && file_name != current && stale {
+            let path = entry.path();
+            let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+        }
+    }
+}
+
+/// Loads and verifies the installed plugin `name` (for the host to run).
+pub fn load_installed(
+    state_dir: &Path,
+    name: &str,
+    trust: &Trust,
+) -> Result<VerifiedPackage, InstallError> {
+    check_name(name)?;
+    let dir = plugins_dir(state_dir).join(name);
+    if !dir.exists() {
+        return Err(InstallError::NotInstalled(name.into()));
+    }
+    Ok(package::load_package(&dir, trust)?)
+}
+
+/// Every installed plugin by name, each verified again (an entry that no
+/// longer verifies is listed with its error rather than hidden).
+pub fn list(
+    state_dir: &Path,
+    trust: &Trust,
+) -> Result<Vec<(String, Result<VerifiedPackage, PackageError>)>, InstallError> {
+    let dir = plugins_dir(state_dir);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(&dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        out.push((name, package::load_package(&entry.path(), trust)));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Removes the installed plugin `name`.
+pub fn remove(state_dir: &Path, name: &str) -> Result<(), InstallError> {
+    check_name(name)?;
+    let dir = plugins_dir(state_dir);
+    let dest = dir.join(name);
+    match fs::symlink_metadata(&dest) {
+        Ok(m) if m.file_type().is_symlink() => {
+            let target = fs::read_link(&dest).map_err(io_err(&dest))?;
+            fs::remove_file(&dest).map_err(io_err(&dest))?;
+            package::sync_dir(&dir).map_err(io_err(&dir))?;
+            remove_hidden(&dir, &target);
+        }
+        Ok(_) => {
+            fs::remove_dir_all(&dest).map_err(io_err(&dest))?;
+            package::sync_dir(&dir).map_err(io_err(&dir))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(InstallError::NotInstalled(name.into()));
+        }
+        Err(e) => return Err(io_err(&dest)(e)),
+    }
+    Ok(())
+}
