@@ -8,7 +8,6 @@
 //! interruption. Everything they want done comes back as actions that the
 //! host validates before acting on them.
 
-pub mod bench;
 pub mod builtin;
 pub mod cache;
 pub mod cli;
