@@ -81,7 +81,11 @@
 
 #![warn(missing_docs)]
 
+// The generated bindings name this crate by path, also from inside it.
+extern crate self as hashwatt_policy_sdk;
+
 pub mod config;
+pub mod fmt;
 pub mod state;
 pub mod testing;
 pub mod time;
