@@ -1,1 +1,54 @@
-//! placeholder
+//! Energy accounting for a hashwatt appliance.
+//!
+//! Energy policies and operators need to know what the miner costs: how many
+//! kilowatt-hours today and this month, at what efficiency, and why it was
+//! paused. This crate is the host's energy meter and ledger. It is
+//! synchronous and I/O-light so the host can call it from any thread:
+//!
+//! * [`meter`]: where power figures come from: the Linux powercap RAPL
+//!   counters ([`meter::rapl::RaplSource`]), a calibrated hashrate model
+//!   ([`meter::model::ModelSource`]) or an external meter pushed in by the
+//!   host ([`meter::external::ExternalSource`]), all behind
+//!   [`meter::PowerSource`], with [`meter::FallbackSource`] to degrade from
+//!   a measured source to the model.
+//! * [`ledger`]: kWh counters and per-day records in the operator's local
+//!   time zone (DST-correct day and month rollover).
+//! * [`store`]: crash-safe persistence of the ledger (atomic checkpoints).
+//! * [`report`]: day and month reports as a table or CSV.
+//!
+//! Typical host loop (once a second):
+//!
+//! ```no_run
+//! # use std::{path::Path, time::Instant};
+//! # use hashwatt_energy::{ledger::{Interval, LedgerConfig}, meter::{self, PowerSource}, store::EnergyStore};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let model = meter::model::ModelConfig::single("cpu", 15.0, 40.0, 20.0e6);
+//! let (mut source, why_not_rapl) = meter::auto(Path::new("/sys/class/powercap"), model, "cpu")?;
+//! if let Some(e) = why_not_rapl { eprintln!("energy: RAPL not used: {e}"); }
+//! let (mut store, reset) = EnergyStore::open(Path::new("/var/lib/hashwatt"), LedgerConfig::new("Europe/Berlin"))?;
+//! if let Some(why) = reset { eprintln!("energy: {why}"); }
+//! let s = source.sample(Instant::now(), 20.0e6)?;
+//! store.ledger_mut().record(&Interval {
+//!     end: jiff::Timestamp::now(),
+//!     secs: s.interval.as_secs_f64(),
+//!     joules: s.joules,
+//!     hashes: 20.0e6 * s.interval.as_secs_f64(),
+//!     mining: true,
+//!     grid_g_per_kwh: None,
+//! })?;
+//! store.checkpoint_if_due(Instant::now())?;
+//! # Ok(()) }
+//! ```
+
+pub mod ledger;
+pub mod meter;
+pub mod report;
+pub mod store;
+
+pub use ledger::{EnergyCounters, EnergyLedger, Interval, LedgerConfig};
+pub use meter::{PowerSource, Sample};
+pub use report::{Period, Report};
+pub use store::EnergyStore;
+
+/// Joules in one kilowatt-hour, the unit operators are billed in.
+pub const JOULES_PER_KWH: f64 = 3.6e6;
