@@ -8,10 +8,12 @@
 //! interruption. Everything they want done comes back as actions that the
 //! host validates before acting on them.
 
+pub mod bench;
 pub mod builtin;
 pub mod cache;
 pub mod cli;
 pub mod package;
+pub mod policy;
 pub mod pool;
 
 use std::sync::Arc;
@@ -173,19 +175,40 @@ impl Runtime {
     }
 }
 
+/// Runs a plugin call so that WASI host functions may block: wasmtime-wasi's
+/// synchronous bindings drive their async implementations with
+/// `Handle::block_on`, which panics on a tokio worker thread. On the
+/// multi-threaded runtime the call runs in `block_in_place`; elsewhere
+/// (plain threads, tests) it runs directly.
+pub fn call_blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// Converts a call budget into epoch ticks (at least one).
 fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
 }
 
-/// Describes a wasmtime error from a call: trap code, or the limit hit.
+/// Describes a wasmtime error from a call in one line: the trap, or the
+/// limit that was hit (the wasm backtrace goes to the debug log only).
 fn describe_trap(e: &wasmtime::Error) -> String {
+    tracing::debug!("plugin error detail: {e:?}");
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
-        match trap {
+        return match trap {
             wasmtime::Trap::Interrupt => "call exceeded its time budget".into(),
-            other => format!("{other}"),
-        }
+            wasmtime::Trap::StackOverflow => "stack overflow".into(),
+            other => format!("wasm trap: {other}"),
+        };
+    }
+    let root = e.root_cause().to_string();
+    if root.contains("growing memory") || root.contains("memory limit") {
+        format!("memory limit exceeded ({root})")
     } else {
-        format!("{e:#}")
+        root.lines().next().unwrap_or("unknown error").to_string()
     }
 }

@@ -21,7 +21,7 @@ use crate::miner::{FoundShare, Miner};
 use crate::plugin::pool::{
     CallOutput, LogLevel, PoolAction, PoolConfig, PoolPlugin, PoolPluginPre, ShareSubmission,
 };
-use crate::plugin::{Limits, PluginError};
+use crate::plugin::{Limits, PluginError, call_blocking};
 use crate::status::{PoolState, Status};
 
 /// Time allowed for a TCP connect or a write to the pool.
@@ -175,7 +175,7 @@ impl PoolDriver {
         };
         while !*shutdown.borrow() {
             if plugin.is_none() {
-                match self.plugin.instantiate(&config, self.limits.clone()) {
+                match call_blocking(|| self.plugin.instantiate(&config, self.limits.clone())) {
                     Ok(p) => plugin = Some(p),
                     Err(e) => {
                         span.in_scope(|| error!("cannot start pool plugin: {e}"));
@@ -245,7 +245,7 @@ impl PoolDriver {
             self.selector.set_healthy(index, false);
             self.miner.clear(index);
             if p.dead().is_none()
-                && let Err(e) = p.disconnected(&ended.reason)
+                && let Err(e) = call_blocking(|| p.disconnected(&ended.reason))
             {
                 span.in_scope(|| warn!("plugin failed on disconnect: {e}"));
             }
@@ -386,7 +386,7 @@ impl PoolDriver {
             self.status.update(|c| c.stale += 1);
             trace!(job = old.job_id, "dropping share of an earlier connection");
         }
-        let out = match plugin.connected(now_ms()) {
+        let out = match call_blocking(|| plugin.connected(now_ms())) {
             Ok(out) => out,
             Err(e) => return e.into(),
         };
@@ -403,7 +403,7 @@ impl PoolDriver {
             let out = tokio::select! {
                 read = reader.read(&mut buf) => match read {
                     Ok(0) => return Ended::new("pool closed the connection", Next::Backoff),
-                    Ok(n) => plugin.received(&buf[..n]),
+                    Ok(n) => call_blocking(|| plugin.received(&buf[..n])),
                     Err(e) => return Ended::new(format!("read error: {e}"), Next::Backoff),
                 },
                 Some(share) = self.shares.recv() => {
@@ -416,16 +416,17 @@ impl PoolDriver {
                     *next_share_id += 1;
                     pending.insert(id, Pending { job_id: share.job_id.clone(), difficulty: share.difficulty });
                     self.status.update(|c| c.in_flight = pending.len() as u64);
-                    plugin.share_found(&ShareSubmission {
+                    let submission = ShareSubmission {
                         id,
                         job_id: share.job_id,
                         extranonce2: share.extranonce2,
                         ntime: share.ntime,
                         nonce: share.nonce,
                         version: share.version,
-                    })
+                    };
+                    call_blocking(|| plugin.share_found(&submission))
                 }
-                _ = tick.tick() => plugin.tick(now_ms()),
+                _ = tick.tick() => call_blocking(|| plugin.tick(now_ms())),
                 _ = shutdown.changed() => return Ended::new("shutting down", Next::Shutdown),
             };
             let out = match out {

@@ -1,0 +1,229 @@
+//! Hostile pool plugins over real loopback TCP: the primary pool's plugin
+//! misbehaves (loops, eats memory, traps, floods…); the appliance stays up,
+//! mining moves to the failover pool (whose Stratum V1 plugin is unaffected)
+//! within 2 s, the reason is recorded, the plugin is restarted with back-off,
+//! and a plugin that keeps failing is disabled with its reason.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use hashwatt::status::PoolState;
+
+const TRIGGER: &[u8] = b"{\"id\":null,\"method\":\"hostile.trigger\",\"params\":[]}\n";
+
+/// Primary pool with the hostile plugin in `mode`, secondary with the real one.
+async fn setup(
+    mode: &str,
+) -> (
+    hashwatt_devpool::DevPool,
+    hashwatt_devpool::DevPool,
+    hashwatt::app::App,
+) {
+    let primary = common::devpool(0.0005).await;
+    let secondary = common::devpool(0.0005).await;
+    let mode = mode.to_string();
+    let app = common::appliance_with(
+        &[primary.local_addr(), secondary.local_addr()],
+        1,
+        move |c| {
+            c.allow_unsigned_plugins = true;
+            c.failback_secs = 2;
+            c.pools[0].plugin = Some(env!("HASHWATT_HOSTILE_WASM").to_string());
+            c.pools[0].password = mode;
+        },
+    )
+    .await;
+    (primary, secondary, app)
+}
+
+async fn plugin_failure_fails_over(mode: &str, expected_reason: &str) {
+    common::bounded(Duration::from_secs(120), async {
+        let (primary, secondary, app) = setup(mode).await;
+        assert!(
+            common::wait_for(Duration::from_secs(30), || primary.stats().accepted >= 2).await,
+            "{mode}: the hostile plugin should mine normally until triggered"
+        );
+        assert_eq!(app.counters().active_pool, Some(0));
+        let before = secondary.stats().accepted;
+
+        primary.send_raw(TRIGGER);
+        let t0 = Instant::now();
+        let moved = common::wait_for(Duration::from_secs(2), || {
+            app.counters().active_pool == Some(1)
+        })
+        .await;
+        eprintln!("{mode}: failed over after {:?}", t0.elapsed());
+        assert!(
+            moved,
+            "{mode}: mining did not move to the failover pool within 2 s"
+        );
+
+        let pool = app.counters().pools[0].clone();
+        let reason = pool.plugin_error.unwrap_or_default();
+        assert!(
+            reason.contains(expected_reason),
+            "{mode}: recorded reason {reason:?}"
+        );
+        assert!(pool.plugin_restarts >= 1, "{mode}: no restart recorded");
+        assert!(
+            common::wait_for(Duration::from_secs(20), || secondary.stats().accepted
+                >= before + 2)
+            .await,
+            "{mode}: shares did not continue on the failover pool"
+        );
+        // The restarted plugin (fresh instance from the pre-instance) mines
+        // again and, after the hold time, mining returns to the primary.
+        assert!(
+            common::wait_for(Duration::from_secs(30), || app.counters().active_pool
+                == Some(0))
+            .await,
+            "{mode}: the restarted plugin did not take over again: {:?}",
+            app.counters().pools[0]
+        );
+        let accepted = primary.stats().accepted;
+        assert!(
+            common::wait_for(Duration::from_secs(20), || primary.stats().accepted
+                >= accepted + 2)
+            .await
+        );
+        assert_eq!(
+            secondary.stats().rejected_total,
+            0,
+            "{:?}",
+            secondary.stats().rejected
+        );
+        assert_eq!(app.counters().hardware_errors, 0);
+        app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_loop() {
+    plugin_failure_fails_over("loop", "time budget").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_memory() {
+    plugin_failure_fails_over("memory", "memory limit exceeded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_trap() {
+    plugin_failure_fails_over("unreachable", "unreachable").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_panic() {
+    plugin_failure_fails_over("panic", "wasm trap").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stack_overflow() {
+    plugin_failure_fails_over("stack", "wasm trap").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_megabyte_send_hits_the_send_limit() {
+    plugin_failure_fails_over("big-send:2000000", "exceeded a limit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_megabyte_send() {
+    // The plugin cannot even build 100 MB: its memory limit stops it first.
+    plugin_failure_fails_over("big-send", "memory limit exceeded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_flood() {
+    plugin_failure_fails_over("flood:100000", "exceeded a limit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_jobs_are_refused_and_mining_goes_on() {
+    common::bounded(Duration::from_secs(90), async {
+        let (primary, _secondary, app) = setup("invalid-job").await;
+        assert!(common::wait_for(Duration::from_secs(30), || primary.stats().accepted >= 2).await);
+        primary.send_raw(TRIGGER);
+        assert!(
+            common::wait_for(Duration::from_secs(5), || app.counters().invalid_jobs >= 1).await
+        );
+        let reason = app.counters().last_invalid_job.unwrap_or_default();
+        assert!(reason.starts_with("invalid job"), "{reason}");
+        let accepted = primary.stats().accepted;
+        assert!(
+            common::wait_for(Duration::from_secs(20), || primary.stats().accepted
+                >= accepted + 2)
+            .await
+        );
+        assert_eq!(
+            primary.stats().rejected_total,
+            0,
+            "{:?}",
+            primary.stats().rejected
+        );
+        assert_eq!(
+            app.counters().active_pool,
+            Some(0),
+            "refused jobs are not a plugin failure"
+        );
+        app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_probes_change_nothing() {
+    for mode in ["fs", "socket", "env"] {
+        common::bounded(Duration::from_secs(90), async {
+            let (primary, _secondary, app) = setup(mode).await;
+            assert!(
+                common::wait_for(Duration::from_secs(30), || primary.stats().accepted >= 2).await
+            );
+            primary.send_raw(TRIGGER);
+            let accepted = primary.stats().accepted;
+            assert!(
+                common::wait_for(Duration::from_secs(20), || primary.stats().accepted
+                    >= accepted + 2)
+                .await,
+                "{mode}: mining stopped"
+            );
+            assert_eq!(
+                app.counters().pools[0].plugin_restarts,
+                0,
+                "{mode}: probing the sandbox is not a trap"
+            );
+            app.shutdown().await;
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_keeps_failing_is_disabled_with_its_reason() {
+    common::bounded(Duration::from_secs(90), async {
+        let (_primary, secondary, app) = setup("loop@connected").await;
+        let disabled = common::wait_for(Duration::from_secs(30), || {
+            app.counters().pools[0].state == PoolState::Disabled
+        })
+        .await;
+        let pool = app.counters().pools[0].clone();
+        assert!(disabled, "not disabled: {pool:?}");
+        let why = pool.disabled.unwrap_or_default();
+        assert!(
+            why.contains("failed 5 times") && why.contains("time budget"),
+            "{why}"
+        );
+        assert_eq!(
+            pool.plugin_restarts, 4,
+            "restarted after each failure but the last"
+        );
+        assert!(
+            common::wait_for(Duration::from_secs(30), || secondary.stats().accepted >= 3).await
+        );
+        assert_eq!(app.counters().active_pool, Some(1));
+        app.shutdown().await;
+    })
+    .await;
+}
