@@ -139,6 +139,29 @@ pub struct Interval {
     pub grid_g_per_kwh: Option<f64>,
 }
 
+impl Interval {
+    /// The interval covered by `sample`, ending now at `end`, with the
+    /// hashes of `hashrate_hs` over its length. Saves the host from
+    /// converting units by hand.
+    pub fn from_sample(
+        end: Timestamp,
+        sample: &crate::Sample,
+        hashrate_hs: f64,
+        mining: bool,
+        grid_g_per_kwh: Option<f64>,
+    ) -> Self {
+        let secs = sample.interval.as_secs_f64();
+        Self {
+            end,
+            secs,
+            joules: sample.joules,
+            hashes: hashrate_hs * secs,
+            mining,
+            grid_g_per_kwh,
+        }
+    }
+}
+
 /// The persisted form of a ledger.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct LedgerState {
@@ -238,6 +261,13 @@ impl EnergyLedger {
         while cur < end {
             let date = self.local_date(cur);
             let next = self.start_of(date.tomorrow()?)?;
+            if next <= cur {
+                // Cannot happen with a sane tz database; never loop forever.
+                return Err(LedgerError::InvalidInput {
+                    what: "day boundary",
+                    value: next.as_second() as f64,
+                });
+            }
             let piece_end = next.min(end);
             pieces.push((date, piece_end.duration_since(cur).as_secs_f64()));
             cur = piece_end;
@@ -352,6 +382,13 @@ impl EnergyLedger {
         config: LedgerConfig,
         state: LedgerState,
     ) -> Result<Self, LedgerError> {
+        if state.time_zone != config.time_zone {
+            tracing::warn!(
+                saved = %state.time_zone,
+                configured = %config.time_zone,
+                "energy time zone changed; past days keep their dates"
+            );
+        }
         let mut ledger = Self::new(config)?;
         ledger.total_kwh = check("saved total kWh", state.total_kwh, f64::MAX)?;
         ledger.total_hashes = check("saved total hashes", state.total_hashes, f64::MAX)?;

@@ -28,15 +28,12 @@
 //! let (mut store, reset) = EnergyStore::open(Path::new("/var/lib/hashwatt"), LedgerConfig::new("Europe/Berlin"))?;
 //! if let Some(why) = reset { eprintln!("energy: {why}"); }
 //! let s = source.sample(Instant::now(), 20.0e6)?;
-//! store.ledger_mut().record(&Interval {
-//!     end: jiff::Timestamp::now(),
-//!     secs: s.interval.as_secs_f64(),
-//!     joules: s.joules,
-//!     hashes: 20.0e6 * s.interval.as_secs_f64(),
-//!     mining: true,
-//!     grid_g_per_kwh: None,
-//! })?;
-//! store.checkpoint_if_due(Instant::now())?;
+//! store.ledger_mut().record(&Interval::from_sample(jiff::Timestamp::now(), &s, 20.0e6, true, None))?;
+//! // When a policy paused the miner for the last second:
+//! // store.ledger_mut().record_pause(now, 1.0, "surplus-only", &decision.reason)?;
+//! let today = store.ledger().counters(jiff::Timestamp::now()).today_kwh;
+//! # let _ = today;
+//! store.checkpoint_if_due(Instant::now())?; // and store.checkpoint() on shutdown
 //! # Ok(()) }
 //! ```
 

@@ -242,3 +242,22 @@ fn history_is_bounded() {
         "total survives pruning"
     );
 }
+
+#[test]
+fn interval_from_sample_converts_units() {
+    let s = hashwatt_energy::Sample {
+        watts: Some(80.0),
+        joules: 160.0,
+        interval: std::time::Duration::from_millis(2000),
+        source: "model",
+    };
+    let end = local(2026, 5, 1, 12, 0);
+    let i = Interval::from_sample(end, &s, 5e6, true, Some(200.0));
+    assert_eq!(i.secs, 2.0);
+    assert_eq!(i.joules, 160.0);
+    assert_eq!(i.hashes, 1e7);
+    let mut l = berlin();
+    l.record(&i).unwrap();
+    let d = l.day(date(2026, 5, 1)).unwrap();
+    assert!((d.co2_g - 160.0 / JOULES_PER_KWH * 200.0).abs() < 1e-12);
+}

@@ -65,37 +65,64 @@ fn round_trip() {
     assert!(!dir.path().join(format!("{FILE_NAME}.tmp")).exists());
 }
 
-#[test]
-fn crash_loses_at_most_one_minute() {
+/// Runs `secs` seconds of 1 s samples with `checkpoint_if_due`, then a
+/// power cut (drop without a final checkpoint); returns (live, saved) kWh
+/// and the number of writes.
+fn run_then_crash(secs: i64, watts: f64) -> (f64, f64, usize) {
     let dir = tempfile::tempdir().unwrap();
     let (mut s, _) = EnergyStore::open(dir.path(), cfg()).unwrap();
     let mono0 = Instant::now();
-    let watts = 250.0;
-    // 17 min 43 s of 1 s samples with checkpoint_if_due, then a power cut
-    // (drop without a final checkpoint).
-    let secs = 17 * 60 + 43;
     let mut writes = 0;
     for i in 1..=secs {
-        second(
-            &mut s,
-            t0().checked_add(SignedDuration::from_secs(i)).unwrap(),
-            watts,
-        );
+        let end = t0().checked_add(SignedDuration::from_secs(i)).unwrap();
+        second(&mut s, end, watts);
         if s.checkpoint_if_due(mono0 + Duration::from_secs(i as u64))
             .unwrap()
         {
             writes += 1;
         }
     }
-    assert_eq!(writes, 18, "one write per minute");
     let live = s.ledger().counters(t0()).total_kwh;
     drop(s);
     let (s2, _) = EnergyStore::open(dir.path(), cfg()).unwrap();
-    let saved = s2.ledger().counters(t0()).total_kwh;
-    let lost_j = (live - saved) * 3.6e6;
+    (live, s2.ledger().counters(t0()).total_kwh, writes)
+}
+
+#[test]
+fn crash_loses_at_most_one_minute() {
+    let watts = 250.0;
     let minute_j = watts * CHECKPOINT_EVERY.as_secs_f64();
-    assert!(lost_j >= 0.0 && lost_j <= minute_j, "lost {lost_j} J");
-    assert!(saved > 0.0);
+    for secs in [1, 59, 60, 61, 119, 17 * 60 + 43, 60 * 60] {
+        let (live, saved, writes) = run_then_crash(secs, watts);
+        assert_eq!(
+            writes as i64,
+            1 + (secs - 1) / 60,
+            "one write per minute ({secs} s)"
+        );
+        assert!((live * 3.6e6 - watts * secs as f64).abs() < 1e-6);
+        let lost_j = (live - saved) * 3.6e6;
+        assert!(
+            (-1e-6..=minute_j).contains(&lost_j),
+            "lost {lost_j} J after {secs} s"
+        );
+    }
+}
+
+#[test]
+fn stale_temp_file_from_interrupted_checkpoint_is_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = EnergyStore::open(dir.path(), cfg()).unwrap();
+    second(&mut s, t0(), 7200.0);
+    s.checkpoint().unwrap();
+    drop(s);
+    // A crash between create and rename leaves a partial temp file.
+    fs::write(dir.path().join(format!("{FILE_NAME}.tmp")), b"{\"vers").unwrap();
+    let (mut s, c) = EnergyStore::open(dir.path(), cfg()).unwrap();
+    assert!(c.is_none());
+    assert!((s.ledger().counters(t0()).total_kwh - 0.002).abs() < 1e-12);
+    s.checkpoint().unwrap();
+    let (s, _) = EnergyStore::open(dir.path(), cfg()).unwrap();
+    assert!((s.ledger().counters(t0()).total_kwh - 0.002).abs() < 1e-12);
 }
 
 #[test]
@@ -161,4 +188,18 @@ fn unwritable_state_dir_is_an_error() {
     fs::write(&file, b"x").unwrap();
     let err = EnergyStore::open(&file, cfg()).unwrap_err();
     assert!(matches!(err, StoreError::Io { .. }), "{err}");
+}
+
+#[test]
+fn time_zone_change_keeps_saved_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = EnergyStore::open(dir.path(), cfg()).unwrap();
+    second(&mut s, t0(), 3600.0);
+    s.checkpoint().unwrap();
+    drop(s);
+    let (s, _) = EnergyStore::open(dir.path(), LedgerConfig::new("Asia/Tokyo")).unwrap();
+    assert_eq!(s.ledger().config().time_zone, "Asia/Tokyo");
+    let days: Vec<_> = s.ledger().days().map(|(d, _)| d.to_string()).collect();
+    assert_eq!(days, ["2026-03-28"]);
+    assert!((s.ledger().counters(t0()).total_kwh - 0.001).abs() < 1e-12);
 }
