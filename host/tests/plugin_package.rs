@@ -326,9 +326,8 @@ fn install_replace_list_remove() {
     assert_eq!(installed.cache, CacheOutcome::Hit, "same wasm, same engine");
     let listed = cli::list(&state, &t).unwrap();
     assert_eq!(listed.len(), 1);
-    let (name, entry) = &listed[0];
-    assert_eq!(name, "stratum-v1");
-    let entry = entry.as_ref().unwrap();
+    assert_eq!(listed[0].name, "stratum-v1");
+    let entry = listed[0].package.as_ref().unwrap();
     assert_eq!(entry.manifest.version.to_string(), "1.1.0");
     assert_eq!(
         entry.signer.as_deref(),
@@ -350,7 +349,7 @@ fn install_replace_list_remove() {
     // An installed package that stops verifying is listed as invalid.
     let live = state.join("plugins").join("stratum-v1");
     let e = cli::list(&state, &trust(&[&key(9)], false)).unwrap();
-    assert!(matches!(e[0].1, Err(PackageError::UnknownKey { .. })));
+    assert!(matches!(e[0].package, Err(PackageError::UnknownKey { .. })));
     assert!(live.join(SIG_FILE).exists());
 
     cli::remove(&state, "stratum-v1").unwrap();

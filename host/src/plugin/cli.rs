@@ -149,8 +149,8 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
                 "{:<24} {:<12} {:<7} {:<16} SHA256",
                 "NAME", "VERSION", "KIND", "SIGNER"
             )?;
-            for (name, entry) in entries {
-                match entry {
+            for Listed { name, package } in entries {
+                match package {
                     Ok(p) => writeln!(
                         out,
                         "{:<24} {:<12} {:<7} {:<16} {}",
@@ -375,12 +375,18 @@ pub fn load_installed(
     Ok(package::load_package(&dir, trust)?)
 }
 
+/// One entry of [`list`].
+#[derive(Debug)]
+pub struct Listed {
+    /// Directory name under `<state_dir>/plugins/`.
+    pub name: String,
+    /// The package, verified again, or why it no longer verifies.
+    pub package: Result<VerifiedPackage, PackageError>,
+}
+
 /// Every installed plugin by name, each verified again (an entry that no
 /// longer verifies is listed with its error rather than hidden).
-pub fn list(
-    state_dir: &Path,
-    trust: &Trust,
-) -> Result<Vec<(String, Result<VerifiedPackage, PackageError>)>, InstallError> {
+pub fn list(state_dir: &Path, trust: &Trust) -> Result<Vec<Listed>, InstallError> {
     let dir = plugins_dir(state_dir);
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
@@ -394,9 +400,10 @@ pub fn list(
         if name.starts_with('.') {
             continue;
         }
-        out.push((name, package::load_package(&entry.path(), trust)));
+        let package = package::load_package(&entry.path(), trust);
+        out.push(Listed { name, package });
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
