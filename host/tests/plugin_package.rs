@@ -482,3 +482,101 @@ fn cache_miss_then_hit_and_corruption_is_never_deserialized() {
         .unwrap_err();
     assert!(e.to_string().contains("junk"), "{e}");
 }
+
+/// The operator's workflow through the real binary:
+/// keygen → sign → install → list → remove.
+#[test]
+fn cli_keygen_sign_install_list_remove() {
+    use std::process::Command;
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hashwatt"))
+            .arg("plugin")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let keyfile = tmp.path().join("signing.key");
+    let (ok, public, err) = run(&["keygen".as_ref(), "--out".as_ref(), keyfile.as_os_str()]);
+    assert!(ok, "{err}");
+    let public = public.trim().to_string();
+    let vk = package::parse_public_key(&public).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&keyfile).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (ok, _, err) = run(&["keygen".as_ref(), "--out".as_ref(), keyfile.as_os_str()]);
+    assert!(
+        !ok && err.contains("exists"),
+        "must refuse to overwrite: {err}"
+    );
+
+    let dir = unsigned_package(tmp.path(), "pkg", MANIFEST);
+    let (ok, out, err) = run(&[
+        "sign".as_ref(),
+        "--key".as_ref(),
+        keyfile.as_os_str(),
+        dir.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&package::key_id(&vk)), "{out}");
+
+    let state = tmp.path().join("state");
+    let config = tmp.path().join("hashwatt.toml");
+    fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\ntrusted_keys = [\"{public}\"]\n[[pools]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\nuser = \"w\"\n",
+            state.display().to_string()
+        ),
+    )
+    .unwrap();
+    let c = config.as_os_str();
+    let (ok, out, err) = run(&["install".as_ref(), dir.as_os_str(), "--config".as_ref(), c]);
+    assert!(ok, "{err}");
+    assert!(out.contains("installed stratum-v1 1.0.0 (pool)"), "{out}");
+
+    let (ok, out, err) = run(&["list".as_ref(), "--config".as_ref(), c]);
+    assert!(ok, "{err}");
+    let sha = hex::encode(package::sha256(builtin::STRATUM_V1));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("stratum-v1"))
+        .unwrap_or("");
+    assert!(
+        line.contains("1.0.0")
+            && line.contains("pool")
+            && line.contains(&package::key_id(&vk))
+            && line.contains(&sha),
+        "{out}"
+    );
+
+    // A tampered package is refused by install with the reason.
+    fs::write(dir.join(MANIFEST_FILE), MANIFEST.replace("1.0.0", "6.6.6")).unwrap();
+    let (ok, _, err) = run(&["install".as_ref(), dir.as_os_str(), "--config".as_ref(), c]);
+    assert!(!ok && err.contains("plugin.toml was modified"), "{err}");
+
+    let (ok, out, err) = run(&[
+        "remove".as_ref(),
+        "stratum-v1".as_ref(),
+        "--config".as_ref(),
+        c,
+    ]);
+    assert!(ok && out.contains("removed stratum-v1"), "{err}");
+    let (ok, out, _) = run(&["list".as_ref(), "--config".as_ref(), c]);
+    assert!(ok && !out.contains("stratum-v1"), "{out}");
+    let (ok, _, err) = run(&[
+        "remove".as_ref(),
+        "stratum-v1".as_ref(),
+        "--config".as_ref(),
+        c,
+    ]);
+    assert!(!ok && err.contains("no plugin named"), "{err}");
+}
