@@ -321,7 +321,7 @@ fn notify_line(n: usize) -> Vec<u8> {
         "20000000",
         "17034219",
         "665f1c2a",
-        n % 16 == 0
+        n.is_multiple_of(16)
     ]);
     let mut line = json!({"id": null, "method": "mining.notify", "params": params})
         .to_string()
