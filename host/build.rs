@@ -6,11 +6,34 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// First-party plugin crates: (package name, artifact file stem, env var the host reads).
+/// Plugin crates: (package name, artifact file stem, env var the host reads).
 const PLUGINS: &[(&str, &str, &str)] = &[
     ("stratum-v1", "stratum_v1", "HASHWATT_STRATUM_V1_WASM"),
     // Test-only: misbehaves on demand so tests can prove the sandbox holds.
     ("hostile", "hostile", "HASHWATT_HOSTILE_WASM"),
+    // First-party energy policies.
+    (
+        "policy-surplus-only",
+        "policy_surplus_only",
+        "HASHWATT_POLICY_SURPLUS_ONLY_WASM",
+    ),
+    ("policy-price", "policy_price", "HASHWATT_POLICY_PRICE_WASM"),
+    ("policy-quota", "policy_quota", "HASHWATT_POLICY_QUOTA_WASM"),
+    (
+        "policy-schedule",
+        "policy_schedule",
+        "HASHWATT_POLICY_SCHEDULE_WASM",
+    ),
+    (
+        "policy-heater",
+        "policy_heater",
+        "HASHWATT_POLICY_HEATER_WASM",
+    ),
+    (
+        "policy-grid-emergency",
+        "policy_grid_emergency",
+        "HASHWATT_POLICY_GRID_EMERGENCY_WASM",
+    ),
 ];
 
 fn main() {
@@ -29,43 +52,45 @@ fn main() {
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = root.join("target").join("plugins");
+    // One cargo invocation for all plugins: they share dependencies.
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "plugin",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for (package, _, _) in PLUGINS {
+        cmd.args(["--package", package]);
+    }
+    // The nested build is a plain build for another target: none of the
+    // outer build's wrappers (clippy, coverage) or host flags apply.
+    for var in [
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_RUSTFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+    if !status.success() {
+        panic!(
+            "building the plugins for wasm32-wasip2 failed ({status}); \
+             is the target installed? run: rustup target add wasm32-wasip2"
+        );
+    }
     for (package, stem, var) in PLUGINS {
-        let mut cmd = Command::new(&cargo);
-        cmd.current_dir(&root)
-            .args([
-                "build",
-                "--quiet",
-                "--package",
-                package,
-                "--target",
-                "wasm32-wasip2",
-                "--profile",
-                "plugin",
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir);
-        // The nested build is a plain build for another target: none of the
-        // outer build's wrappers (clippy, coverage) or host flags apply.
-        for var in [
-            "RUSTC_WRAPPER",
-            "RUSTC_WORKSPACE_WRAPPER",
-            "RUSTFLAGS",
-            "CARGO_ENCODED_RUSTFLAGS",
-            "CARGO_BUILD_TARGET",
-            "CARGO_TARGET_DIR",
-            "CARGO_BUILD_RUSTFLAGS",
-        ] {
-            cmd.env_remove(var);
-        }
-        let status = cmd
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
-        if !status.success() {
-            panic!(
-                "building plugin {package} for wasm32-wasip2 failed ({status}); \
-                 is the target installed? run: rustup target add wasm32-wasip2"
-            );
-        }
         let wasm = target_dir
             .join("wasm32-wasip2")
             .join("plugin")

@@ -10,8 +10,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::{Config, PoolEntry};
 use crate::miner::Miner;
+use crate::plugin::cli as plugin_cli;
+use crate::plugin::package::{PluginKind, Trust};
 use crate::plugin::pool::PoolPluginPre;
 use crate::plugin::{Limits, Runtime, builtin};
 use crate::pool::{PoolDriver, PoolSelector};
@@ -53,7 +55,11 @@ impl App {
         );
 
         let runtime = Runtime::new()?;
-        let builtin_plugin = PoolPluginPre::new(&runtime, "stratum-v1", builtin::STRATUM_V1)?;
+        let cache_dir = plugin_cli::cache_dir(&config.state_dir);
+        let (component, outcome) =
+            runtime.compile_cached(&cache_dir, "stratum-v1", builtin::STRATUM_V1)?;
+        tracing::debug!(?outcome, "built-in stratum-v1 plugin loaded");
+        let builtin_plugin = PoolPluginPre::from_component(&runtime, "stratum-v1", &component)?;
 
         let urls: Vec<String> = config.pools.iter().map(|p| p.url.url.clone()).collect();
         let status = Arc::new(Status::new(&urls));
@@ -79,16 +85,22 @@ impl App {
         for (index, (entry, shares)) in config.pools.iter().zip(share_rxs).enumerate() {
             let plugin = match &entry.plugin {
                 None => builtin_plugin.clone(),
-                Some(spec) => load_pool_plugin(&runtime, &config, spec).with_context(|| {
-                    format!("pool {} (pools[{index}]): plugin {spec}", entry.url.url)
-                })?,
+                Some(spec) => {
+                    load_pool_plugin(&runtime, &config, entry, spec).with_context(|| {
+                        format!("pool {} (pools[{index}]): plugin {spec}", entry.url.url)
+                    })?
+                }
             };
             let driver = PoolDriver {
                 index,
                 entry: entry.clone(),
                 selector: selector.clone(),
                 plugin,
-                limits: Limits::default(),
+                limits: Limits {
+                    call_timeout: Duration::from_millis(config.plugin_limits.call_timeout_ms),
+                    memory_bytes: config.plugin_limits.memory_mib << 20,
+                    ..Limits::default()
+                },
                 miner: miner.clone(),
                 status: status.clone(),
                 shares,
@@ -156,17 +168,38 @@ impl App {
     }
 }
 
-/// Loads a pool plugin named in the config: a path to a `.wasm` component.
-/// A bare component carries no signature, so it is only accepted when the
-/// operator allowed unsigned plugins.
+/// Loads the pool plugin a pool entry names: an installed, signature-checked
+/// package by name, or a path to a bare `.wasm` component. A bare component
+/// carries no signature, so it is only accepted when the operator allowed
+/// unsigned plugins.
 fn load_pool_plugin(
     runtime: &Runtime,
     config: &Config,
+    entry: &PoolEntry,
     spec: &str,
 ) -> anyhow::Result<PoolPluginPre> {
+    let cache_dir = plugin_cli::cache_dir(&config.state_dir);
+    if !spec.contains('/') && !spec.ends_with(".wasm") {
+        let trust = Trust::from_config(config)?;
+        let package = plugin_cli::load_installed(&config.state_dir, spec, &trust)?;
+        package.expect_kind(PluginKind::Pool)?;
+        if !package
+            .manifest
+            .capabilities
+            .allows_endpoint(&entry.url.host, entry.url.port)
+        {
+            anyhow::bail!(
+                "its manifest does not allow the endpoint {}:{} (pool_endpoints)",
+                entry.url.host,
+                entry.url.port
+            );
+        }
+        let (component, _) = runtime.compile_cached(&cache_dir, spec, &package.wasm)?;
+        return Ok(PoolPluginPre::from_component(runtime, spec, &component)?);
+    }
     if !config.allow_unsigned_plugins {
         anyhow::bail!(
-            "refusing unsigned plugin file (set allow_unsigned_plugins = true to load it)"
+            "refusing an unsigned plugin file (install a signed package, or set allow_unsigned_plugins = true)"
         );
     }
     let wasm = std::fs::read(spec).with_context(|| format!("cannot read {spec}"))?;
@@ -178,7 +211,8 @@ fn load_pool_plugin(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| spec.to_string());
-    Ok(PoolPluginPre::new(runtime, &name, &wasm)?)
+    let (component, _) = runtime.compile_cached(&cache_dir, &name, &wasm)?;
+    Ok(PoolPluginPre::from_component(runtime, &name, &component)?)
 }
 
 /// Re-evaluates the fail-back hold timers four times a second.

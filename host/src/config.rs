@@ -65,6 +65,28 @@ pub struct Config {
     /// default: only the operator can turn it on.
     #[serde(default)]
     pub allow_unsigned_plugins: bool,
+    /// Resource limits for every plugin instance.
+    #[serde(default)]
+    pub plugin_limits: PluginLimits,
+}
+
+/// Per-plugin limits the operator may tune, within host maxima.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginLimits {
+    /// Wall-clock budget of one call, in milliseconds (1..=1000).
+    pub call_timeout_ms: u64,
+    /// Linear memory per instance, in MiB (1..=256).
+    pub memory_mib: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            call_timeout_ms: 10,
+            memory_mib: 16,
+        }
+    }
 }
 
 /// One pool.
@@ -212,6 +234,21 @@ impl Config {
             return Err((
                 "threads".into(),
                 format!("{} threads is not plausible (at most 1024)", self.threads),
+            ));
+        }
+        if !(1..=1000).contains(&self.plugin_limits.call_timeout_ms) {
+            return Err((
+                "plugin_limits.call_timeout_ms".into(),
+                format!(
+                    "{} ms is outside 1..=1000",
+                    self.plugin_limits.call_timeout_ms
+                ),
+            ));
+        }
+        if !(1..=256).contains(&self.plugin_limits.memory_mib) {
+            return Err((
+                "plugin_limits.memory_mib".into(),
+                format!("{} MiB is outside 1..=256", self.plugin_limits.memory_mib),
             ));
         }
         if self.status_interval_secs == 0 {

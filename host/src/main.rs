@@ -31,6 +31,9 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Plugin packages: signing keys, signing, install, list, remove.
+    #[command(subcommand)]
+    Plugin(hashwatt::plugin::cli::PluginCommand),
 }
 
 #[derive(Args)]
@@ -97,6 +100,12 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Plugin call overhead, notify-to-work latency, instantiation, cached load, RSS.
+    Plugin {
+        /// Calls per measurement.
+        #[arg(long, default_value_t = 2000)]
+        iterations: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -113,6 +122,7 @@ fn main() -> ExitCode {
         Command::Hash(cmd) => hash(cmd),
         Command::Devpool(args) => devpool(args),
         Command::Bench(cmd) => bench(cmd),
+        Command::Plugin(cmd) => hashwatt::plugin::cli::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,6 +178,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     failback_secs: 60,
                     trusted_keys: Vec::new(),
                     allow_unsigned_plugins: false,
+                    plugin_limits: Default::default(),
                 };
                 (config, Some(pool))
             }
@@ -276,6 +287,9 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             } else {
                 println!("{report}");
             }
+        }
+        BenchCommand::Plugin { iterations } => {
+            println!("{}", hashwatt::plugin::bench::run(iterations)?);
         }
     }
     Ok(())

@@ -31,10 +31,10 @@ pub struct Counters {
     pub connects: u64,
     /// Jobs received.
     pub jobs: u64,
-    /// Jobs the host refused, with the latest reason.
-    pub invalid_jobs: u64,
-    /// The latest reason a job was refused.
-    pub last_invalid_job: Option<String>,
+    /// Plugin actions the host refused (invalid jobs, targets…).
+    pub refused_actions: u64,
+    /// The latest reason an action was refused.
+    pub last_refused_action: Option<String>,
     /// Block candidates found (hash met the network target).
     pub blocks: u64,
     /// The pool mined on now (index into `pools`).

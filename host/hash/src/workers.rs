@@ -118,6 +118,7 @@ impl Workers {
                             "could not pin hashing thread"
                         );
                     }
+                    lower_priority(id);
                     worker_loop(id, &shared, &*backend, &*source);
                 });
             match spawned {
@@ -278,4 +279,25 @@ fn worker_loop(id: usize, shared: &Shared, backend: &dyn Backend, source: &dyn W
             }
         }
     }
+}
+
+/// Niceness of hashing threads. Hashing uses every spare cycle; the control
+/// plane (pool I/O, plugin calls with wall-clock budgets, policies) must win
+/// the CPU whenever it needs it, or a busy core could make a plugin miss its
+/// time budget. On an otherwise idle appliance the hashrate is unchanged.
+const WORKER_NICENESS: i32 = 10;
+
+/// Lowers the calling (worker) thread's scheduling priority.
+fn lower_priority(worker: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux, PRIO_PROCESS with who = 0 applies to the calling thread.
+        // SAFETY: setpriority only reads its integer arguments.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, WORKER_NICENESS) };
+        if rc != 0 {
+            tracing::debug!(worker, "could not lower hashing thread priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (worker, WORKER_NICENESS);
 }

@@ -147,13 +147,22 @@ impl PoolPluginPre {
     /// Compiles and links a pool plugin component.
     pub fn new(runtime: &Runtime, name: &str, wasm: &[u8]) -> Result<Self, PluginError> {
         let component = runtime.compile(name, wasm)?;
+        Self::from_component(runtime, name, &component)
+    }
+
+    /// Links an already compiled (e.g. cached) pool plugin component.
+    pub fn from_component(
+        runtime: &Runtime,
+        name: &str,
+        component: &wasmtime::component::Component,
+    ) -> Result<Self, PluginError> {
         let load_err = |e: wasmtime::Error| PluginError::Load {
             name: name.into(),
             reason: format!("{e:#}"),
         };
         let instance_pre = runtime
             .linker()
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(load_err)?;
         let pre = bindings::PoolPluginPre::new(instance_pre).map_err(load_err)?;
         Ok(PoolPluginPre {

@@ -454,8 +454,8 @@ impl PoolDriver {
         for refused in out.rejected {
             warn!("{refused}");
             self.status.update(|c| {
-                c.invalid_jobs += 1;
-                c.last_invalid_job = Some(refused.to_string());
+                c.refused_actions += 1;
+                c.last_refused_action = Some(refused.to_string());
             });
         }
         for action in out.actions {

@@ -69,6 +69,7 @@ pub async fn appliance_with(
         failback_secs: 60,
         trusted_keys: Vec::new(),
         allow_unsigned_plugins: false,
+        plugin_limits: Default::default(),
     };
     let mut config = config;
     tweak(&mut config);
