@@ -20,5 +20,6 @@ pub mod app;
 pub mod config;
 pub mod miner;
 pub mod plugin;
+pub mod policy;
 pub mod pool;
 pub mod status;
