@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use wasmtime::Store;
 
-use super::{Limits, PluginError, PluginState, Runtime, deadline_ticks, describe_trap};
+use super::{
+    Limits, PluginError, PluginState, Runtime, call_blocking, deadline_ticks, describe_trap,
+};
 use crate::policy::{
     Decision, DecisionLimits, Inputs, Mode, PolicyBackend, PolicyFactory, SignalValue,
     validate_decision,
@@ -100,11 +102,10 @@ impl PolicyPluginPre {
             name: self.name.clone(),
             reason: describe_trap(&e),
         };
-        let instance = self.pre.instantiate(&mut store).map_err(trap)?;
+        let instance = call_blocking(|| self.pre.instantiate(&mut store)).map_err(trap)?;
         store.set_epoch_deadline(setup);
         let guest = instance.hashwatt_policy_policy();
-        guest
-            .call_configure(&mut store, config_json)
+        call_blocking(|| guest.call_configure(&mut store, config_json))
             .map_err(trap)?
             .map_err(|msg| PluginError::Load {
                 name: self.name.clone(),
@@ -114,7 +115,7 @@ impl PolicyPluginPre {
                 ),
             })?;
         store.set_epoch_deadline(setup);
-        let subscriptions = guest.call_subscriptions(&mut store).map_err(trap)?;
+        let subscriptions = call_blocking(|| guest.call_subscriptions(&mut store)).map_err(trap)?;
         let limit = |reason: String| PluginError::Limit {
             name: self.name.clone(),
             reason,
@@ -181,11 +182,9 @@ impl PolicyPlugin {
         let wit_inputs = to_wit(inputs);
         self.store
             .set_epoch_deadline(deadline_ticks(self.limits.call.call_timeout));
-        let raw = match self
-            .instance
-            .hashwatt_policy_policy()
-            .call_evaluate(&mut self.store, &wit_inputs)
-        {
+        let guest = self.instance.hashwatt_policy_policy();
+        let store = &mut self.store;
+        let raw = match call_blocking(|| guest.call_evaluate(store, &wit_inputs)) {
             Ok(d) => d,
             Err(e) => {
                 let reason = describe_trap(&e);
