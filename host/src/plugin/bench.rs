@@ -2,7 +2,10 @@
 //! costs on the path that matters to a miner, measured with the real,
 //! embedded Stratum V1 plugin.
 //!
-//! * compile: the component from its bytes (paid once per host start);
+//! * compile: the component from its bytes (paid once per host start
+//!   without a cache);
+//! * load from the precompiled cache ([`super::cache`]), linked and ready
+//!   to instantiate (paid once per host start with a warm cache);
 //! * instantiate: a fresh instance and session from the pre-linked plugin
 //!   (paid on every plugin restart);
 //! * call overhead: one `received` call carrying one typical
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 use hashwatt_work::Job;
 use serde_json::{Value, json};
 
+use super::cache::CacheOutcome;
 use super::pool::{CallOutput, PoolAction, PoolConfig, PoolPlugin, PoolPluginPre};
 use super::{Limits, Runtime, builtin};
 
@@ -26,6 +30,8 @@ use super::{Limits, Runtime, builtin};
 pub const GOAL_NOTIFY_TO_WORK_P99: Duration = Duration::from_micros(200);
 /// Goal for instantiating a plugin (p50).
 pub const GOAL_INSTANTIATE: Duration = Duration::from_millis(1);
+/// Goal for loading a plugin from the precompiled cache (p50).
+pub const GOAL_CACHED_LOAD: Duration = Duration::from_millis(5);
 /// Goal for the host's resident memory with three plugins loaded.
 pub const GOAL_RSS_BYTES: u64 = 64 << 20;
 
@@ -97,6 +103,8 @@ pub struct PluginBenchReport {
     pub component_bytes: usize,
     /// Compiling the component from its bytes and linking it.
     pub compile: Percentiles,
+    /// Loading the precompiled component from the cache and linking it.
+    pub cached_load: Percentiles,
     /// Instantiating the plugin and constructing its session.
     pub instantiate: Percentiles,
     /// An empty `received` call: the bare cost of crossing into the sandbox.
@@ -118,6 +126,7 @@ impl PluginBenchReport {
     pub fn meets_goals(&self) -> bool {
         self.notify_to_work.p99 < GOAL_NOTIFY_TO_WORK_P99
             && self.instantiate.p50 < GOAL_INSTANTIATE
+            && self.cached_load.p50 < GOAL_CACHED_LOAD
             && self.rss_three_plugins_bytes < GOAL_RSS_BYTES
     }
 }
@@ -135,6 +144,12 @@ impl fmt::Display for PluginBenchReport {
             self.component_bytes, self.profile
         )?;
         writeln!(f, "  compile from bytes    {}", self.compile)?;
+        writeln!(
+            f,
+            "  load from cache       {}  [goal p50 < 5 ms: {}]",
+            self.cached_load,
+            verdict(self.cached_load.p50 < GOAL_CACHED_LOAD)
+        )?;
         writeln!(
             f,
             "  instantiate           {}  [goal p50 < 1 ms: {}]",
@@ -176,11 +191,12 @@ pub fn run(iterations: usize) -> anyhow::Result<PluginBenchReport> {
         pre = Some(p);
     }
     let pre = pre.ok_or_else(|| BenchError::Plugin("not compiled".into()))?;
+    let cached_load = cached_loads(&runtime, wasm, iterations.min(50))?;
 
     let mut instantiate = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let start = Instant::now();
-        let plugin = pre.instantiate(&config(), Limits::default())?;
+        let plugin = pre.instantiate(&config(), limits())?;
         instantiate.push(start.elapsed());
         drop(plugin);
     }
@@ -188,7 +204,7 @@ pub fn run(iterations: usize) -> anyhow::Result<PluginBenchReport> {
     // Three live, subscribed instances, as a host with three pools has.
     let mut plugins = Vec::new();
     for _ in 0..3 {
-        let mut plugin = pre.instantiate(&config(), Limits::default())?;
+        let mut plugin = pre.instantiate(&config(), limits())?;
         handshake(&mut plugin)?;
         plugins.push(plugin);
     }
@@ -226,6 +242,7 @@ pub fn run(iterations: usize) -> anyhow::Result<PluginBenchReport> {
     Ok(PluginBenchReport {
         component_bytes: wasm.len(),
         compile: Percentiles::of(compile),
+        cached_load: Percentiles::of(cached_load),
         instantiate: Percentiles::of(instantiate),
         empty_call: Percentiles::of(empty_call),
         notify_call: Percentiles::of(notify_call),
@@ -238,6 +255,48 @@ pub fn run(iterations: usize) -> anyhow::Result<PluginBenchReport> {
             "release"
         },
     })
+}
+
+/// Times loading `wasm` from a warm cache in a private directory (removed
+/// afterwards): the cache's checks, deserialization and linking.
+fn cached_loads(runtime: &Runtime, wasm: &[u8], samples: usize) -> anyhow::Result<Vec<Duration>> {
+    // Unique per call: two benchmarks in one process must not share it.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("hashwatt-bench-cache-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = (|| {
+        let (_, first) = runtime.compile_cached(&dir, "stratum-v1", wasm)?;
+        if first == CacheOutcome::Hit {
+            return Err(
+                BenchError::Plugin("fresh cache directory already held an entry".into()).into(),
+            );
+        }
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let start = Instant::now();
+            let (component, outcome) = runtime.compile_cached(&dir, "stratum-v1", wasm)?;
+            let pre = PoolPluginPre::from_component(runtime, "stratum-v1", &component)?;
+            times.push(start.elapsed());
+            if outcome != CacheOutcome::Hit {
+                return Err(BenchError::Plugin(format!("cache not used: {outcome:?}")).into());
+            }
+            std::hint::black_box(pre);
+        }
+        Ok(times)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The host's default limits, with a call budget that a loaded machine
+/// cannot exceed by accident: the benchmark measures, it does not police.
+fn limits() -> Limits {
+    Limits {
+        call_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    }
 }
 
 fn config() -> PoolConfig {
@@ -391,6 +450,7 @@ mod tests {
         assert_eq!(report.instantiate.samples, 20);
         assert_eq!(report.notify_to_work.samples, 20);
         assert_eq!(report.compile.samples, 5);
+        assert_eq!(report.cached_load.samples, 20);
         assert!(report.notify_to_work.p50 >= report.notify_call.p50 / 2);
         assert!(report.rss_three_plugins_bytes > 0);
         let text = report.to_string();
