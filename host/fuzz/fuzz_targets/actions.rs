@@ -42,7 +42,9 @@ impl Part {
         match self {
             Part::Bytes(v) => v,
             // Capped so one input stays cheap; still well past the limit.
-            Part::Run { byte, len } => vec![byte; (len % (2 * MAX_COINBASE_PART_LEN as u32 + 2)) as usize],
+            Part::Run { byte, len } => {
+                vec![byte; (len % (2 * MAX_COINBASE_PART_LEN as u32 + 2)) as usize]
+            }
         }
     }
 }
@@ -51,7 +53,10 @@ impl Part {
 enum Branches {
     List(Vec<Bytes32>),
     /// Many copies of one branch, to reach absurd counts cheaply.
-    Many { branch: Bytes32, count: u16 },
+    Many {
+        branch: Bytes32,
+        count: u16,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -199,10 +204,16 @@ fn check_accepted(spec: &JobSpec, job: &Job, extranonce2: &[u8], nonce: u32, rol
     // ...and any other size is refused, not mis-assembled.
     if extranonce2.len() != job.extranonce2_size() {
         assert!(job.merkle_root(extranonce2).is_err());
-        assert!(job.header_for(extranonce2, job.version(), job.ntime(), nonce).is_err());
+        assert!(
+            job.header_for(extranonce2, job.version(), job.ntime(), nonce)
+                .is_err()
+        );
     }
     // Rolled versions stay inside the mask.
     let rolled = job.rolled_version(roll);
     assert!(job.version_allowed(rolled), "{rolled:#x} not allowed");
-    assert_eq!(rolled & !job.version_mask(), job.version() & !job.version_mask());
+    assert_eq!(
+        rolled & !job.version_mask(),
+        job.version() & !job.version_mask()
+    );
 }

@@ -71,7 +71,12 @@ impl Notify {
             Value::String(hex(&self.prev_hash)),
             Value::String(hex(&self.coinb1)),
             Value::String(hex(&self.coinb2)),
-            Value::Array(self.branches.iter().map(|b| Value::String(hex(b))).collect()),
+            Value::Array(
+                self.branches
+                    .iter()
+                    .map(|b| Value::String(hex(b)))
+                    .collect(),
+            ),
             Value::String(format!("{:08x}", self.version)),
             Value::String(format!("{:08x}", self.nbits)),
             Value::String(format!("{:08x}", self.ntime)),
@@ -93,13 +98,25 @@ impl Notify {
 #[derive(Arbitrary, Debug)]
 enum PoolLine {
     /// A reply to the `nth` request the session has sent (wrapping).
-    Reply { nth: u8, result: Json, error: Json },
+    Reply {
+        nth: u8,
+        result: Json,
+        error: Json,
+    },
     /// A plausible `mining.subscribe` reply.
-    SubscribeReply { nth: u8, extranonce1: Vec<u8>, size: Json },
+    SubscribeReply {
+        nth: u8,
+        extranonce1: Vec<u8>,
+        size: Json,
+    },
     Notify(Notify),
     SetDifficulty(Json),
     /// A known or unknown method with arbitrary id and params.
-    Method { which: u8, id: Json, params: Json },
+    Method {
+        which: u8,
+        id: Json,
+        params: Json,
+    },
     /// Not even JSON.
     Raw(Vec<u8>),
 }
@@ -128,7 +145,11 @@ impl PoolLine {
             PoolLine::Reply { nth, result, error } => {
                 json!({"id": pick(*nth), "result": result.value(0), "error": error.value(0)})
             }
-            PoolLine::SubscribeReply { nth, extranonce1, size } => {
+            PoolLine::SubscribeReply {
+                nth,
+                extranonce1,
+                size,
+            } => {
                 let en1: String = extranonce1.iter().map(|x| format!("{x:02x}")).collect();
                 json!({"id": pick(*nth),
                        "result": [[["mining.notify", "ab"]], en1, size.value(0)],
@@ -156,7 +177,10 @@ impl PoolLine {
 enum Op {
     Connected,
     /// Pool lines, delivered in chunks cut at `cuts` (offsets mod length).
-    Pool { lines: Vec<PoolLine>, cuts: Vec<u16> },
+    Pool {
+        lines: Vec<PoolLine>,
+        cuts: Vec<u16>,
+    },
     /// Raw bytes straight into `received`.
     Bytes(Vec<u8>),
     /// Time advances by this many milliseconds.
