@@ -11,6 +11,11 @@ const PLUGINS: &[(&str, &str, &str)] = &[
     ("stratum-v1", "stratum_v1", "HASHWATT_STRATUM_V1_WASM"),
     // Test-only: misbehaves on demand so tests can prove the sandbox holds.
     ("hostile", "hostile", "HASHWATT_HOSTILE_WASM"),
+    (
+        "hostile-policy",
+        "hostile_policy",
+        "HASHWATT_HOSTILE_POLICY_WASM",
+    ),
     // First-party energy policies.
     (
         "policy-surplus-only",

@@ -1,5 +1,6 @@
 //! Wires the appliance together: hashing backend and workers, the miner,
-//! the plugin runtime, the pool driver and the status reporter.
+//! the plugin runtime, the pool drivers, the energy meter, the policy
+//! engine with its signal sources, and the status reporter.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,12 +11,25 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::config::{Config, PoolEntry};
+use crate::config::{Config, PolicyEntry, PoolEntry};
+use crate::energy::EnergyMeter;
 use crate::miner::Miner;
 use crate::plugin::cli as plugin_cli;
 use crate::plugin::package::{PluginKind, Trust};
+use crate::plugin::policy::{PolicyLimits, PolicyPluginFactory, PolicyPluginPre};
 use crate::plugin::pool::PoolPluginPre;
 use crate::plugin::{Limits, Runtime, builtin};
+use crate::policy::actuator::{CpuActuator, PowerModel};
+use crate::policy::arbiter::{Override, Verdict};
+use crate::policy::clock::{Clock, SystemClock};
+use crate::policy::engine::{EngineConfig, EngineStatus, FailSafe, PolicyEngine, PolicySpec};
+use crate::policy::signal::{SignalHub, SignalSpec};
+use crate::policy::sources::{
+    AllowList,
+    file::FileSource,
+    http::HttpSource,
+    mqtt::{MqttSource, MqttTopic},
+};
 use crate::pool::{PoolDriver, PoolSelector};
 use crate::status::{Counters, HashrateMeter, Status, format_hashrate};
 
@@ -27,6 +41,9 @@ pub struct App {
     status: Arc<Status>,
     meter: Arc<Mutex<HashrateMeter>>,
     workers: Arc<Workers>,
+    engine: Arc<PolicyEngine>,
+    hub: Arc<SignalHub>,
+    energy: Arc<EnergyMeter>,
     miner: Arc<Miner>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -110,10 +127,67 @@ impl App {
             tasks.push(tokio::spawn(driver.run(shutdown_rx.clone())));
         }
         tasks.push(tokio::spawn(select_loop(selector, shutdown_rx.clone())));
+
+        // Energy: meter, signals, policies. The model is calibrated to the
+        // configured full-load watts at the calibrated all-thread hashrate.
+        let full_rate = selected
+            .calibration
+            .as_ref()
+            .and_then(|c| {
+                c.rates
+                    .iter()
+                    .find(|(n, _)| *n == backend_name_str(&selected))
+                    .map(|(_, r)| *r)
+            })
+            .unwrap_or(1e6)
+            * threads as f64;
+        let energy = EnergyMeter::open(
+            &config.energy,
+            &config.state_dir,
+            backend_name_str(&selected),
+            full_rate,
+        )?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let hub = Arc::new(SignalHub::new(clock.clone()));
+        for (i, sig) in config.signals.iter().enumerate() {
+            let mut spec = SignalSpec::new(&sig.name, Duration::from_secs(sig.ttl_secs));
+            spec.min = sig.min;
+            spec.max = sig.max;
+            hub.define(spec)
+                .with_context(|| format!("signals[{i}] ({})", sig.name))?;
+        }
+        let actuator = CpuActuator::spawn(
+            workers.clone(),
+            PowerModel {
+                idle_w: config.energy.idle_w,
+                k_w: config.energy.full_load_w - config.energy.idle_w,
+            },
+            Duration::from_millis(100),
+        );
+        let engine = PolicyEngine::new(
+            EngineConfig {
+                time_zone: config.energy.time_zone.clone(),
+                state_dir: Some(config.state_dir.join("policies")),
+                ..EngineConfig::default()
+            },
+            hub.clone(),
+            clock,
+            energy.clone(),
+            actuator,
+        );
+        for (i, entry) in config.policies.iter().enumerate() {
+            add_policy(&runtime, &config, &engine, entry)
+                .with_context(|| format!("policies[{i}] ({})", entry.name))?;
+        }
+        tasks.extend(spawn_sources(&config, &hub, &shutdown_rx)?);
+        tasks.push(tokio::spawn(engine.clone().run(shutdown_rx.clone())));
+
         tasks.push(tokio::spawn(report(
             workers.clone(),
             status.clone(),
             meter.clone(),
+            engine.clone(),
+            energy.clone(),
             Duration::from_secs(config.status_interval_secs),
             started,
             shutdown_rx,
@@ -122,6 +196,9 @@ impl App {
             status,
             meter,
             workers,
+            engine,
+            hub,
+            energy,
             miner,
             shutdown,
             tasks,
@@ -147,9 +224,27 @@ impl App {
         self.workers.hashes()
     }
 
-    /// Pauses or resumes hashing (manual override; energy policies later).
-    pub fn set_paused(&self, paused: bool) {
-        self.workers.set_paused(paused);
+    /// Manual override above every policy: pause (for `minutes`, or until
+    /// cleared) or clear the override.
+    pub fn set_paused(&self, paused: bool, minutes: Option<u32>) {
+        let now = SystemClock.now_utc_ms();
+        self.engine
+            .set_override(paused.then(|| Override::pause(now, minutes)));
+    }
+
+    /// What the energy policies decided and why.
+    pub fn verdict(&self) -> Verdict {
+        self.engine.verdict()
+    }
+
+    /// Every policy's state, the override and the verdict.
+    pub fn policies(&self) -> EngineStatus {
+        self.engine.status()
+    }
+
+    /// Sets a signal's value from the API (e.g. a home-automation push).
+    pub fn set_signal(&self, name: &str, value: f64) -> anyhow::Result<()> {
+        Ok(self.hub.set(name, value)?)
     }
 
     /// Time since start.
@@ -164,6 +259,7 @@ impl App {
             let _ = t.await;
         }
         self.miner.set_active(None);
+        self.energy.checkpoint();
         drop(self.workers);
     }
 }
@@ -215,6 +311,125 @@ fn load_pool_plugin(
     Ok(PoolPluginPre::from_component(runtime, &name, &component)?)
 }
 
+fn backend_name_str(selected: &hashwatt_hash::Selected) -> &'static str {
+    selected.backend.name()
+}
+
+/// Loads and adds one configured policy to the engine.
+fn add_policy(
+    runtime: &Runtime,
+    config: &Config,
+    engine: &PolicyEngine,
+    entry: &PolicyEntry,
+) -> anyhow::Result<()> {
+    let wasm: std::borrow::Cow<'static, [u8]> = if let Some(bytes) = builtin::policy(&entry.plugin)
+    {
+        bytes.into()
+    } else if !entry.plugin.contains('/') && !entry.plugin.ends_with(".wasm") {
+        let trust = Trust::from_config(config)?;
+        let package = plugin_cli::load_installed(&config.state_dir, &entry.plugin, &trust)?;
+        package.expect_kind(PluginKind::Policy)?;
+        package.wasm.into()
+    } else {
+        if !config.allow_unsigned_plugins {
+            anyhow::bail!(
+                "refusing an unsigned plugin file (install a signed package, or set allow_unsigned_plugins = true)"
+            );
+        }
+        tracing::warn!(
+            plugin = entry.plugin,
+            "loading an UNSIGNED policy plugin (allow_unsigned_plugins = true)"
+        );
+        std::fs::read(&entry.plugin)
+            .with_context(|| format!("cannot read {}", entry.plugin))?
+            .into()
+    };
+    let pre = PolicyPluginPre::new(runtime, &entry.name, &wasm)?;
+    let json = serde_json::to_string(&entry.config)
+        .context("policy config is not representable as JSON")?;
+    let mut limits = PolicyLimits::default();
+    limits.call.call_timeout = Duration::from_millis(config.plugin_limits.call_timeout_ms);
+    limits.call.memory_bytes = config.plugin_limits.memory_mib << 20;
+    let fail_safe = FailSafe::parse(&entry.fail_safe)?;
+    engine.add_policy(
+        PolicySpec::new(&entry.name, fail_safe),
+        Arc::new(PolicyPluginFactory::new(pre, &json, limits)),
+    )?;
+    info!(
+        policy = entry.name,
+        plugin = entry.plugin,
+        "energy policy enabled"
+    );
+    Ok(())
+}
+
+/// Starts the host-owned source of every configured signal.
+fn spawn_sources(
+    config: &Config,
+    hub: &Arc<SignalHub>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    for (i, sig) in config.signals.iter().enumerate() {
+        let ctx = || format!("signals[{i}] ({})", sig.name);
+        if let Some(h) = &sig.http {
+            // The operator wrote this URL into the config: it is both declared and allowed.
+            let allow = AllowList::new(vec![h.url.clone()], vec![h.url.clone()]);
+            let source = HttpSource {
+                signal: sig.name.clone(),
+                url: h.url.clone(),
+                pointer: h.pointer.clone(),
+                interval: Duration::from_secs_f64(h.interval_secs.max(0.1)),
+                timeout: Duration::from_secs(5),
+            };
+            tasks.push(
+                source
+                    .spawn(hub.clone(), &allow, shutdown.clone())
+                    .with_context(ctx)?,
+            );
+        }
+        if let Some(m) = &sig.mqtt {
+            let (host, port) = m
+                .broker
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
+                .with_context(ctx)?;
+            let source = MqttSource {
+                host,
+                port,
+                client_id: format!("hashwatt-{}-{i}", std::process::id()),
+                topics: vec![MqttTopic {
+                    topic: m.topic.clone(),
+                    signal: sig.name.clone(),
+                    pointer: m.pointer.clone(),
+                }],
+                keep_alive: Duration::from_secs(30),
+            };
+            tasks.push(
+                source
+                    .spawn(hub.clone(), shutdown.clone())
+                    .with_context(ctx)?,
+            );
+        }
+        if let Some(f) = &sig.file {
+            let poll = Duration::from_millis(f.poll_ms.max(10));
+            let source = FileSource {
+                signal: sig.name.clone(),
+                path: f.path.clone(),
+                pointer: f.pointer.clone(),
+                poll,
+                refresh: poll.max(Duration::from_secs(10)),
+            };
+            tasks.push(
+                source
+                    .spawn(hub.clone(), shutdown.clone())
+                    .with_context(ctx)?,
+            );
+        }
+    }
+    Ok(tasks)
+}
+
 /// Re-evaluates the fail-back hold timers four times a second.
 async fn select_loop(selector: Arc<PoolSelector>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -227,10 +442,13 @@ async fn select_loop(selector: Arc<PoolSelector>, mut shutdown: watch::Receiver<
 }
 
 /// Samples the hash counter every second and logs a status line every `every`.
+#[allow(clippy::too_many_arguments)]
 async fn report(
     workers: Arc<Workers>,
     status: Arc<Status>,
     meter: Arc<Mutex<HashrateMeter>>,
+    engine: Arc<PolicyEngine>,
+    energy: Arc<EnergyMeter>,
     every: Duration,
     started: Instant,
     mut shutdown: watch::Receiver<bool>,
@@ -243,20 +461,23 @@ async fn report(
             _ = shutdown.changed() => return,
         }
         let now = Instant::now();
-        let (r10, r60) = {
+        let (r1, r10, r60) = {
             let mut m = meter.lock().unwrap_or_else(|p| p.into_inner());
             m.sample(now, workers.hashes());
             (
+                m.rate(Duration::from_secs(1)),
                 m.rate(Duration::from_secs(10)),
                 m.rate(Duration::from_secs(60)),
             )
         };
+        let verdict = engine.verdict();
+        energy.sample(now, r1, &verdict.mode, &verdict.by, &verdict.reason);
         if now.duration_since(last_line) >= every {
             last_line = now;
             let c = status.snapshot();
             info!(
                 target: "hashwatt::status",
-                "hashrate {} (10s) {} (1m) | accepted {} rejected {} stale {} | pool {} | uptime {}s",
+                "hashrate {} (10s) {} (1m) | accepted {} rejected {} stale {} | pool {} | {} | power {} | uptime {}s",
                 format_hashrate(r10),
                 format_hashrate(r60),
                 c.accepted,
@@ -266,6 +487,11 @@ async fn report(
                     .and_then(|i| c.pools.get(i))
                     .map(|p| p.url.as_str())
                     .unwrap_or("none (no healthy pool)"),
+                verdict,
+                match energy.power() {
+                    (Some(w), source) => format!("{w:.0} W ({source})"),
+                    (None, _) => "unknown".to_string(),
+                },
                 started.elapsed().as_secs(),
             );
         }

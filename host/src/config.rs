@@ -68,6 +68,136 @@ pub struct Config {
     /// Resource limits for every plugin instance.
     #[serde(default)]
     pub plugin_limits: PluginLimits,
+    /// Energy metering and accounting.
+    #[serde(default)]
+    pub energy: EnergySettings,
+    /// External signals (grid export, price, demand response…) that
+    /// policies may subscribe to; the host fetches them.
+    #[serde(default)]
+    pub signals: Vec<SignalEntry>,
+    /// Energy policies, all evaluated; the most restrictive decision wins.
+    #[serde(default)]
+    pub policies: Vec<PolicyEntry>,
+}
+
+/// Energy metering: RAPL where readable, else a calibrated model.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnergySettings {
+    /// IANA time zone for days, months and policies' local time.
+    pub time_zone: String,
+    /// Grid carbon intensity in g CO₂ per kWh, if known.
+    pub co2_g_per_kwh: Option<f64>,
+    /// Model: watts drawn with hashing stopped.
+    pub idle_w: f64,
+    /// Model: watts drawn when every hashing thread runs.
+    pub full_load_w: f64,
+    /// Where the Linux powercap (RAPL) counters are.
+    pub powercap_root: PathBuf,
+}
+
+impl Default for EnergySettings {
+    fn default() -> Self {
+        EnergySettings {
+            time_zone: "UTC".into(),
+            co2_g_per_kwh: None,
+            idle_w: 20.0,
+            full_load_w: 100.0,
+            powercap_root: PathBuf::from("/sys/class/powercap"),
+        }
+    }
+}
+
+/// One external signal and where the host gets it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SignalEntry {
+    /// Name policies subscribe to.
+    pub name: String,
+    /// A value older than this many seconds is stale (unknown to policies).
+    #[serde(default = "default_ttl")]
+    pub ttl_secs: u64,
+    /// Smallest plausible value.
+    pub min: Option<f64>,
+    /// Largest plausible value.
+    pub max: Option<f64>,
+    /// Poll a JSON document over HTTP(S).
+    pub http: Option<HttpSignal>,
+    /// Subscribe to an MQTT topic.
+    pub mqtt: Option<MqttSignal>,
+    /// Watch a local file.
+    pub file: Option<FileSignal>,
+}
+
+/// HTTP(S) JSON polling.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSignal {
+    /// URL to GET.
+    pub url: String,
+    /// JSON pointer to the number (none: the body is the number).
+    pub pointer: Option<String>,
+    /// Seconds between polls.
+    #[serde(default = "default_http_interval")]
+    pub interval_secs: f64,
+}
+
+/// MQTT subscription.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSignal {
+    /// Broker as `host:port`.
+    pub broker: String,
+    /// Topic name (no wildcards).
+    pub topic: String,
+    /// JSON pointer to the number (none: the payload is the number).
+    pub pointer: Option<String>,
+}
+
+/// A local file holding a number or JSON.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileSignal {
+    /// The file.
+    pub path: PathBuf,
+    /// JSON pointer to the number (none: the file is the number).
+    pub pointer: Option<String>,
+    /// Milliseconds between checks for a change.
+    #[serde(default = "default_file_poll")]
+    pub poll_ms: u64,
+}
+
+/// One energy policy.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEntry {
+    /// Name shown in status ("paused by <name>: …").
+    pub name: String,
+    /// A first-party policy (`surplus-only`, `price`, `quota`, `schedule`,
+    /// `heater`, `grid-emergency`), an installed package, or a `.wasm` path.
+    pub plugin: String,
+    /// What applies while the policy fails (trap, timeout): "pause" or "run".
+    #[serde(default = "default_fail_safe")]
+    pub fail_safe: String,
+    /// The policy's own settings, handed to it as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+fn default_ttl() -> u64 {
+    60
+}
+
+fn default_http_interval() -> f64 {
+    10.0
+}
+
+fn default_file_poll() -> u64 {
+    500
+}
+
+fn default_fail_safe() -> String {
+    "pause".into()
 }
 
 /// Per-plugin limits the operator may tune, within host maxima.
@@ -250,6 +380,48 @@ impl Config {
                 "plugin_limits.memory_mib".into(),
                 format!("{} MiB is outside 1..=256", self.plugin_limits.memory_mib),
             ));
+        }
+        for (i, sig) in self.signals.iter().enumerate() {
+            let sources = usize::from(sig.http.is_some())
+                + usize::from(sig.mqtt.is_some())
+                + usize::from(sig.file.is_some());
+            if sources > 1 {
+                return Err((
+                    format!("signals[{i}]"),
+                    "give at most one of http, mqtt, file".into(),
+                ));
+            }
+            if self.signals[..i].iter().any(|o| o.name == sig.name) {
+                return Err((
+                    format!("signals[{i}].name"),
+                    format!("signal {:?} is defined twice", sig.name),
+                ));
+            }
+            if let Some(m) = &sig.mqtt
+                && m.broker
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .is_none()
+            {
+                return Err((
+                    format!("signals[{i}].mqtt.broker"),
+                    format!("{:?} is not host:port", m.broker),
+                ));
+            }
+        }
+        for (i, p) in self.policies.iter().enumerate() {
+            if !matches!(p.fail_safe.as_str(), "pause" | "run") {
+                return Err((
+                    format!("policies[{i}].fail_safe"),
+                    format!("must be \"pause\" or \"run\", not {:?}", p.fail_safe),
+                ));
+            }
+            if self.policies[..i].iter().any(|o| o.name == p.name) {
+                return Err((
+                    format!("policies[{i}].name"),
+                    format!("policy {:?} is defined twice", p.name),
+                ));
+            }
         }
         if self.status_interval_secs == 0 {
             return Err(("status_interval_secs".into(), "must be at least 1".into()));

@@ -11,6 +11,8 @@
 //! - [`pool`]: TCP connections to pools, reconnects and back-off;
 //! - [`miner`]: current jobs → work units for the hashing workers → shares;
 //! - [`status`]: counters and hashrate shown to the operator;
+//! - [`energy`]: the power meter and kWh ledger;
+//! - [`policy`]: energy policies, signals, arbitration, the CPU actuator;
 //! - [`app`]: wiring of all of the above.
 //!
 //! Hashing backends live in the `hashwatt-hash` crate, header assembly and
@@ -18,6 +20,7 @@
 
 pub mod app;
 pub mod config;
+pub mod energy;
 pub mod miner;
 pub mod plugin;
 pub mod policy;

@@ -31,6 +31,9 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Energy accounting.
+    #[command(subcommand)]
+    Energy(EnergyCommand),
     /// Plugin packages: signing keys, signing, install, list, remove.
     #[command(subcommand)]
     Plugin(hashwatt::plugin::cli::PluginCommand),
@@ -84,6 +87,22 @@ struct DevpoolArgs {
 }
 
 #[derive(Subcommand)]
+enum EnergyCommand {
+    /// kWh, average W, J/TH, hashes per kWh, CO₂ and time paused per policy.
+    Report {
+        /// Configuration file (for the state dir and time zone).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// `day` or `month` (the current one).
+        #[arg(long, default_value = "day")]
+        period: hashwatt_energy::Period,
+        /// Print CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
     /// Hashrate per backend, single- and all-thread, and work hand-off latency.
     Hash {
@@ -123,6 +142,21 @@ fn main() -> ExitCode {
         Command::Devpool(args) => devpool(args),
         Command::Bench(cmd) => bench(cmd),
         Command::Plugin(cmd) => hashwatt::plugin::cli::run(cmd),
+        Command::Energy(EnergyCommand::Report {
+            config,
+            period,
+            csv,
+        }) => (|| {
+            let config = Config::load(&config)?;
+            let report =
+                hashwatt::energy::report_from_disk(&config.energy, &config.state_dir, period)?;
+            if csv {
+                print!("{}", report.to_csv());
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        })(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,6 +213,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     trusted_keys: Vec::new(),
                     allow_unsigned_plugins: false,
                     plugin_limits: Default::default(),
+                    energy: Default::default(),
+                    signals: Vec::new(),
+                    policies: Vec::new(),
                 };
                 (config, Some(pool))
             }

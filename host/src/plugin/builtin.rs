@@ -3,3 +3,31 @@
 
 /// The Stratum V1 pool plugin component (`plugins/stratum-v1`).
 pub const STRATUM_V1: &[u8] = include_bytes!(env!("HASHWATT_STRATUM_V1_WASM"));
+
+/// The first-party energy policies (`plugins/<name>`), by the name a
+/// `[[policies]]` entry uses in `plugin = "…"`.
+pub const POLICIES: &[(&str, &[u8])] = &[
+    (
+        "surplus-only",
+        include_bytes!(env!("HASHWATT_POLICY_SURPLUS_ONLY_WASM")),
+    ),
+    ("price", include_bytes!(env!("HASHWATT_POLICY_PRICE_WASM"))),
+    ("quota", include_bytes!(env!("HASHWATT_POLICY_QUOTA_WASM"))),
+    (
+        "schedule",
+        include_bytes!(env!("HASHWATT_POLICY_SCHEDULE_WASM")),
+    ),
+    (
+        "heater",
+        include_bytes!(env!("HASHWATT_POLICY_HEATER_WASM")),
+    ),
+    (
+        "grid-emergency",
+        include_bytes!(env!("HASHWATT_POLICY_GRID_EMERGENCY_WASM")),
+    ),
+];
+
+/// The embedded first-party policy called `name`.
+pub fn policy(name: &str) -> Option<&'static [u8]> {
+    POLICIES.iter().find(|(n, _)| *n == name).map(|(_, w)| *w)
+}

@@ -70,6 +70,9 @@ pub async fn appliance_with(
         trusted_keys: Vec::new(),
         allow_unsigned_plugins: false,
         plugin_limits: Default::default(),
+        energy: Default::default(),
+        signals: Vec::new(),
+        policies: Vec::new(),
     };
     let mut config = config;
     tweak(&mut config);

@@ -1,0 +1,178 @@
+//! The appliance's energy meter: samples power every second (RAPL where the
+//! kernel exposes it, else the calibrated model), keeps the kWh ledger with
+//! time paused per policy, persists it at least every minute, and hands the
+//! live readings to the policy engine.
+//!
+//! The accounting itself lives in the `hashwatt-energy` crate; this module
+//! only wires it to the running host.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hashwatt_energy::meter::{self, model::ModelConfig};
+use hashwatt_energy::{
+    EnergyCounters, EnergyStore, Interval, LedgerConfig, Period, PowerSource, Report,
+};
+use tracing::{info, warn};
+
+use crate::config::EnergySettings;
+use crate::policy::engine::{HostReadings, InputProvider};
+use crate::policy::{Energy, Mode};
+
+/// Where the energy ledger lives inside the state directory.
+pub fn store_dir(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("energy")
+}
+
+/// What the last sample said.
+#[derive(Clone, Debug, Default)]
+struct Live {
+    power_w: Option<f64>,
+    hashrate_hs: f64,
+    counters: Option<EnergyCounters>,
+    source: &'static str,
+}
+
+/// The running meter.
+pub struct EnergyMeter {
+    store: Mutex<EnergyStore>,
+    source: Mutex<Box<dyn PowerSource>>,
+    live: Mutex<Live>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl EnergyMeter {
+    /// Opens the ledger in `state_dir` and picks the power source. The
+    /// model is calibrated as `full_load_w` at `full_hashrate_hs`.
+    pub fn open(
+        settings: &EnergySettings,
+        state_dir: &Path,
+        backend: &str,
+        full_hashrate_hs: f64,
+    ) -> anyhow::Result<Arc<Self>> {
+        let mut ledger = LedgerConfig::new(&settings.time_zone);
+        ledger.co2_g_per_kwh = settings.co2_g_per_kwh;
+        let (store, corruption) = EnergyStore::open(&store_dir(state_dir), ledger)
+            .context("cannot open the energy ledger")?;
+        if let Some(c) = corruption {
+            warn!("energy ledger was unreadable and restarted at zero: {c}");
+        }
+        let model = ModelConfig::single(
+            backend,
+            settings.idle_w,
+            settings.full_load_w,
+            full_hashrate_hs.max(1.0),
+        );
+        let (source, why_not_rapl) =
+            meter::auto(&settings.powercap_root, model, backend).context("invalid energy model")?;
+        match why_not_rapl {
+            None => info!("energy meter: RAPL (powercap), model as fallback"),
+            Some(e) => info!("energy meter: calibrated model ({e})"),
+        }
+        Ok(Arc::new(EnergyMeter {
+            store: Mutex::new(store),
+            source: Mutex::new(source),
+            live: Mutex::new(Live::default()),
+        }))
+    }
+
+    /// Takes one sample: `hashes` were done since the last one; `mode` and
+    /// `by`/`reason` say what the policy engine applies (pauses are
+    /// accounted to the policy that caused them).
+    pub fn sample(&self, now: Instant, hashrate_hs: f64, mode: &Mode, by: &str, reason: &str) {
+        let sample = match lock(&self.source).sample(now, hashrate_hs) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("energy meter sample failed: {e}");
+                return;
+            }
+        };
+        let end = jiff::Timestamp::now();
+        let mining = !matches!(mode, Mode::Pause);
+        let mut store = lock(&self.store);
+        if sample.interval > Duration::ZERO {
+            let iv = Interval::from_sample(end, &sample, hashrate_hs, mining, None);
+            if let Err(e) = store.ledger_mut().record(&iv) {
+                warn!("cannot record energy: {e}");
+            }
+            if !mining && let Err(e) = store.ledger_mut().record_pause(end, iv.secs, by, reason) {
+                warn!("cannot record pause: {e}");
+            }
+        }
+        if let Err(e) = store.checkpoint_if_due(now) {
+            warn!("cannot save the energy ledger: {e}");
+        }
+        let counters = store.ledger().counters(end);
+        *lock(&self.live) = Live {
+            power_w: sample.watts,
+            hashrate_hs,
+            counters: Some(counters),
+            source: sample.source,
+        };
+    }
+
+    /// Writes the ledger now (shutdown).
+    pub fn checkpoint(&self) {
+        if let Err(e) = lock(&self.store).checkpoint() {
+            warn!("cannot save the energy ledger: {e}");
+        }
+    }
+
+    /// Latest power reading and its source.
+    pub fn power(&self) -> (Option<f64>, &'static str) {
+        let live = lock(&self.live);
+        (live.power_w, live.source)
+    }
+
+    /// A report for the day or month containing now.
+    pub fn report(&self, period: Period) -> Report {
+        lock(&self.store)
+            .ledger()
+            .report(period, jiff::Timestamp::now())
+    }
+}
+
+impl InputProvider for EnergyMeter {
+    fn readings(&self) -> HostReadings {
+        let live = lock(&self.live).clone();
+        let c = live.counters;
+        HostReadings {
+            power_w: live.power_w,
+            energy: Energy {
+                today_kwh: c.map(|c| c.today_kwh).unwrap_or(0.0),
+                month_kwh: c.map(|c| c.month_kwh).unwrap_or(0.0),
+                total_kwh: c.map(|c| c.total_kwh).unwrap_or(0.0),
+            },
+            hashrate_hs: live.hashrate_hs,
+            temperatures: Vec::new(),
+        }
+    }
+}
+
+/// Prints the report of the ledger in `state_dir` (for `hashwatt energy report`).
+pub fn report_from_disk(
+    settings: &EnergySettings,
+    state_dir: &Path,
+    period: Period,
+) -> anyhow::Result<Report> {
+    let mut ledger = LedgerConfig::new(&settings.time_zone);
+    ledger.co2_g_per_kwh = settings.co2_g_per_kwh;
+    let dir = store_dir(state_dir);
+    if !dir.join(hashwatt_energy::store::FILE_NAME).exists() {
+        anyhow::bail!(
+            "no energy ledger in {} yet (has the appliance run?)",
+            dir.display()
+        );
+    }
+    let (store, corruption) =
+        EnergyStore::open(&dir, ledger).context("cannot open the energy ledger")?;
+    if let Some(c) = corruption {
+        anyhow::bail!("the energy ledger is unreadable: {c}");
+    }
+    Ok(store.ledger().report(period, jiff::Timestamp::now()))
+}
