@@ -7,7 +7,6 @@
 
 mod policy_support;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,27 +22,14 @@ use hashwatt::policy::sources::mqtt::{MqttSource, MqttTopic};
 use hashwatt::policy::{ClockReading, DecisionLimits, Energy, Inputs, Mode, Signal, SignalValue};
 use tokio::sync::watch;
 
-/// Finds `policy_<stem>.wasm`.
+/// The embedded first-party policy `policy_<stem>` (built by host/build.rs).
 fn wasm(stem: &str) -> Option<Vec<u8>> {
-    let file = format!("policy_{stem}.wasm");
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Ok(d) = std::env::var("HASHWATT_POLICY_WASM_DIR") {
-        dirs.push(d.into());
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    dirs.push(root.join("target/plugins/wasm32-wasip2/plugin"));
-    dirs.push("/tmp/tgt-policies/wasm32-wasip2/plugin".into());
-    dirs.push("/tmp/tgt-policy/wasm32-wasip2/plugin".into());
-    for d in dirs {
-        if let Ok(bytes) = std::fs::read(d.join(&file)) {
-            return Some(bytes);
-        }
-    }
-    eprintln!(
-        "!!! SKIPPED: {file} not built (cargo build -p policy-{} --target wasm32-wasip2 --profile plugin; set HASHWATT_POLICY_WASM_DIR) !!!",
-        stem.replace('_', "-")
-    );
-    None
+    let name = stem.replace('_', "-");
+    Some(
+        hashwatt::plugin::builtin::policy(&name)
+            .unwrap_or_else(|| panic!("no built-in policy {name}"))
+            .to_vec(),
+    )
 }
 
 fn inputs(signal: &str, value: SignalValue, utc_ms: i64, state: Vec<u8>) -> Inputs {
