@@ -202,7 +202,7 @@ fn describe_trap(e: &wasmtime::Error) -> String {
         return match trap {
             wasmtime::Trap::Interrupt => "call exceeded its time budget".into(),
             wasmtime::Trap::StackOverflow => "stack overflow".into(),
-            other => format!("wasm trap: {other}"),
+            other => other.to_string(),
         };
     }
     let root = e.root_cause().to_string();
