@@ -45,13 +45,14 @@ pub struct App {
     hub: Arc<SignalHub>,
     energy: Arc<EnergyMeter>,
     miner: Arc<Miner>,
+    _plugin_updates: Vec<watch::Sender<PoolPluginPre>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     started: Instant,
 }
 
 impl App {
-    /// Starts mining as `config` says, with the built-in Stratum V1 plugin.
+    /// Starts mining as `config` says.
     pub async fn start(config: Config) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.state_dir)
             .with_context(|| format!("cannot create state dir {}", config.state_dir.display()))?;
@@ -99,20 +100,38 @@ impl App {
         let meter = Arc::new(Mutex::new(HashrateMeter::new(Duration::from_secs(60))));
         let started = Instant::now();
         let mut tasks = Vec::new();
+        // Built-in plugins never change while running; their senders stay here.
+        let mut update_senders = Vec::new();
         for (index, (entry, shares)) in config.pools.iter().zip(share_rxs).enumerate() {
-            let plugin = match &entry.plugin {
-                None => builtin_plugin.clone(),
+            let (plugin, label) = match &entry.plugin {
+                None => (builtin_plugin.clone(), "stratum-v1 (built in)".to_string()),
                 Some(spec) => {
                     load_pool_plugin(&runtime, &config, entry, spec).with_context(|| {
                         format!("pool {} (pools[{index}]): plugin {spec}", entry.url.url)
                     })?
                 }
             };
+            status.update_pool(index, |s| s.plugin = label);
+            let (update_tx, updates) = watch::channel(plugin.clone());
+            if let Some(name) = entry.plugin.as_deref().filter(|s| is_package_name(s)) {
+                tasks.push(tokio::spawn(watch_installed(
+                    runtime.clone(),
+                    config.clone(),
+                    index,
+                    name.to_string(),
+                    update_tx,
+                    status.clone(),
+                    shutdown_rx.clone(),
+                )));
+            } else {
+                update_senders.push(update_tx);
+            }
             let driver = PoolDriver {
                 index,
                 entry: entry.clone(),
                 selector: selector.clone(),
                 plugin,
+                updates,
                 limits: Limits {
                     call_timeout: Duration::from_millis(config.plugin_limits.call_timeout_ms),
                     memory_bytes: config.plugin_limits.memory_mib << 20,
@@ -199,6 +218,7 @@ impl App {
             engine,
             hub,
             energy,
+            _plugin_updates: update_senders,
             miner,
             shutdown,
             tasks,
@@ -264,34 +284,25 @@ impl App {
     }
 }
 
+/// Whether a `plugin = "…"` value names an installed package (not a path).
+fn is_package_name(spec: &str) -> bool {
+    !spec.contains('/') && !spec.ends_with(".wasm")
+}
+
 /// Loads the pool plugin a pool entry names: an installed, signature-checked
 /// package by name, or a path to a bare `.wasm` component. A bare component
 /// carries no signature, so it is only accepted when the operator allowed
-/// unsigned plugins.
+/// unsigned plugins. Returns the plugin and a label for status.
 fn load_pool_plugin(
     runtime: &Runtime,
     config: &Config,
     entry: &PoolEntry,
     spec: &str,
-) -> anyhow::Result<PoolPluginPre> {
+) -> anyhow::Result<(PoolPluginPre, String)> {
     let cache_dir = plugin_cli::cache_dir(&config.state_dir);
-    if !spec.contains('/') && !spec.ends_with(".wasm") {
-        let trust = Trust::from_config(config)?;
-        let package = plugin_cli::load_installed(&config.state_dir, spec, &trust)?;
-        package.expect_kind(PluginKind::Pool)?;
-        if !package
-            .manifest
-            .capabilities
-            .allows_endpoint(&entry.url.host, entry.url.port)
-        {
-            anyhow::bail!(
-                "its manifest does not allow the endpoint {}:{} (pool_endpoints)",
-                entry.url.host,
-                entry.url.port
-            );
-        }
-        let (component, _) = runtime.compile_cached(&cache_dir, spec, &package.wasm)?;
-        return Ok(PoolPluginPre::from_component(runtime, spec, &component)?);
+    if is_package_name(spec) {
+        let (pre, label, _) = load_installed_pool_plugin(runtime, config, entry, spec)?;
+        return Ok((pre, label));
     }
     if !config.allow_unsigned_plugins {
         anyhow::bail!(
@@ -308,7 +319,129 @@ fn load_pool_plugin(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| spec.to_string());
     let (component, _) = runtime.compile_cached(&cache_dir, &name, &wasm)?;
-    Ok(PoolPluginPre::from_component(runtime, &name, &component)?)
+    Ok((
+        PoolPluginPre::from_component(runtime, &name, &component)?,
+        format!("{name} (unsigned file)"),
+    ))
+}
+
+/// Loads an installed pool plugin package; also returns its identity
+/// (sha256 of manifest and wasm) so a watcher can tell when a new version lands.
+fn load_installed_pool_plugin(
+    runtime: &Runtime,
+    config: &Config,
+    entry: &PoolEntry,
+    name: &str,
+) -> anyhow::Result<(PoolPluginPre, String, [u8; 32])> {
+    let trust = Trust::from_config(config)?;
+    let package = plugin_cli::load_installed(&config.state_dir, name, &trust)?;
+    package.expect_kind(PluginKind::Pool)?;
+    if !package
+        .manifest
+        .capabilities
+        .allows_endpoint(&entry.url.host, entry.url.port)
+    {
+        anyhow::bail!(
+            "its manifest does not allow the endpoint {}:{} (pool_endpoints)",
+            entry.url.host,
+            entry.url.port
+        );
+    }
+    let (component, _) = runtime.compile_cached(
+        &plugin_cli::cache_dir(&config.state_dir),
+        name,
+        &package.wasm,
+    )?;
+    let pre = PoolPluginPre::from_component(runtime, name, &component)?;
+    Ok((
+        pre,
+        format!("{name}@{}", package.manifest.version),
+        package.wasm_sha256,
+    ))
+}
+
+/// What makes an installed version distinct: its manifest and its wasm.
+fn package_identity(p: &crate::plugin::package::VerifiedPackage) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(p.wasm_sha256);
+    h.update(p.manifest_text.as_bytes());
+    h.finalize().into()
+}
+
+/// Hot install: watches an installed pool plugin and hands a new version to
+/// the pool's driver once it has been verified and instantiated on trial.
+/// If the new version fails, the running one keeps running and the reason
+/// is shown in the pool's status.
+async fn watch_installed(
+    runtime: Runtime,
+    config: Config,
+    index: usize,
+    name: String,
+    updates: watch::Sender<PoolPluginPre>,
+    status: Arc<Status>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(entry) = config.pools.get(index).cloned() else {
+        return;
+    };
+    let identity = |c: &Config| -> Option<[u8; 32]> {
+        let trust = Trust::from_config(c).ok()?;
+        plugin_cli::load_installed(&c.state_dir, &name, &trust)
+            .ok()
+            .map(|p| package_identity(&p))
+    };
+    let mut running = identity(&config);
+    let mut refused: Option<[u8; 32]> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = identity(&config);
+        if now.is_none() || now == running || now == refused {
+            continue;
+        }
+        let trial = load_installed_pool_plugin(&runtime, &config, &entry, &name).and_then(
+            |(pre, label, sha)| {
+                let pool_config = crate::plugin::pool::PoolConfig {
+                    url: entry.url.url.clone(),
+                    host: entry.url.host.clone(),
+                    port: entry.url.port,
+                    user: entry.user.clone(),
+                    password: entry.password.clone(),
+                    user_agent: USER_AGENT.to_string(),
+                    version_rolling: true,
+                };
+                let limits = Limits {
+                    call_timeout: Duration::from_millis(config.plugin_limits.call_timeout_ms),
+                    memory_bytes: config.plugin_limits.memory_mib << 20,
+                    ..Limits::default()
+                };
+                crate::plugin::call_blocking(|| pre.instantiate(&pool_config, limits))?;
+                Ok((pre, label, sha))
+            },
+        );
+        match trial {
+            Ok((pre, label, sha)) => {
+                info!(pool = index, plugin = %label, "new plugin version passed its trial; switching");
+                status.update_pool(index, |s| {
+                    s.plugin = label;
+                    s.plugin_error = None;
+                });
+                running = Some(sha);
+                refused = None;
+                let _ = updates.send(pre);
+            }
+            Err(e) => {
+                let reason = format!("new version of {name} refused, the running one stays: {e:#}");
+                tracing::error!(pool = index, "{reason}");
+                status.update_pool(index, |s| s.plugin_error = Some(reason));
+                refused = now;
+            }
+        }
+    }
 }
 
 fn backend_name_str(selected: &hashwatt_hash::Selected) -> &'static str {

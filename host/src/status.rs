@@ -76,6 +76,8 @@ pub struct PoolStatus {
     pub plugin_error: Option<String>,
     /// Why the plugin was disabled, if it was.
     pub disabled: Option<String>,
+    /// The plugin running for this pool (`name` or `name@version`).
+    pub plugin: String,
 }
 
 impl Counters {

@@ -93,6 +93,9 @@ pub struct PoolDriver {
     pub selector: Arc<PoolSelector>,
     /// The compiled pool plugin.
     pub plugin: PoolPluginPre,
+    /// Newer versions of the plugin, already validated by a trial
+    /// instantiation; the driver switches to them at once.
+    pub updates: watch::Receiver<PoolPluginPre>,
     /// Limits for each plugin instance.
     pub limits: Limits,
     /// Where jobs go.
@@ -119,6 +122,8 @@ enum Next {
     },
     /// The plugin died: make a new instance, then back off.
     PluginDead,
+    /// A validated new version of the plugin replaces the running one.
+    Upgrade,
     /// The host is shutting down.
     Shutdown,
 }
@@ -268,6 +273,16 @@ impl PoolDriver {
             }
             match ended.next {
                 Next::Shutdown => return,
+                Next::Upgrade => {
+                    self.plugin = self.updates.borrow_and_update().clone();
+                    plugin = None;
+                    span.in_scope(|| {
+                        info!(
+                            plugin = self.plugin.name(),
+                            "switched to the new plugin version"
+                        )
+                    });
+                }
                 Next::Backoff => {
                     span.in_scope(|| warn!(reason = %ended.reason, "disconnected from pool"));
                     if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
@@ -428,6 +443,7 @@ impl PoolDriver {
                 }
                 _ = tick.tick() => call_blocking(|| plugin.tick(now_ms())),
                 _ = shutdown.changed() => return Ended::new("shutting down", Next::Shutdown),
+                Ok(()) = self.updates.changed() => return Ended::new("plugin updated", Next::Upgrade),
             };
             let out = match out {
                 Ok(out) => out,
