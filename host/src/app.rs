@@ -598,7 +598,7 @@ async fn report(
             let mut m = meter.lock().unwrap_or_else(|p| p.into_inner());
             m.sample(now, workers.hashes());
             (
-                m.rate(Duration::from_secs(1)),
+                m.rate(Duration::from_secs(2)),
                 m.rate(Duration::from_secs(10)),
                 m.rate(Duration::from_secs(60)),
             )
