@@ -46,6 +46,7 @@ pub struct App {
     energy: Arc<EnergyMeter>,
     miner: Arc<Miner>,
     _plugin_updates: Vec<watch::Sender<PoolPluginPre>>,
+    api_addr: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     started: Instant,
@@ -201,6 +202,25 @@ impl App {
         tasks.extend(spawn_sources(&config, &hub, &shutdown_rx)?);
         tasks.push(tokio::spawn(engine.clone().run(shutdown_rx.clone())));
 
+        let api_addr = match config.api_listen {
+            Some(addr) => {
+                let state = crate::web::ApiState {
+                    status: status.clone(),
+                    hashrate: meter.clone(),
+                    engine: engine.clone(),
+                    hub: hub.clone(),
+                    energy: energy.clone(),
+                };
+                let (bound, task) = crate::web::start(addr, state, shutdown_rx.clone())
+                    .await
+                    .with_context(|| format!("cannot listen for the HTTP API on {addr}"))?;
+                info!(%bound, "HTTP API listening (GET /api/status)");
+                tasks.push(task);
+                Some(bound)
+            }
+            None => None,
+        };
+
         tasks.push(tokio::spawn(report(
             workers.clone(),
             status.clone(),
@@ -219,6 +239,7 @@ impl App {
             hub,
             energy,
             _plugin_updates: update_senders,
+            api_addr,
             miner,
             shutdown,
             tasks,
@@ -265,6 +286,11 @@ impl App {
     /// Sets a signal's value from the API (e.g. a home-automation push).
     pub fn set_signal(&self, name: &str, value: f64) -> anyhow::Result<()> {
         Ok(self.hub.set(name, value)?)
+    }
+
+    /// Where the HTTP API listens, if enabled.
+    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
+        self.api_addr
     }
 
     /// Time since start.

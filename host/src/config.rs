@@ -68,6 +68,10 @@ pub struct Config {
     /// Resource limits for every plugin instance.
     #[serde(default)]
     pub plugin_limits: PluginLimits,
+    /// Where the HTTP API listens (loopback by default; it has no
+    /// authentication yet, so do not expose it). Empty string disables it.
+    #[serde(default = "default_api_listen", deserialize_with = "optional_addr")]
+    pub api_listen: Option<std::net::SocketAddr>,
     /// Energy metering and accounting.
     #[serde(default)]
     pub energy: EnergySettings,
@@ -182,6 +186,22 @@ pub struct PolicyEntry {
     /// The policy's own settings, handed to it as JSON.
     #[serde(default)]
     pub config: toml::Table,
+}
+
+fn default_api_listen() -> Option<std::net::SocketAddr> {
+    Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8421)))
+}
+
+fn optional_addr<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!("`{s}` is not an address like 127.0.0.1:8421"))
+    })
 }
 
 fn default_ttl() -> u64 {

@@ -13,6 +13,7 @@
 //! - [`status`]: counters and hashrate shown to the operator;
 //! - [`energy`]: the power meter and kWh ledger;
 //! - [`policy`]: energy policies, signals, arbitration, the CPU actuator;
+//! - [`web`]: the HTTP API (status, energy reports, signals, override);
 //! - [`app`]: wiring of all of the above.
 //!
 //! Hashing backends live in the `hashwatt-hash` crate, header assembly and
@@ -26,3 +27,4 @@ pub mod plugin;
 pub mod policy;
 pub mod pool;
 pub mod status;
+pub mod web;

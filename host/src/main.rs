@@ -213,6 +213,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     trusted_keys: Vec::new(),
                     allow_unsigned_plugins: false,
                     plugin_limits: Default::default(),
+                    api_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
                     energy: Default::default(),
                     signals: Vec::new(),
                     policies: Vec::new(),

@@ -70,6 +70,7 @@ pub async fn appliance_with(
         trusted_keys: Vec::new(),
         allow_unsigned_plugins: false,
         plugin_limits: Default::default(),
+        api_listen: None,
         energy: Default::default(),
         signals: Vec::new(),
         policies: Vec::new(),

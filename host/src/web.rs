@@ -1,0 +1,206 @@
+//! The appliance's HTTP API, on loopback by default: what the operator (and
+//! later the web panel) sees and may change. Status with the reason for
+//! every pause, energy reports, signal values pushed by home automation,
+//! and the manual override.
+//!
+//! Every input is checked; a bad request gets a 4xx with a message, never a
+//! panic.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::energy::EnergyMeter;
+use crate::policy::Mode;
+use crate::policy::arbiter::Override;
+use crate::policy::clock::{Clock, SystemClock};
+use crate::policy::engine::PolicyEngine;
+use crate::policy::signal::SignalHub;
+use crate::status::{HashrateMeter, PoolState, Status};
+
+/// What the handlers read and change.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Share counters and pools.
+    pub status: Arc<Status>,
+    /// Hashrate samples.
+    pub hashrate: Arc<Mutex<HashrateMeter>>,
+    /// Policies and the override.
+    pub engine: Arc<PolicyEngine>,
+    /// Signal values.
+    pub hub: Arc<SignalHub>,
+    /// Energy ledger.
+    pub energy: Arc<EnergyMeter>,
+}
+
+/// Binds `addr` and serves the API until `shutdown` turns true; returns the bound address.
+pub async fn start(
+    addr: SocketAddr,
+    state: ApiState,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!("HTTP API stopped: {e}");
+        }
+    });
+    Ok((bound, task))
+}
+
+fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/status", get(status))
+        .route("/api/energy/report", get(report))
+        .route("/api/signals/{name}", put(set_signal))
+        .route("/api/override", post(set_override))
+        .with_state(state)
+}
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn mode_json(mode: &Mode) -> Value {
+    match mode {
+        Mode::Run => json!({ "mode": "run" }),
+        Mode::Limit(w) => json!({ "mode": "limit", "watts": w }),
+        Mode::Pause => json!({ "mode": "pause" }),
+    }
+}
+
+async fn status(State(s): State<ApiState>) -> Json<Value> {
+    let c = s.status.snapshot();
+    let (r10, r60) = {
+        let m = s.hashrate.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            m.rate(Duration::from_secs(10)),
+            m.rate(Duration::from_secs(60)),
+        )
+    };
+    let engine = s.engine.status();
+    let verdict = &engine.verdict;
+    let (power_w, power_source) = s.energy.power();
+    let pools: Vec<Value> = c
+        .pools
+        .iter()
+        .map(|p| {
+            json!({
+                "url": p.url,
+                "state": match p.state { PoolState::Connecting => "connecting", PoolState::Healthy => "healthy", PoolState::Disabled => "disabled" },
+                "plugin": p.plugin,
+                "accepted": p.accepted,
+                "rejected": p.rejected,
+                "connects": p.connects,
+                "last_disconnect": p.last_disconnect,
+                "plugin_restarts": p.plugin_restarts,
+                "plugin_error": p.plugin_error,
+                "disabled": p.disabled,
+            })
+        })
+        .collect();
+    let policies: Vec<Value> = engine
+        .policies
+        .iter()
+        .map(|p| json!({ "name": p.name, "enabled": p.enabled, "failures": p.failures, "last_error": p.last_error }))
+        .collect();
+    Json(json!({
+        "hashrate_hs": { "10s": r10, "1m": r60 },
+        "shares": { "accepted": c.accepted, "rejected": c.rejected, "stale": c.stale, "hardware_errors": c.hardware_errors },
+        "active_pool": c.active_pool,
+        "pools": pools,
+        "mining": {
+            "decision": mode_json(&verdict.mode),
+            "by": verdict.by,
+            "reason": verdict.reason,
+            "summary": verdict.to_string(),
+            "since_utc_ms": verdict.since_ms,
+        },
+        "policies": policies,
+        "power": { "watts": power_w, "source": power_source },
+    }))
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    period: Option<String>,
+    format: Option<String>,
+}
+
+async fn report(State(s): State<ApiState>, Query(q): Query<ReportQuery>) -> Response {
+    let period = match q
+        .period
+        .as_deref()
+        .unwrap_or("day")
+        .parse::<hashwatt_energy::Period>()
+    {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let report = s.energy.report(period);
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Json(report).into_response(),
+        "csv" => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            report.to_csv(),
+        )
+            .into_response(),
+        other => error(
+            StatusCode::BAD_REQUEST,
+            format!("format must be json or csv, not {other:?}"),
+        ),
+    }
+}
+
+async fn set_signal(State(s): State<ApiState>, Path(name): Path<String>, body: String) -> Response {
+    let value: f64 = match body.trim().parse() {
+        Ok(v) => v,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "body must be a number"),
+    };
+    match s.hub.set(&name, value) {
+        Ok(()) => (StatusCode::NO_CONTENT, "").into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideRequest {
+    /// true: pause; false: clear the override.
+    pause: bool,
+    /// Pause for this many minutes (none: until cleared).
+    minutes: Option<u32>,
+}
+
+async fn set_override(State(s): State<ApiState>, body: axum::body::Bytes) -> Response {
+    let req: OverrideRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid override request: {e}"),
+            );
+        }
+    };
+    let now = SystemClock.now_utc_ms();
+    s.engine
+        .set_override(req.pause.then(|| Override::pause(now, req.minutes)));
+    Json(json!({ "mining": s.engine.verdict().to_string() })).into_response()
+}
