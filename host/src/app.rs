@@ -161,12 +161,6 @@ impl App {
             })
             .unwrap_or(1e6)
             * threads as f64;
-        let energy = EnergyMeter::open(
-            &config.energy,
-            &config.state_dir,
-            backend_name_str(&selected),
-            full_rate,
-        )?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let hub = Arc::new(SignalHub::new(clock.clone()));
         for (i, sig) in config.signals.iter().enumerate() {
@@ -176,6 +170,13 @@ impl App {
             hub.define(spec)
                 .with_context(|| format!("signals[{i}] ({})", sig.name))?;
         }
+        let energy = EnergyMeter::open(
+            &config.energy,
+            &config.state_dir,
+            backend_name_str(&selected),
+            full_rate,
+            &hub,
+        )?;
         let actuator = CpuActuator::spawn(
             workers.clone(),
             PowerModel {
@@ -286,6 +287,11 @@ impl App {
     /// Sets a signal's value from the API (e.g. a home-automation push).
     pub fn set_signal(&self, name: &str, value: f64) -> anyhow::Result<()> {
         Ok(self.hub.set(name, value)?)
+    }
+
+    /// The latest power reading and which meter produced it.
+    pub fn power(&self) -> (Option<f64>, &'static str) {
+        self.energy.power()
     }
 
     /// Where the HTTP API listens, if enabled.

@@ -98,6 +98,10 @@ pub struct EnergySettings {
     pub full_load_w: f64,
     /// Where the Linux powercap (RAPL) counters are.
     pub powercap_root: PathBuf,
+    /// A signal carrying the appliance's power in watts from an external
+    /// meter (smart plug over HTTP or MQTT). Preferred over RAPL and the
+    /// model while it is fresh.
+    pub meter_signal: Option<String>,
 }
 
 impl Default for EnergySettings {
@@ -108,6 +112,7 @@ impl Default for EnergySettings {
             idle_w: 20.0,
             full_load_w: 100.0,
             powercap_root: PathBuf::from("/sys/class/powercap"),
+            meter_signal: None,
         }
     }
 }
@@ -428,6 +433,14 @@ impl Config {
                     format!("{:?} is not host:port", m.broker),
                 ));
             }
+        }
+        if let Some(name) = &self.energy.meter_signal
+            && !self.signals.iter().any(|s| &s.name == name)
+        {
+            return Err((
+                "energy.meter_signal".into(),
+                format!("no [[signals]] entry is named {name:?}"),
+            ));
         }
         for (i, p) in self.policies.iter().enumerate() {
             if !matches!(p.fail_safe.as_str(), "pause" | "run") {

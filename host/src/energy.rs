@@ -11,15 +11,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hashwatt_energy::meter::{self, model::ModelConfig};
+use hashwatt_energy::meter::{
+    self, FallbackSource, MeterError, external::ExternalSource, model::ModelConfig,
+};
 use hashwatt_energy::{
     EnergyCounters, EnergyStore, Interval, LedgerConfig, Period, PowerSource, Report,
 };
 use tracing::{info, warn};
 
 use crate::config::EnergySettings;
+use crate::policy::clock::{Clock, SystemClock};
 use crate::policy::engine::{HostReadings, InputProvider};
-use crate::policy::{Energy, Mode};
+use crate::policy::signal::SignalHub;
+use crate::policy::{Energy, Mode, SignalValue};
 
 /// Where the energy ledger lives inside the state directory.
 pub fn store_dir(state_dir: &Path) -> std::path::PathBuf {
@@ -47,13 +51,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl EnergyMeter {
-    /// Opens the ledger in `state_dir` and picks the power source. The
-    /// model is calibrated as `full_load_w` at `full_hashrate_hs`.
+    /// Opens the ledger in `state_dir` and picks the power source: an
+    /// external meter signal if configured (read from `hub`), else RAPL,
+    /// else the model calibrated as `full_load_w` at `full_hashrate_hs`.
     pub fn open(
         settings: &EnergySettings,
         state_dir: &Path,
         backend: &str,
         full_hashrate_hs: f64,
+        hub: &Arc<SignalHub>,
     ) -> anyhow::Result<Arc<Self>> {
         let mut ledger = LedgerConfig::new(&settings.time_zone);
         ledger.co2_g_per_kwh = settings.co2_g_per_kwh;
@@ -74,6 +80,23 @@ impl EnergyMeter {
             None => info!("energy meter: RAPL (powercap), model as fallback"),
             Some(e) => info!("energy meter: calibrated model ({e})"),
         }
+        let source: Box<dyn PowerSource> = match &settings.meter_signal {
+            Some(name) => {
+                info!(
+                    signal = name,
+                    "energy meter: external meter signal preferred while fresh"
+                );
+                Box::new(FallbackSource::new(
+                    Box::new(SignalMeter {
+                        hub: hub.clone(),
+                        signal: name.clone(),
+                        inner: ExternalSource::new(Duration::from_secs(2)),
+                    }),
+                    source,
+                ))
+            }
+            None => source,
+        };
         Ok(Arc::new(EnergyMeter {
             store: Mutex::new(store),
             source: Mutex::new(source),
@@ -151,6 +174,34 @@ impl InputProvider for EnergyMeter {
             hashrate_hs: live.hashrate_hs,
             temperatures: Vec::new(),
         }
+    }
+}
+
+/// An external power meter whose readings arrive as a signal (watts).
+struct SignalMeter {
+    hub: Arc<SignalHub>,
+    signal: String,
+    inner: ExternalSource,
+}
+
+impl PowerSource for SignalMeter {
+    fn name(&self) -> &'static str {
+        "external"
+    }
+
+    fn sample(
+        &mut self,
+        now: Instant,
+        hashrate_hs: f64,
+    ) -> Result<hashwatt_energy::Sample, MeterError> {
+        let reading = self.hub.get(&self.signal, SystemClock.now_utc_ms());
+        if let SignalValue::Number(w) = reading.value {
+            let at = now
+                .checked_sub(Duration::from_millis(reading.age_ms))
+                .unwrap_or(now);
+            self.inner.push_watts(at, w)?;
+        }
+        self.inner.sample(now, hashrate_hs)
     }
 }
 
