@@ -487,34 +487,55 @@ fn add_policy(
     engine: &PolicyEngine,
     entry: &PolicyEntry,
 ) -> anyhow::Result<()> {
-    let wasm: std::borrow::Cow<'static, [u8]> = if let Some(bytes) = builtin::policy(&entry.plugin)
-    {
-        bytes.into()
-    } else if !entry.plugin.contains('/') && !entry.plugin.ends_with(".wasm") {
-        let trust = Trust::from_config(config)?;
-        let package = plugin_cli::load_installed(&config.state_dir, &entry.plugin, &trust)?;
-        package.expect_kind(PluginKind::Policy)?;
-        package.wasm.into()
-    } else {
-        if !config.allow_unsigned_plugins {
-            anyhow::bail!(
-                "refusing an unsigned plugin file (install a signed package, or set allow_unsigned_plugins = true)"
+    // First-party policies are trusted with any configured feed; others
+    // may only read HTTP feeds their manifest declares (none for a bare file).
+    let (wasm, declared_feeds): (std::borrow::Cow<'static, [u8]>, Option<Vec<String>>) =
+        if let Some(bytes) = builtin::policy(&entry.plugin) {
+            (bytes.into(), None)
+        } else if is_package_name(&entry.plugin) {
+            let trust = Trust::from_config(config)?;
+            let package = plugin_cli::load_installed(&config.state_dir, &entry.plugin, &trust)?;
+            package.expect_kind(PluginKind::Policy)?;
+            let feeds = package.manifest.capabilities.http_feeds.clone();
+            (package.wasm.into(), Some(feeds))
+        } else {
+            if !config.allow_unsigned_plugins {
+                anyhow::bail!(
+                    "refusing an unsigned plugin file (install a signed package, or set allow_unsigned_plugins = true)"
+                );
+            }
+            tracing::warn!(
+                plugin = entry.plugin,
+                "loading an UNSIGNED policy plugin (allow_unsigned_plugins = true)"
             );
-        }
-        tracing::warn!(
-            plugin = entry.plugin,
-            "loading an UNSIGNED policy plugin (allow_unsigned_plugins = true)"
-        );
-        std::fs::read(&entry.plugin)
-            .with_context(|| format!("cannot read {}", entry.plugin))?
-            .into()
-    };
+            let bytes = std::fs::read(&entry.plugin)
+                .with_context(|| format!("cannot read {}", entry.plugin))?;
+            (bytes.into(), Some(Vec::new()))
+        };
     let pre = PolicyPluginPre::new(runtime, &entry.name, &wasm)?;
     let json = serde_json::to_string(&entry.config)
         .context("policy config is not representable as JSON")?;
     let mut limits = PolicyLimits::default();
     limits.call.call_timeout = Duration::from_millis(config.plugin_limits.call_timeout_ms);
     limits.call.memory_bytes = config.plugin_limits.memory_mib << 20;
+    if let Some(declared) = &declared_feeds {
+        let trial = crate::plugin::call_blocking(|| pre.instantiate(&json, limits.clone()))?;
+        for name in trial.subscriptions() {
+            let feed = config
+                .signals
+                .iter()
+                .find(|s| &s.name == name)
+                .and_then(|s| s.http.as_ref());
+            if let Some(h) = feed
+                && !declared.iter().any(|d| d == &h.url)
+            {
+                anyhow::bail!(
+                    "it subscribes to signal {name:?}, fetched from {}, which its manifest does not declare in capabilities.http_feeds",
+                    h.url
+                );
+            }
+        }
+    }
     let fail_safe = FailSafe::parse(&entry.fail_safe)?;
     engine.add_policy(
         PolicySpec::new(&entry.name, fail_safe),

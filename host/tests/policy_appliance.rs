@@ -298,3 +298,36 @@ async fn a_hostile_policy_gets_its_fail_safe_not_a_crash() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_party_policy_cannot_read_an_http_feed_its_manifest_does_not_declare() {
+    let pool = common::devpool(0.0005).await;
+    let started = common::try_appliance_with(&[pool.local_addr()], 1, |c| {
+        c.allow_unsigned_plugins = true;
+        c.signals = vec![SignalEntry {
+            name: "hostile".into(),
+            ttl_secs: 60,
+            min: None,
+            max: None,
+            http: Some(HttpSignal {
+                url: "http://127.0.0.1:9/secret".into(),
+                pointer: None,
+                interval_secs: 5.0,
+            }),
+            mqtt: None,
+            file: None,
+        }];
+        c.policies = vec![PolicyEntry {
+            name: "hostile".into(),
+            plugin: env!("HASHWATT_HOSTILE_POLICY_WASM").into(),
+            fail_safe: "pause".into(),
+            config: table(&[("signal", "hostile".into())]),
+        }];
+    })
+    .await;
+    let err = format!("{:#}", started.err().expect("start must be refused"));
+    assert!(
+        err.contains("does not declare") && err.contains("http_feeds"),
+        "{err}"
+    );
+}

@@ -46,6 +46,17 @@ pub async fn appliance_with(
     threads: usize,
     tweak: impl FnOnce(&mut Config),
 ) -> App {
+    try_appliance_with(pools, threads, tweak)
+        .await
+        .expect("appliance starts")
+}
+
+/// Like [`appliance_with`], returning the start error instead of panicking.
+pub async fn try_appliance_with(
+    pools: &[SocketAddr],
+    threads: usize,
+    tweak: impl FnOnce(&mut Config),
+) -> anyhow::Result<App> {
     let state = std::env::temp_dir().join(format!(
         "hashwatt-test-{}-{}",
         std::process::id(),
@@ -77,7 +88,7 @@ pub async fn appliance_with(
     };
     let mut config = config;
     tweak(&mut config);
-    App::start(config).await.expect("appliance starts")
+    App::start(config).await
 }
 
 fn rand_suffix() -> u64 {
