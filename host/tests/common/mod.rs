@@ -80,7 +80,13 @@ pub async fn try_appliance_with(
         failback_secs: 60,
         trusted_keys: Vec::new(),
         allow_unsigned_plugins: false,
-        plugin_limits: Default::default(),
+        // Tests share two cores with many parallel tests: a wider call
+        // budget than production keeps a descheduled thread from looking
+        // like a runaway plugin. Tests of the budget itself set 10 ms.
+        plugin_limits: hashwatt::config::PluginLimits {
+            call_timeout_ms: 50,
+            ..Default::default()
+        },
         api_listen: None,
         energy: Default::default(),
         signals: Vec::new(),
