@@ -247,6 +247,10 @@ impl PoolDriver {
                 )
                 .instrument(span.clone())
                 .await;
+            // Record a plugin failure before anyone can see the pool go
+            // unhealthy, so status always carries the reason for a failover.
+            let disabled = matches!(ended.next, Next::PluginDead)
+                && self.plugin_failed(&span, ended.reason.clone(), &mut failures);
             self.selector.set_healthy(index, false);
             self.miner.clear(index);
             if p.dead().is_none()
@@ -259,7 +263,9 @@ impl PoolDriver {
                 c.last_disconnect = Some(ended.reason.clone());
             });
             self.status.update_pool(index, |s| {
-                s.state = PoolState::Connecting;
+                if s.state != PoolState::Disabled {
+                    s.state = PoolState::Connecting;
+                }
                 s.last_disconnect = Some(ended.reason.clone());
             });
             if got_job {
@@ -291,7 +297,7 @@ impl PoolDriver {
                 }
                 Next::PluginDead => {
                     plugin = None;
-                    if self.plugin_failed(&span, ended.reason.clone(), &mut failures) {
+                    if disabled {
                         return;
                     }
                     let delay = plugin_backoff.next_delay();
