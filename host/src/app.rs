@@ -101,53 +101,6 @@ impl App {
         let meter = Arc::new(Mutex::new(HashrateMeter::new(Duration::from_secs(60))));
         let started = Instant::now();
         let mut tasks = Vec::new();
-        // Built-in plugins never change while running; their senders stay here.
-        let mut update_senders = Vec::new();
-        for (index, (entry, shares)) in config.pools.iter().zip(share_rxs).enumerate() {
-            let (plugin, label) = match &entry.plugin {
-                None => (builtin_plugin.clone(), "stratum-v1 (built in)".to_string()),
-                Some(spec) => {
-                    load_pool_plugin(&runtime, &config, entry, spec).with_context(|| {
-                        format!("pool {} (pools[{index}]): plugin {spec}", entry.url.url)
-                    })?
-                }
-            };
-            status.update_pool(index, |s| s.plugin = label);
-            let (update_tx, updates) = watch::channel(plugin.clone());
-            if let Some(name) = entry.plugin.as_deref().filter(|s| is_package_name(s)) {
-                tasks.push(tokio::spawn(watch_installed(
-                    runtime.clone(),
-                    config.clone(),
-                    index,
-                    name.to_string(),
-                    update_tx,
-                    status.clone(),
-                    shutdown_rx.clone(),
-                )));
-            } else {
-                update_senders.push(update_tx);
-            }
-            let driver = PoolDriver {
-                index,
-                entry: entry.clone(),
-                selector: selector.clone(),
-                plugin,
-                updates,
-                limits: Limits {
-                    call_timeout: Duration::from_millis(config.plugin_limits.call_timeout_ms),
-                    memory_bytes: config.plugin_limits.memory_mib << 20,
-                    ..Limits::default()
-                },
-                miner: miner.clone(),
-                status: status.clone(),
-                shares,
-                allow_redirect: config.allow_pool_redirect,
-                user_agent: USER_AGENT.to_string(),
-            };
-            tasks.push(tokio::spawn(driver.run(shutdown_rx.clone())));
-        }
-        tasks.push(tokio::spawn(select_loop(selector, shutdown_rx.clone())));
-
         // Energy: meter, signals, policies. The model is calibrated to the
         // configured full-load watts at the calibrated all-thread hashrate.
         let full_rate = selected
@@ -201,7 +154,58 @@ impl App {
                 .with_context(|| format!("policies[{i}] ({})", entry.name))?;
         }
         tasks.extend(spawn_sources(&config, &hub, &shutdown_rx)?);
+        // The first verdict applies before any pool connects: a policy that
+        // says "pause until the feed is known" never lets a job start hashing.
+        let first = engine.step();
+        info!(verdict = %first, "energy policy verdict at start");
         tasks.push(tokio::spawn(engine.clone().run(shutdown_rx.clone())));
+
+        // Built-in plugins never change while running; their senders stay here.
+        let mut update_senders = Vec::new();
+        for (index, (entry, shares)) in config.pools.iter().zip(share_rxs).enumerate() {
+            let (plugin, label) = match &entry.plugin {
+                None => (builtin_plugin.clone(), "stratum-v1 (built in)".to_string()),
+                Some(spec) => {
+                    load_pool_plugin(&runtime, &config, entry, spec).with_context(|| {
+                        format!("pool {} (pools[{index}]): plugin {spec}", entry.url.url)
+                    })?
+                }
+            };
+            status.update_pool(index, |s| s.plugin = label);
+            let (update_tx, updates) = watch::channel(plugin.clone());
+            if let Some(name) = entry.plugin.as_deref().filter(|s| is_package_name(s)) {
+                tasks.push(tokio::spawn(watch_installed(
+                    runtime.clone(),
+                    config.clone(),
+                    index,
+                    name.to_string(),
+                    update_tx,
+                    status.clone(),
+                    shutdown_rx.clone(),
+                )));
+            } else {
+                update_senders.push(update_tx);
+            }
+            let driver = PoolDriver {
+                index,
+                entry: entry.clone(),
+                selector: selector.clone(),
+                plugin,
+                updates,
+                limits: Limits {
+                    call_timeout: Duration::from_millis(config.plugin_limits.call_timeout_ms),
+                    memory_bytes: config.plugin_limits.memory_mib << 20,
+                    ..Limits::default()
+                },
+                miner: miner.clone(),
+                status: status.clone(),
+                shares,
+                allow_redirect: config.allow_pool_redirect,
+                user_agent: USER_AGENT.to_string(),
+            };
+            tasks.push(tokio::spawn(driver.run(shutdown_rx.clone())));
+        }
+        tasks.push(tokio::spawn(select_loop(selector, shutdown_rx.clone())));
 
         let api_addr = match config.api_listen {
             Some(addr) => {

@@ -144,8 +144,15 @@ async fn grid_emergency_over_mqtt_and_surplus_over_http_pause_and_resume_within_
         })
         .await;
         assert!(
-            common::wait_for(Duration::from_secs(30), || pool.stats().accepted >= 2).await,
-            "mines with surplus"
+            common::wait_for(Duration::from_secs(30), || {
+                let policies = app.policies().policies;
+                policies.len() == 2
+                    && policies.iter().all(|p| p.last_mode == Some(Mode::Run))
+                    && pool.stats().accepted >= 2
+            })
+            .await,
+            "mines with surplus: {:?}",
+            app.policies()
         );
 
         // Grid emergency over MQTT: hashing stops within 1 s, reason shown.
