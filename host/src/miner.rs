@@ -374,7 +374,7 @@ impl WorkSource for Miner {
     }
 
     fn found(&self, worker: usize, unit: &WorkUnit, nonce: u32) {
-        let (info, live) = {
+        let (info, live, share_target) = {
             let s = self.lock();
             let Some(info) = s
                 .units
@@ -384,16 +384,18 @@ impl WorkSource for Miner {
             else {
                 return;
             };
-            let live = s
-                .pools
-                .get(info.pool)
-                .is_some_and(|p| p.jobs.iter().any(|j| j.seq == info.job_seq));
-            (info, live)
+            let pool = s.pools.get(info.pool);
+            let live = pool.is_some_and(|p| p.jobs.iter().any(|j| j.seq == info.job_seq));
+            // A difficulty raised since the unit was made applies at once:
+            // pools that retarget without a new job reject easier shares.
+            let share_target =
+                pool.map_or(info.share_target, |p| info.share_target.min(p.share_target));
+            (info, live, share_target)
         };
         let mut header = unit.header;
         header[76..80].copy_from_slice(&nonce.to_le_bytes());
         let network = info.job.network_target();
-        let check = check_header(&header, &info.share_target, &network);
+        let check = check_header(&header, &share_target, &network);
         let filter = Target::from_be_bytes(unit.target);
         if !filter.is_met_by(&check.hash) {
             // The backend claimed a nonce that does not meet its own target.
@@ -498,6 +500,25 @@ mod tests {
         assert!(m.next_work(0).is_some());
         m.clear(0);
         assert!(m.next_work(0).is_none());
+    }
+
+    #[test]
+    fn a_difficulty_raised_mid_unit_applies_to_the_next_share() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let m = Miner::new(1, vec![tx], Arc::new(Status::default()));
+        m.set_share_target(0, Target::MAX);
+        m.new_job(0, 1, job("a", 0, false));
+        m.set_active(Some(0));
+        let unit = m.next_work(0).expect("work");
+        m.found(0, &unit, 1);
+        assert!(rx.try_recv().is_ok(), "every hash meets the MAX target");
+        // The pool retargets without a new job: the unit in flight keeps its
+        // easy filter, but the share check uses the harder target.
+        let mut hard = [0u8; 32];
+        hard[31] = 1;
+        m.set_share_target(0, Target(hard));
+        m.found(0, &unit, 2);
+        assert!(rx.try_recv().is_err(), "an easier share was still sent");
     }
 
     #[test]
