@@ -341,24 +341,11 @@ impl Config {
 
     /// Parses `text` as the contents of `path` (used for messages only).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let invalid = |span: Option<std::ops::Range<usize>>, field: String, message: String| {
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line: span.map(|s| line_of(text, s.start)).unwrap_or(0),
-                field: if field.is_empty() || field == "." {
-                    "(top level)".into()
-                } else {
-                    field
-                },
-                message,
-            }
-        };
-        let de = toml::de::Deserializer::parse(text)
-            .map_err(|e| invalid(e.span(), String::new(), e.message().to_string()))?;
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let inner = e.into_inner();
-            invalid(inner.span(), field, inner.message().to_string())
+        let config: Config = parse_toml(text).map_err(|p| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: p.line,
+            field: p.field,
+            message: p.message,
         })?;
         config.check().map_err(|(field, message)| {
             let line = find_key_line(text, &field);
@@ -461,6 +448,40 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Where and why a TOML document did not deserialise.
+#[derive(Debug)]
+pub(crate) struct TomlProblem {
+    /// 1-based line, 0 when unknown.
+    pub line: usize,
+    /// Dotted path of the field, or "(top level)".
+    pub field: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// Deserialises `text`, naming the line and field of the first problem, so
+/// every TOML file the operator writes (config, plugin manifests) reports
+/// errors the same way.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TomlProblem> {
+    let problem =
+        |span: Option<std::ops::Range<usize>>, field: String, message: String| TomlProblem {
+            line: span.map(|s| line_of(text, s.start)).unwrap_or(0),
+            field: if field.is_empty() || field == "." {
+                "(top level)".into()
+            } else {
+                field
+            },
+            message,
+        };
+    let de = toml::de::Deserializer::parse(text)
+        .map_err(|e| problem(e.span(), String::new(), e.message().to_string()))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        problem(inner.span(), field, inner.message().to_string())
+    })
 }
 
 /// 1-based line number of byte offset `pos` in `text`.

@@ -338,34 +338,12 @@ fn check_feed(url: &str) -> Result<(), String> {
 impl Manifest {
     /// Parses and checks manifest text; errors name the field (and line).
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
-        let syntax = |span: Option<std::ops::Range<usize>>, field: String, message: String| {
-            let line = span
-                .map(|s| {
-                    text.as_bytes()
-                        .iter()
-                        .take(s.start)
-                        .filter(|&&b| b == b'\n')
-                        .count()
-                        + 1
-                })
-                .unwrap_or(0);
-            ManifestError::Syntax {
-                line,
-                field: if field.is_empty() || field == "." {
-                    "(top level)".into()
-                } else {
-                    field
-                },
-                message,
-            }
-        };
-        let de = toml::de::Deserializer::parse(text)
-            .map_err(|e| syntax(e.span(), String::new(), e.message().to_string()))?;
-        let raw: RawManifest = serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let inner = e.into_inner();
-            syntax(inner.span(), field, inner.message().to_string())
-        })?;
+        let raw: RawManifest =
+            crate::config::parse_toml(text).map_err(|p| ManifestError::Syntax {
+                line: p.line,
+                field: p.field,
+                message: p.message,
+            })?;
         Manifest::check(raw)
     }
 
