@@ -18,7 +18,9 @@
 use std::hint::black_box;
 
 use crate::session::Session;
-use crate::types::{Action, ExtendedWork, Job, LogEntry, LogLevel, PoolConfig, Share, WorkKind};
+use crate::types::{
+    Action, ExtendedWork, Job, LogEntry, LogLevel, PoolConfig, PoolMachine, Share, WorkKind,
+};
 
 /// Bytes that set off the configured misbehaviour when a pool line holds them.
 pub const TRIGGER: &str = "hostile.trigger";
@@ -152,9 +154,9 @@ pub struct Hostile {
 /// Longest partial line kept for trigger detection.
 const MAX_LINE_KEPT: usize = 64 * 1024;
 
-impl Hostile {
+impl PoolMachine for Hostile {
     /// A session for `config`; misbehaves in the constructor for `@new`.
-    pub fn new(config: PoolConfig) -> Self {
+    fn new(config: PoolConfig) -> Self {
         let mut pending = Vec::new();
         let parsed = match parse_password(&config.password) {
             Ok(parsed) => parsed,
@@ -176,13 +178,8 @@ impl Hostile {
         plugin
     }
 
-    /// The parsed mode and trigger point, if the password named one.
-    pub fn config(&self) -> Option<(Mode, When)> {
-        self.config
-    }
-
     /// See `Session::connected`; misbehaves here for `@connected`.
-    pub fn connected(&mut self, now_ms: u64) -> Vec<Action> {
+    fn connected(&mut self, now_ms: u64) -> Vec<Action> {
         self.line.clear();
         let mut out = self.take_pending();
         out.extend(self.session.connected(now_ms));
@@ -194,7 +191,7 @@ impl Hostile {
 
     /// See `Session::received`; misbehaves after the session's own actions
     /// when these bytes complete a line holding [`TRIGGER`].
-    pub fn received(&mut self, bytes: &[u8]) -> Vec<Action> {
+    fn received(&mut self, bytes: &[u8]) -> Vec<Action> {
         let triggered = self.scan(bytes);
         let mut out = self.take_pending();
         out.extend(self.session.received(bytes));
@@ -207,23 +204,30 @@ impl Hostile {
     }
 
     /// See `Session::tick`.
-    pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
+    fn tick(&mut self, now_ms: u64) -> Vec<Action> {
         let mut out = self.take_pending();
         out.extend(self.session.tick(now_ms));
         out
     }
 
     /// See `Session::share_found`.
-    pub fn share_found(&mut self, share: Share) -> Vec<Action> {
+    fn share_found(&mut self, share: Share) -> Vec<Action> {
         let mut out = self.take_pending();
         out.extend(self.session.share_found(share));
         out
     }
 
     /// See `Session::disconnected`.
-    pub fn disconnected(&mut self, reason: &str) {
+    fn disconnected(&mut self, reason: &str) {
         self.line.clear();
         self.session.disconnected(reason);
+    }
+}
+
+impl Hostile {
+    /// The parsed mode and trigger point, if the password named one.
+    pub fn config(&self) -> Option<(Mode, When)> {
+        self.config
     }
 
     fn take_pending(&mut self) -> Vec<Action> {

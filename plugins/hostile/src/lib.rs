@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use hostile::{Hostile, Mode, When};
-//! use hostile::stratum_v1_core::{Action, PoolConfig};
+//! use hostile::stratum_v1_core::{Action, PoolConfig, PoolMachine};
 //!
 //! let (mode, when) = hostile::parse_password("flood:3").unwrap().unwrap();
 //! assert_eq!((mode, when), (Mode::Flood(3), When::Trigger));
@@ -41,15 +41,20 @@ pub mod types;
 
 pub mod hostile;
 
+// The first-party component glue, around this crate's machine.
 #[cfg(target_arch = "wasm32")]
+#[path = "../../stratum-v1/src/component.rs"]
 mod component;
+/// The machine the component exports.
+#[cfg(target_arch = "wasm32")]
+type Exported = Hostile;
 
 /// The Stratum V1 core types under one name, for users of this crate.
 pub mod stratum_v1_core {
     pub use crate::session::{Session, SessionError};
     pub use crate::types::{
-        Action, ExtendedWork, Job, LogEntry, LogLevel, PoolConfig, ReconnectRequest, Share,
-        ShareOutcome, ShareResult, WorkKind,
+        Action, ExtendedWork, Job, LogEntry, LogLevel, PoolConfig, PoolMachine, ReconnectRequest,
+        Share, ShareOutcome, ShareResult, WorkKind,
     };
 }
 

@@ -1,32 +1,37 @@
 //! The wasm component wrapper: exports the `hashwatt:pool@0.1.0`
-//! `pool-plugin` world by delegating to the native [`crate::Session`] core and
+//! `pool-plugin` world by delegating to a native [`PoolMachine`] and
 //! converting between the generated WIT types and the core's mirror types.
+//!
+//! The crate including this module names its machine `crate::Exported`
+//! (the Stratum V1 session here; the hostile test plugin compiles this same
+//! file around its own machine).
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
 
 use exports::hashwatt::pool::session::{Guest, GuestSession};
 use hashwatt::pool::types as wit;
 
-use crate::types as core;
+use crate::types::{self as core, PoolMachine};
 
 wit_bindgen::generate!({
     path: "../../wit/pool",
     world: "pool-plugin",
 });
 
-/// The component's export root.
-struct Plugin;
+/// The component's export root, around machine `M`.
+struct Plugin<M>(PhantomData<M>);
 
 /// The `session` resource; the WIT methods take `&self`, hence the RefCell.
-struct PluginSession(RefCell<crate::Session>);
+struct PluginSession<M>(RefCell<M>);
 
-impl Guest for Plugin {
-    type Session = PluginSession;
+impl<M: PoolMachine> Guest for Plugin<M> {
+    type Session = PluginSession<M>;
 }
 
-impl GuestSession for PluginSession {
+impl<M: PoolMachine> GuestSession for PluginSession<M> {
     fn new(config: wit::PoolConfig) -> Self {
-        PluginSession(RefCell::new(crate::Session::new(core::PoolConfig {
+        PluginSession(RefCell::new(M::new(core::PoolConfig {
             url: config.url,
             host: config.host,
             port: config.port,
@@ -118,4 +123,7 @@ fn action(a: core::Action) -> wit::Action {
     }
 }
 
-export!(Plugin);
+/// `export!` takes a plain name, hence the alias.
+type ExportRoot = Plugin<crate::Exported>;
+
+export!(ExportRoot);

@@ -36,9 +36,12 @@ pub mod types;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
+/// The machine the component exports.
+#[cfg(target_arch = "wasm32")]
+type Exported = Session;
 
 pub use session::{Session, SessionError};
 pub use types::{
-    Action, ExtendedWork, Job, LogEntry, LogLevel, PoolConfig, ReconnectRequest, Share,
-    ShareOutcome, ShareResult, WorkKind,
+    Action, ExtendedWork, Job, LogEntry, LogLevel, PoolConfig, PoolMachine, ReconnectRequest,
+    Share, ShareOutcome, ShareResult, WorkKind,
 };

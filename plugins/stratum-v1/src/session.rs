@@ -14,8 +14,8 @@ use crate::framing::LineBuffer;
 use crate::jsonrpc::{self, Message};
 use crate::target;
 use crate::types::{
-    Action, ExtendedWork, Job, LogEntry, LogLevel, PoolConfig, ReconnectRequest, Share,
-    ShareOutcome, ShareResult, WorkKind,
+    Action, ExtendedWork, Job, LogEntry, LogLevel, PoolConfig, PoolMachine, ReconnectRequest,
+    Share, ShareOutcome, ShareResult, WorkKind,
 };
 
 /// Version bits this client asks to roll (BIP 320 general-purpose bits).
@@ -689,6 +689,27 @@ impl Session {
             clean,
         }));
         Ok(())
+    }
+}
+
+impl PoolMachine for Session {
+    fn new(config: PoolConfig) -> Self {
+        Session::new(config)
+    }
+    fn connected(&mut self, now_ms: u64) -> Vec<Action> {
+        Session::connected(self, now_ms)
+    }
+    fn received(&mut self, bytes: &[u8]) -> Vec<Action> {
+        Session::received(self, bytes)
+    }
+    fn tick(&mut self, now_ms: u64) -> Vec<Action> {
+        Session::tick(self, now_ms)
+    }
+    fn share_found(&mut self, share: Share) -> Vec<Action> {
+        Session::share_found(self, share)
+    }
+    fn disconnected(&mut self, reason: &str) {
+        Session::disconnected(self, reason)
     }
 }
 

@@ -157,3 +157,20 @@ pub enum Action {
     /// The session cannot go on; the host closes and reconnects with back-off.
     Fail(String),
 }
+
+/// A sans-IO pool-protocol state machine: what the component glue drives.
+/// [`crate::Session`] is the real client; test plugins wrap it to misbehave.
+pub trait PoolMachine: 'static {
+    /// A machine for the pool `config` describes; no I/O until `connected`.
+    fn new(config: PoolConfig) -> Self;
+    /// A connection opened at `now_ms`.
+    fn connected(&mut self, now_ms: u64) -> Vec<Action>;
+    /// Bytes arrived, chunked however TCP delivered them.
+    fn received(&mut self, bytes: &[u8]) -> Vec<Action>;
+    /// Time passed.
+    fn tick(&mut self, now_ms: u64) -> Vec<Action>;
+    /// The host found a share on one of this pool's jobs.
+    fn share_found(&mut self, share: Share) -> Vec<Action>;
+    /// The connection closed.
+    fn disconnected(&mut self, reason: &str);
+}
