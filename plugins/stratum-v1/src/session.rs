@@ -5,7 +5,7 @@
 //! perform. Nothing here blocks, allocates sockets or reads a clock, so the
 //! same code runs inside the wasm component, in native tests and in fuzzers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{Value, json};
 use thiserror::Error;
@@ -31,6 +31,12 @@ pub const MAX_MERKLE_BRANCHES: usize = 32;
 pub const MAX_EXTRANONCE1_LEN: usize = 32;
 /// Reason reported for a share whose answer never came.
 pub const NO_RESPONSE: &str = "no response from pool";
+/// Shares held while `mining.authorize` is unanswered (pools such as ckpool
+/// silently drop submits from a worker not yet authorized).
+pub const MAX_HELD_SHARES: usize = 64;
+/// Recent jobs whose version is remembered, to check rolled shares against
+/// a mask the pool changed with `mining.set_version_mask`.
+const KEPT_JOB_VERSIONS: usize = 16;
 
 /// A pool message this client cannot work with.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -123,6 +129,15 @@ pub struct Session {
     version_mask: u32,
     difficulty_set: bool,
     authorized: bool,
+    /// Shares found before the authorize reply, submitted once it comes.
+    held: Vec<Share>,
+    /// The next job must replace all others (the extranonce or version
+    /// mask changed, so older jobs' shares would be rejected).
+    reset_work: bool,
+    /// A `mining.notify` that came before the subscribe reply.
+    early_notify: Option<Vec<Value>>,
+    /// (job id, version) of recent jobs.
+    job_versions: VecDeque<(String, u32)>,
 }
 
 impl Session {
@@ -141,6 +156,10 @@ impl Session {
             version_mask: 0,
             difficulty_set: false,
             authorized: false,
+            held: Vec::new(),
+            reset_work: false,
+            early_notify: None,
+            job_versions: VecDeque::new(),
         }
     }
 
@@ -174,6 +193,10 @@ impl Session {
         self.version_mask = 0;
         self.difficulty_set = false;
         self.authorized = false;
+        self.held.clear();
+        self.reset_work = false;
+        self.early_notify = None;
+        self.job_versions.clear();
         let mut out = Vec::new();
         if self.config.version_rolling {
             let params = json!([
@@ -262,6 +285,15 @@ impl Session {
                         "mining.extranonce.subscribe not answered",
                     );
                 }
+                RequestKind::Configure => {
+                    // Pools without BIP 310 may ignore the request: mine on
+                    // without version rolling (a late reply is not applied).
+                    log(
+                        &mut out,
+                        LogLevel::Info,
+                        "version rolling not negotiated: mining.configure not answered",
+                    );
+                }
                 kind => {
                     self.fail(&mut out, format!("{} timed out", kind.name()));
                     break;
@@ -281,6 +313,43 @@ impl Session {
             ));
             return out;
         }
+        let authorizing = !self.authorized
+            && self
+                .pending
+                .values()
+                .any(|p| p.kind == RequestKind::Authorize);
+        if authorizing {
+            if self.held.len() < MAX_HELD_SHARES {
+                self.held.push(share);
+            } else {
+                out.push(share_result(
+                    share.id,
+                    ShareOutcome::Rejected("not yet authorized".into()),
+                ));
+            }
+            return out;
+        }
+        self.submit(share, &mut out);
+        out
+    }
+
+    /// Sends `mining.submit` for `share`, unless its rolled version bits no
+    /// longer fit the pool's mask.
+    fn submit(&mut self, share: Share, out: &mut Vec<Action>) {
+        let job_version = self
+            .job_versions
+            .iter()
+            .find(|(id, _)| *id == share.job_id)
+            .map(|(_, v)| *v);
+        if let Some(job_version) = job_version
+            && (share.version ^ job_version) & !self.version_mask != 0
+        {
+            out.push(share_result(
+                share.id,
+                ShareOutcome::Rejected("version bits outside the pool's current mask".into()),
+            ));
+            return;
+        }
         let mut params = vec![
             Value::String(self.config.user.clone()),
             Value::String(share.job_id.clone()),
@@ -295,13 +364,12 @@ impl Session {
             )));
         }
         let kind = RequestKind::Submit { share_id: share.id };
-        if !self.request(&mut out, kind, "mining.submit", &Value::Array(params)) {
+        if !self.request(out, kind, "mining.submit", &Value::Array(params)) {
             out.push(share_result(
                 share.id,
                 ShareOutcome::Rejected("cannot encode share".into()),
             ));
         }
-        out
     }
 
     /// The connection closed: forget everything in flight.
@@ -311,6 +379,8 @@ impl Session {
         self.pending.clear();
         self.extranonce = None;
         self.authorized = false;
+        self.held.clear();
+        self.early_notify = None;
     }
 
     // ----- internals -------------------------------------------------------
@@ -345,6 +415,12 @@ impl Session {
     }
 
     fn fail(&mut self, out: &mut Vec<Action>, reason: String) {
+        for share in self.held.drain(..) {
+            out.push(share_result(
+                share.id,
+                ShareOutcome::Rejected(format!("not submitted: {reason}")),
+            ));
+        }
         log(out, LogLevel::Error, reason.clone());
         out.push(Action::Fail(reason));
         self.phase = Phase::Failed;
@@ -394,6 +470,9 @@ impl Session {
                         LogLevel::Info,
                         format!("authorized as {}", self.config.user),
                     );
+                    for share in std::mem::take(&mut self.held) {
+                        self.submit(share, out);
+                    }
                 } else {
                     let reason = jsonrpc::error_text(error).unwrap_or_else(|| "refused".into());
                     self.fail(out, format!("authorization refused: {reason}"));
@@ -501,6 +580,9 @@ impl Session {
                 &json!([]),
             );
         }
+        if let Some(params) = self.early_notify.take() {
+            self.on_notify(&params, out)?;
+        }
         Ok(())
     }
 
@@ -525,6 +607,9 @@ impl Session {
                     ));
                 };
                 self.extranonce = Some(parse_extranonce("mining.set_extranonce", en1, en2)?);
+                // It applies from the next job; older jobs' shares would
+                // be checked against the new extranonce1 and rejected.
+                self.reset_work = true;
                 log(out, LogLevel::Debug, "extranonce changed");
                 Ok(())
             }
@@ -535,7 +620,9 @@ impl Session {
                     .and_then(parse_hex_u32)
                     .ok_or_else(|| SessionError::invalid("mining.set_version_mask", "bad mask"))?;
                 if self.config.version_rolling {
-                    self.version_mask = mask & VERSION_ROLLING_MASK;
+                    let mask = mask & VERSION_ROLLING_MASK;
+                    self.reset_work |= mask != self.version_mask;
+                    self.version_mask = mask;
                     log(
                         out,
                         LogLevel::Info,
@@ -660,11 +747,13 @@ impl Session {
             .as_bool()
             .ok_or_else(|| SessionError::invalid(M, "clean_jobs is not a boolean"))?;
         let Some(extranonce) = &self.extranonce else {
+            // Mine it as soon as the subscribe reply says our extranonce.
             log(
                 out,
-                LogLevel::Warn,
-                format!("dropping job {id}: not subscribed yet"),
+                LogLevel::Debug,
+                format!("job {id} before the subscribe reply: kept for later"),
             );
+            self.early_notify = Some(params.to_vec());
             return Ok(());
         };
         // Stratum sends prevhash as eight 4-byte words, each byte-swapped.
@@ -672,6 +761,11 @@ impl Session {
         for word in prev_hash.chunks_exact_mut(4) {
             word.reverse();
         }
+        let clean = clean || std::mem::take(&mut self.reset_work);
+        if self.job_versions.len() >= KEPT_JOB_VERSIONS {
+            self.job_versions.pop_front();
+        }
+        self.job_versions.push_back((id.to_owned(), version));
         out.push(Action::NewJob(Job {
             id: id.to_owned(),
             kind: WorkKind::Extended(ExtendedWork {
@@ -683,7 +777,10 @@ impl Session {
             }),
             prev_hash,
             version,
-            version_mask: self.version_mask,
+            // Bits the job's version sets stay set: pools differ in how they
+            // merge submitted bits into it (BIP 310 replaces, ckpool ORs),
+            // and both agree on a header that keeps them.
+            version_mask: self.version_mask & !version,
             nbits,
             ntime,
             clean,

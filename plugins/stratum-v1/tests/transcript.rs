@@ -420,7 +420,7 @@ fn difficulty_before_subscribe_result_suppresses_default() {
 }
 
 #[test]
-fn notify_before_subscribe_is_dropped_with_warning() {
+fn notify_before_subscribe_is_mined_once_subscribed() {
     let mut s = Session::new(config(false));
     s.connected(0);
     let v = vector(0);
@@ -428,9 +428,123 @@ fn notify_before_subscribe_is_dropped_with_warning() {
         &mut s,
         json!({"id": null, "method": "mining.notify", "params": v["notify_params"]}),
     );
-    assert!(jobs(&a).is_empty());
+    assert!(jobs(&a).is_empty(), "no extranonce1 yet");
     assert!(fails(&a).is_empty());
-    assert_eq!(logs(&a, LogLevel::Warn).len(), 1);
+    let a = feed(&mut s, subscribe_result(1, "08000002", 4));
+    let js = jobs(&a);
+    assert_eq!(js.len(), 1);
+    assert_eq!(js[0].id, "bf");
+    assert_eq!(extended(&js[0]).extranonce1, vec![8, 0, 0, 2]);
+}
+
+#[test]
+fn shares_found_before_the_authorize_reply_are_submitted_after_it() {
+    let share = |id| Share {
+        id,
+        job_id: "bf".into(),
+        extranonce2: vec![0; 4],
+        ntime: 0x504e_86b9,
+        nonce: 7,
+        version: 2,
+    };
+    let mut s = Session::new(config(false));
+    s.connected(0);
+    feed(&mut s, subscribe_result(1, "08000002", 4));
+    let a = s.share_found(share(1));
+    assert!(a.is_empty(), "held, not sent: {a:?}");
+    let a = feed(&mut s, json!({"id": 2, "result": true, "error": null}));
+    let submits: Vec<Value> = sent(&a)
+        .into_iter()
+        .filter(|m| m["method"] == "mining.submit")
+        .collect();
+    assert_eq!(submits.len(), 1);
+    assert_eq!(
+        submits[0]["params"],
+        json!(["worker1", "bf", "00000000", "504e86b9", "00000007"])
+    );
+    // Refused authorization: held shares are reported, not lost.
+    let mut s = Session::new(config(false));
+    s.connected(0);
+    feed(&mut s, subscribe_result(1, "08000002", 4));
+    s.share_found(share(5));
+    let a = feed(
+        &mut s,
+        json!({"id": 2, "result": false, "error": [24, "Unauthorized worker", null]}),
+    );
+    assert_eq!(fails(&a).len(), 1);
+    let results = share_results(&a);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].0, 5);
+    assert!(matches!(&results[0].1, ShareOutcome::Rejected(why) if why.contains("Unauthorized")));
+}
+
+#[test]
+fn a_new_extranonce_or_version_mask_makes_the_next_job_clean() {
+    let (mut s, _) = ready(true, "08000002", 4);
+    let notify =
+        json!({"id": null, "method": "mining.notify", "params": vector(0)["notify_params"]});
+    assert!(!jobs(&feed(&mut s, notify.clone()))[0].clean);
+    feed(
+        &mut s,
+        json!({"id": null, "method": "mining.set_extranonce", "params": ["01", 2]}),
+    );
+    assert!(
+        jobs(&feed(&mut s, notify.clone()))[0].clean,
+        "after set_extranonce"
+    );
+    assert!(!jobs(&feed(&mut s, notify.clone()))[0].clean, "only once");
+    feed(
+        &mut s,
+        json!({"id": null, "method": "mining.set_version_mask", "params": ["00ffe000"]}),
+    );
+    assert!(
+        jobs(&feed(&mut s, notify))[0].clean,
+        "after set_version_mask"
+    );
+}
+
+#[test]
+fn a_share_rolled_outside_a_changed_mask_is_not_submitted() {
+    let (mut s, _) = ready(true, "08000002", 4);
+    let notify =
+        json!({"id": null, "method": "mining.notify", "params": vector(0)["notify_params"]});
+    let job = jobs(&feed(&mut s, notify)).remove(0);
+    feed(
+        &mut s,
+        json!({"id": null, "method": "mining.set_version_mask", "params": ["00ffe000"]}),
+    );
+    let share = |id, version| Share {
+        id,
+        job_id: job.id.clone(),
+        extranonce2: vec![0; 4],
+        ntime: job.ntime,
+        nonce: 1,
+        version,
+    };
+    // Bit 28 was in the old mask, not in the new one.
+    let a = s.share_found(share(1, job.version | 0x1000_0000));
+    assert!(sent(&a).is_empty());
+    assert!(matches!(
+        &share_results(&a)[..],
+        [(1, ShareOutcome::Rejected(_))]
+    ));
+    // Bits inside the new mask are submitted as usual.
+    let a = s.share_found(share(2, job.version | 0x0000_2000));
+    assert_eq!(sent(&a)[0]["params"][5], "00002000");
+}
+
+#[test]
+fn version_bits_the_job_sets_are_never_rolled() {
+    let (mut s, _) = ready(true, "08000002", 4);
+    let mut params = vector(0)["notify_params"].clone();
+    params[5] = json!("20002000"); // bit 13 is set by the pool
+    let job = jobs(&feed(
+        &mut s,
+        json!({"id": null, "method": "mining.notify", "params": params}),
+    ))
+    .remove(0);
+    assert_eq!(job.version, 0x2000_2000);
+    assert_eq!(job.version_mask, 0x1fff_c000);
 }
 
 #[test]
@@ -625,14 +739,24 @@ fn client_requests() {
 
 #[test]
 fn handshake_timeouts() {
+    // A pool without BIP 310 may never answer mining.configure: mining
+    // goes on without version rolling.
     let mut s = Session::new(config(true));
     s.connected(1_000);
+    feed(&mut s, subscribe_result(2, "00", 4));
+    feed(&mut s, json!({"id": 3, "result": true, "error": null}));
     assert!(s.tick(30_999).is_empty());
     let a = s.tick(31_000);
-    let f = fails(&a);
-    assert_eq!(f.len(), 1);
-    assert!(f[0].ends_with("timed out"), "{}", f[0]);
-    assert_eq!(f[0], "mining.configure timed out");
+    assert!(fails(&a).is_empty(), "{a:?}");
+    assert_eq!(
+        logs(&a, LogLevel::Info),
+        vec!["version rolling not negotiated: mining.configure not answered"]
+    );
+    assert_eq!(s.version_mask(), 0);
+    // An unanswered subscribe fails the session.
+    let mut s = Session::new(config(true));
+    s.connected(1_000);
+    assert_eq!(fails(&s.tick(31_000)), vec!["mining.subscribe timed out"]);
 
     // Authorize timing out.
     let mut s = Session::new(config(false));
