@@ -57,7 +57,8 @@ pub async fn try_appliance_with(
     threads: usize,
     tweak: impl FnOnce(&mut Config),
 ) -> anyhow::Result<App> {
-    let state = std::env::temp_dir().join(format!(
+    // Under target/tmp (cargo's scratch dir for integration tests), not /tmp.
+    let state = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "hashwatt-test-{}-{}",
         std::process::id(),
         rand_suffix()
