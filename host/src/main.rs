@@ -118,6 +118,11 @@ enum BenchCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Instead: what each mining shortcut (midstate, precomputed
+        /// schedule, constant padding, early exit) gains on the 4-lane
+        /// SHA-NI kernel, one thread.
+        #[arg(long, conflicts_with_all = ["backend", "threads"])]
+        ablation: bool,
     },
     /// Plugin call overhead, notify-to-work latency, instantiation, cached load, RSS.
     Plugin {
@@ -313,7 +318,17 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             threads,
             seconds,
             json,
+            ablation,
         } => {
+            if ablation {
+                let report = hashwatt_hash::bench::ablation(seconds)?;
+                if json {
+                    println!("{}", report.to_json());
+                } else {
+                    println!("{report}");
+                }
+                return Ok(());
+            }
             let opts = hashwatt_hash::bench::BenchOptions {
                 backend: (backend != "all").then_some(backend),
                 threads,

@@ -5,6 +5,9 @@
 //! the time from [`Workers::notify`] until the last worker has asked for the
 //! new work, as recorded by the workers themselves (the measuring thread
 //! sleeps, so it does not steal a core from them).
+//!
+//! [`ablation`] measures what each standard mining shortcut gains, one at a
+//! time on the four-lane SHA-NI kernel (see [`Ablation`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -295,6 +298,177 @@ impl BenchReport {
             "cpu_model": self.cpu_model,
             "seconds": self.seconds,
             "backends": backends,
+        })
+        .to_string()
+    }
+}
+
+/// A level of the mining-shortcut ablation. Each level adds one shortcut to
+/// the previous one, so the gain of a shortcut is the rate of its level over
+/// the rate of the level before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ablation {
+    /// No shortcut: per nonce three whole 64-round compressions (IV and
+    /// header bytes 0..64, then bytes 64..80 with the nonce, then the digest
+    /// block), every schedule word computed, the exact eight-word comparison.
+    Full,
+    /// Block 0's state (the midstate) computed once per header; per nonce
+    /// two whole compressions.
+    Midstate,
+    /// The first hash's second block precomputed: it starts at round 4 from
+    /// the per-header state, with constant message+K words for rounds 4..=15
+    /// and the constant `msg1` schedule terms.
+    Precomputed,
+    /// The second hash's constant padding: message+K words for rounds
+    /// 8..=15 and the `msg1` term of the padding words are per-header.
+    Padding,
+    /// Early exit: the second hash stops after rounds 60–61 unless some
+    /// lane's final top word can meet the target. The production kernel.
+    EarlyExit,
+}
+
+impl Ablation {
+    /// Every level, in the order each adds its shortcut.
+    pub const ALL: [Ablation; 5] = [
+        Ablation::Full,
+        Ablation::Midstate,
+        Ablation::Precomputed,
+        Ablation::Padding,
+        Ablation::EarlyExit,
+    ];
+
+    /// Short name, as in reports: `full`, `midstate`, `precomputed`,
+    /// `padding`, `early-exit`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ablation::Full => "full",
+            Ablation::Midstate => "midstate",
+            Ablation::Precomputed => "precomputed",
+            Ablation::Padding => "padding",
+            Ablation::EarlyExit => "early-exit",
+        }
+    }
+}
+
+/// The result of [`ablation`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AblationReport {
+    /// CPU model string from /proc/cpuinfo (or "unknown").
+    pub cpu_model: String,
+    /// The kernel the levels are built from (`sha-ni-x4-avx`).
+    pub kernel: &'static str,
+    /// Seconds measured per level.
+    pub seconds: f64,
+    /// Single-thread hashes per second of each level, in [`Ablation::ALL`]
+    /// order.
+    pub levels: Vec<(Ablation, f64)>,
+}
+
+/// Interleaved passes per level in [`ablation`]; the best pass is kept.
+const ABLATION_PASSES: u32 = 3;
+
+/// Measures every [`Ablation`] level of the four-lane SHA-NI kernel on one
+/// thread for about `seconds` each (split in interleaved passes, best kept,
+/// to damp noise from other load), with a target nothing meets (the common
+/// mining path).
+///
+/// It exists because each mining shortcut should justify itself by a
+/// measurement, not by folklore: the production kernel applies them all at
+/// once, so only these reduced kernels show what each one is worth on this
+/// CPU. Errors with [`HashError::UnknownBackend`] on a CPU without SHA-NI
+/// (or AVX2), and with [`HashError::BadOptions`] unless `seconds` is in
+/// (0, 3600].
+pub fn ablation(seconds: f64) -> Result<AblationReport, HashError> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        return Err(HashError::BadOptions(format!(
+            "seconds must be in (0, 3600], got {seconds}"
+        )));
+    }
+    let scanners = ablation_scanners().ok_or_else(|| HashError::UnknownBackend {
+        name: "sha-ni-x4-avx".to_string(),
+        available: crate::available()
+            .iter()
+            .map(|b| b.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })?;
+    let pass = Duration::from_secs_f64(seconds / ABLATION_PASSES as f64);
+    let mut best = vec![0f64; scanners.len()];
+    for _ in 0..ABLATION_PASSES {
+        for (s, r) in scanners.iter().zip(best.iter_mut()) {
+            *r = r.max(crate::measure(&**s, pass));
+        }
+    }
+    Ok(AblationReport {
+        cpu_model: cpu_model(),
+        kernel: "sha-ni-x4-avx",
+        seconds,
+        levels: Ablation::ALL.into_iter().zip(best).collect(),
+    })
+}
+
+/// One scanner per level, in [`Ablation::ALL`] order, if the CPU has them.
+fn ablation_scanners() -> Option<Vec<Box<dyn Backend>>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        Ablation::ALL
+            .into_iter()
+            .map(|l| crate::shani::AblationScanner::new(l).map(|s| Box::new(s) as Box<dyn Backend>))
+            .collect()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
+impl std::fmt::Display for AblationReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "CPU: {}  ({}, 1 thread, {} s per level)",
+            self.cpu_model, self.kernel, self.seconds
+        )?;
+        writeln!(
+            f,
+            "{:<12} {:>12} {:>14} {:>9}",
+            "level", "rate", "vs previous", "vs full"
+        )?;
+        let full = self.levels.first().map_or(f64::NAN, |l| l.1);
+        let mut prev = f64::NAN;
+        for &(level, hs) in &self.levels {
+            let step = if prev.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{:+.1} %", (hs / prev - 1.0) * 100.0)
+            };
+            writeln!(
+                f,
+                "{:<12} {:>7.2} MH/s {:>14} {:>8.2}x",
+                level.name(),
+                hs / 1e6,
+                step,
+                hs / full
+            )?;
+            prev = hs;
+        }
+        Ok(())
+    }
+}
+
+impl AblationReport {
+    /// The report as a JSON object (rates in H/s).
+    pub fn to_json(&self) -> String {
+        let levels: Vec<_> = self
+            .levels
+            .iter()
+            .map(|(l, hs)| serde_json::json!({ "level": l.name(), "hs": hs }))
+            .collect();
+        serde_json::json!({
+            "cpu_model": self.cpu_model,
+            "kernel": self.kernel,
+            "seconds": self.seconds,
+            "levels": levels,
         })
         .to_string()
     }

@@ -12,10 +12,17 @@
 //! the constant `msg1` terms, the second hash's padding words are constant,
 //! and the second hash stops after rounds 60–61, when its final top word is
 //! known, unless some lane may meet the target.
+//!
+//! [`AblationScanner`] runs the four-lane AVX build with only some of these
+//! shortcuts (the [`Ablation`] levels), so `hashwatt_hash::bench::ablation`
+//! can measure what each one gains. It is for benchmarks and tests only and
+//! is not among [`crate::available`]'s backends.
 
 use core::arch::x86_64::*;
+use core::hint::black_box;
 
 use crate::backend::{Backend, Prepared};
+use crate::bench::Ablation;
 use crate::sha256::{IV, K, LEN_DIGEST_BITS, LEN_HEADER_BITS, PAD_BIT};
 
 /// `[expr; N]` evaluated per lane `l`, as a plain unrolled loop: closures
@@ -140,7 +147,7 @@ unsafe fn scan_sha_avx<const N: usize>(
     found: &mut dyn FnMut(u32),
 ) {
     // SAFETY: the caller guarantees the features this function enables.
-    unsafe { scan_impl::<N>(job, start, count, found) }
+    unsafe { scan_impl::<N, PRODUCTION>(job, start, count, found) }
 }
 
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
@@ -151,7 +158,7 @@ unsafe fn scan_sha<const N: usize>(
     found: &mut dyn FnMut(u32),
 ) {
     // SAFETY: the caller guarantees the features this function enables.
-    unsafe { scan_impl::<N>(job, start, count, found) }
+    unsafe { scan_impl::<N, PRODUCTION>(job, start, count, found) }
 }
 
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1,avx512f,avx512vl")]
@@ -162,7 +169,7 @@ unsafe fn scan_sha_vl<const N: usize>(
     found: &mut dyn FnMut(u32),
 ) {
     // SAFETY: the caller guarantees the features this function enables.
-    unsafe { scan_impl::<N>(job, start, count, found) }
+    unsafe { scan_impl::<N, PRODUCTION>(job, start, count, found) }
 }
 
 /// Per-header vectors of the kernel.
@@ -374,10 +381,12 @@ unsafe fn rounds32_59<const N: usize>(
     }
 }
 
-/// Hashes `N` nonces (message word 3 values `nw`) and returns the bit mask of
-/// lanes whose SHA-256d meets the target.
+/// The first hash of `N` nonces (message word 3 values `nw`) with the
+/// per-header shortcuts: the second block from round 4, constant
+/// message+K vectors and `msg1` terms. Returns the digest as the second
+/// hash's message words 0..=3 and 4..=7.
 #[inline(always)]
-unsafe fn kernel<const N: usize>(c: &Consts, job: &Prepared, nw: [u32; N]) -> u32 {
+unsafe fn first_hash<const N: usize>(c: &Consts, nw: [u32; N]) -> ([__m128i; N], [__m128i; N]) {
     unsafe {
         // First hash, second block, from round 4.
         let mut abef: [__m128i; N] = per_lane!(N, l => {
@@ -414,18 +423,41 @@ unsafe fn kernel<const N: usize>(c: &Consts, job: &Prepared, nw: [u32; N]) -> u3
         rounds4_k(&mut abef, &mut cdgh, &w28, 28);
         let w60 = rounds32_59(&mut abef, &mut cdgh, w16, w20, w24, w28);
         rounds4_k(&mut abef, &mut cdgh, &w60, 60);
-
-        // Second hash: message = first digest (A..H) + constant padding.
         let mut m0 = [_mm_setzero_si128(); N];
         let mut m1 = [_mm_setzero_si128(); N];
         for l in 0..N {
             let a = _mm_add_epi32(abef[l], c.mid_abef);
             let b = _mm_add_epi32(cdgh[l], c.mid_cdgh);
-            let t = _mm_shuffle_epi32(a, 0x1B); // A B E F (element 0 first)
-            let s = _mm_shuffle_epi32(b, 0xB1); // G H C D
-            m0[l] = _mm_blend_epi16(t, s, 0xF0); // A B C D
-            m1[l] = _mm_alignr_epi8(s, t, 8); // E F G H
+            (m0[l], m1[l]) = digest_words(a, b);
         }
+        (m0, m1)
+    }
+}
+
+/// A final state's ABEF / CDGH vectors as message words A B C D and
+/// E F G H (element 0 first).
+#[inline(always)]
+unsafe fn digest_words(abef: __m128i, cdgh: __m128i) -> (__m128i, __m128i) {
+    unsafe {
+        let t = _mm_shuffle_epi32(abef, 0x1B); // A B E F (element 0 first)
+        let s = _mm_shuffle_epi32(cdgh, 0xB1); // G H C D
+        (_mm_blend_epi16(t, s, 0xF0), _mm_alignr_epi8(s, t, 8))
+    }
+}
+
+/// Hashes `N` nonces (message word 3 values `nw`) and returns the bit mask of
+/// lanes whose SHA-256d meets the target: the production kernel with
+/// `EARLY`, else without the early exit (rounds 62–63 and the exact
+/// comparison for every lane; the `padding` ablation level).
+#[inline(always)]
+unsafe fn kernel<const N: usize, const EARLY: bool>(
+    c: &Consts,
+    job: &Prepared,
+    nw: [u32; N],
+) -> u32 {
+    unsafe {
+        let (m0, m1) = first_hash(c, nw);
+        // Second hash: message = first digest (A..H) + constant padding.
         let mut abef = [c.iv_abef; N];
         let mut cdgh = [c.iv_cdgh; N];
         rounds4_k(&mut abef, &mut cdgh, &m0, 0);
@@ -464,6 +496,12 @@ unsafe fn kernel<const N: usize>(c: &Consts, job: &Prepared, nw: [u32; N]) -> u3
         // 60, which becomes the final h (before adding IV[7]).
         let k60 = k4(60);
         let wk60: [__m128i; N] = per_lane!(N, l => _mm_add_epi32(w60[l], k60));
+        if !EARLY {
+            rounds4(&mut abef, &mut cdgh, &wk60);
+            let abef = per_lane!(N, l => _mm_add_epi32(abef[l], c.iv_abef));
+            let cdgh = per_lane!(N, l => _mm_add_epi32(cdgh[l], c.iv_cdgh));
+            return meets_mask(job, &abef, &cdgh);
+        }
         let mut may = false;
         for l in 0..N {
             cdgh[l] = _mm_sha256rnds2_epu32(cdgh[l], abef[l], wk60[l]);
@@ -516,8 +554,246 @@ unsafe fn finish_lane(
     }
 }
 
+/// The lanes (bit mask) whose final double-SHA-256 state, as ABEF / CDGH
+/// vectors, meets the target: the exact eight-word comparison.
 #[inline(always)]
-unsafe fn scan_impl<const N: usize>(
+unsafe fn meets_mask<const N: usize>(
+    job: &Prepared,
+    abef: &[__m128i; N],
+    cdgh: &[__m128i; N],
+) -> u32 {
+    let mut mask = 0;
+    for l in 0..N {
+        // SAFETY: the callers' target features include SSE2.
+        let state = unsafe { from_vectors(abef[l], cdgh[l]) };
+        if job.meets(&state) {
+            mask |= 1 << l;
+        }
+    }
+    mask
+}
+
+/// One whole SHA-256 compression of a 64-byte block (message words 0..=15,
+/// element 0 first) per lane, assuming nothing about the block: all 64
+/// rounds, every schedule word from `msg1`/`msg2`, then the feed-forward
+/// addition. Only the ablation levels use it.
+#[inline(always)]
+unsafe fn compress<const N: usize>(
+    abef: &mut [__m128i; N],
+    cdgh: &mut [__m128i; N],
+    block: &[[__m128i; 4]; N],
+) {
+    unsafe {
+        let (abef0, cdgh0) = (*abef, *cdgh);
+        let w0: [__m128i; N] = per_lane!(N, l => block[l][0]);
+        let w4: [__m128i; N] = per_lane!(N, l => block[l][1]);
+        let w8: [__m128i; N] = per_lane!(N, l => block[l][2]);
+        let w12: [__m128i; N] = per_lane!(N, l => block[l][3]);
+        rounds4_k(abef, cdgh, &w0, 0);
+        rounds4_k(abef, cdgh, &w4, 4);
+        rounds4_k(abef, cdgh, &w8, 8);
+        rounds4_k(abef, cdgh, &w12, 12);
+        let w16 = next4(&w0, &w4, &w8, &w12);
+        rounds4_k(abef, cdgh, &w16, 16);
+        let w20 = next4(&w4, &w8, &w12, &w16);
+        rounds4_k(abef, cdgh, &w20, 20);
+        let w24 = next4(&w8, &w12, &w16, &w20);
+        rounds4_k(abef, cdgh, &w24, 24);
+        let w28 = next4(&w12, &w16, &w20, &w24);
+        rounds4_k(abef, cdgh, &w28, 28);
+        let w60 = rounds32_59(abef, cdgh, w16, w20, w24, w28);
+        rounds4_k(abef, cdgh, &w60, 60);
+        for l in 0..N {
+            abef[l] = _mm_add_epi32(abef[l], abef0[l]);
+            cdgh[l] = _mm_add_epi32(cdgh[l], cdgh0[l]);
+        }
+    }
+}
+
+// Why the ablation levels pass their nonce-independent inputs through
+// `black_box` (once per batch, a few stores and loads against hundreds of
+// rounds): LLVM treats the SHA intrinsics as pure, so without it it would
+// hoist or constant-fold exactly the work a level claims to do per nonce
+// (the midstate's compression, the padding words plus K, their `msg1`
+// terms) and merge identical lanes, measuring the shortcut it omits.
+
+/// Ablation level `full`: per nonce, block 0 from IV, block 1 and the
+/// second hash, all three generic.
+#[inline(always)]
+unsafe fn kernel_full<const N: usize>(c: &Consts, job: &Prepared, nw: [u32; N]) -> u32 {
+    unsafe {
+        let bswap = _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3);
+        let mut block0 = [_mm_setzero_si128(); 4];
+        for (i, w) in block0.iter_mut().enumerate() {
+            // SAFETY: bytes 16 * i .. 16 * i + 16 <= 64 of the 80-byte header.
+            let v = _mm_loadu_si128(job.header.as_ptr().add(16 * i).cast());
+            *w = _mm_shuffle_epi8(v, bswap);
+        }
+        let block0 = black_box([block0; N]);
+        let mut abef = [c.iv_abef; N];
+        let mut cdgh = [c.iv_cdgh; N];
+        compress(&mut abef, &mut cdgh, &block0);
+        generic_from_block1(c, job, nw, abef, cdgh)
+    }
+}
+
+/// Ablation level `midstate`: per nonce, block 1 from the midstate and the
+/// second hash, both generic.
+#[inline(always)]
+unsafe fn kernel_midstate<const N: usize>(c: &Consts, job: &Prepared, nw: [u32; N]) -> u32 {
+    unsafe {
+        let abef = black_box([c.mid_abef; N]);
+        let cdgh = black_box([c.mid_cdgh; N]);
+        generic_from_block1(c, job, nw, abef, cdgh)
+    }
+}
+
+/// Generic block 1 (header bytes 64..80 with the nonce, padding, length)
+/// from the state after block 0, then the generic second hash.
+#[inline(always)]
+unsafe fn generic_from_block1<const N: usize>(
+    c: &Consts,
+    job: &Prepared,
+    nw: [u32; N],
+    mut abef: [__m128i; N],
+    mut cdgh: [__m128i; N],
+) -> u32 {
+    unsafe {
+        let mut block1 = [[_mm_setzero_si128(); 4]; N];
+        for l in 0..N {
+            let m0 = _mm_insert_epi32(c.h1_m0, nw[l] as i32, 3);
+            block1[l] = [m0, c.h1_m1, _mm_setzero_si128(), c.h1_m3];
+        }
+        let block1 = black_box(block1);
+        compress(&mut abef, &mut cdgh, &block1);
+        let mut m0 = [_mm_setzero_si128(); N];
+        let mut m1 = [_mm_setzero_si128(); N];
+        for l in 0..N {
+            (m0[l], m1[l]) = digest_words(abef[l], cdgh[l]);
+        }
+        generic_second_hash(c, job, &m0, &m1)
+    }
+}
+
+/// The second hash as a generic compression of the digest (`m0`, `m1`)
+/// and its padding, then the exact comparison.
+#[inline(always)]
+unsafe fn generic_second_hash<const N: usize>(
+    c: &Consts,
+    job: &Prepared,
+    m0: &[__m128i; N],
+    m1: &[__m128i; N],
+) -> u32 {
+    unsafe {
+        let pad = black_box([[c.h2_m2, c.h2_m3]; N]);
+        let mut block = [[_mm_setzero_si128(); 4]; N];
+        for l in 0..N {
+            block[l] = [m0[l], m1[l], pad[l][0], pad[l][1]];
+        }
+        let mut abef = [c.iv_abef; N];
+        let mut cdgh = [c.iv_cdgh; N];
+        compress(&mut abef, &mut cdgh, &block);
+        meets_mask(job, &abef, &cdgh)
+    }
+}
+
+/// Ablation level `precomputed`: the production first hash, the second
+/// hash generic.
+#[inline(always)]
+unsafe fn kernel_precomputed<const N: usize>(c: &Consts, job: &Prepared, nw: [u32; N]) -> u32 {
+    unsafe {
+        let (m0, m1) = first_hash(c, nw);
+        generic_second_hash(c, job, &m0, &m1)
+    }
+}
+
+/// [`scan_impl`]'s kernel choice: the production kernel or an [`Ablation`]
+/// level, as a const parameter (`Ablation as u8`) so each is its own
+/// monomorph.
+const PRODUCTION: u8 = Ablation::EarlyExit as u8;
+const FULL: u8 = Ablation::Full as u8;
+const MIDSTATE: u8 = Ablation::Midstate as u8;
+const PRECOMPUTED: u8 = Ablation::Precomputed as u8;
+const PADDING: u8 = Ablation::Padding as u8;
+
+/// One batch of `N` nonces with the kernel `L` names.
+#[inline(always)]
+unsafe fn batch<const N: usize, const L: u8>(c: &Consts, job: &Prepared, nw: [u32; N]) -> u32 {
+    unsafe {
+        match L {
+            FULL => kernel_full::<N>(c, job, nw),
+            MIDSTATE => kernel_midstate::<N>(c, job, nw),
+            PRECOMPUTED => kernel_precomputed::<N>(c, job, nw),
+            PADDING => kernel::<N, false>(c, job, nw),
+            _ => kernel::<N, true>(c, job, nw),
+        }
+    }
+}
+
+/// The four-lane SHA-NI kernel (AVX build, like `sha-ni-x4-avx`) with only
+/// the mining shortcuts up to an [`Ablation`] level, for measuring each
+/// shortcut's gain. Exact like every backend, but never listed by
+/// [`crate::available`]: no level is faster than production.
+pub struct AblationScanner {
+    level: Ablation,
+    name: &'static str,
+}
+
+impl AblationScanner {
+    /// The scanner for `level`; `None` if the CPU cannot run
+    /// `sha-ni-x4-avx` (SHA, SSE4.1, AVX2).
+    pub fn new(level: Ablation) -> Option<Self> {
+        ShaNi::with_isa(4, Isa::Avx)?;
+        let name = match level {
+            Ablation::Full => "sha-ni-x4-avx/full",
+            Ablation::Midstate => "sha-ni-x4-avx/midstate",
+            Ablation::Precomputed => "sha-ni-x4-avx/precomputed",
+            Ablation::Padding => "sha-ni-x4-avx/padding",
+            Ablation::EarlyExit => "sha-ni-x4-avx/early-exit",
+        };
+        Some(AblationScanner { level, name })
+    }
+
+    /// The level this scanner runs.
+    pub fn level(&self) -> Ablation {
+        self.level
+    }
+}
+
+impl Backend for AblationScanner {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn scan(&self, job: &Prepared, start: u32, count: u32, found: &mut dyn FnMut(u32)) {
+        // SAFETY: `AblationScanner::new` only constructs values on CPUs with
+        // the features of `sha-ni-x4-avx`, which these functions enable.
+        unsafe {
+            match self.level {
+                Ablation::Full => scan_ablation::<FULL>(job, start, count, found),
+                Ablation::Midstate => scan_ablation::<MIDSTATE>(job, start, count, found),
+                Ablation::Precomputed => scan_ablation::<PRECOMPUTED>(job, start, count, found),
+                Ablation::Padding => scan_ablation::<PADDING>(job, start, count, found),
+                // The production function itself, not a copy.
+                Ablation::EarlyExit => scan_sha_avx::<4>(job, start, count, found),
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1,avx,avx2")]
+unsafe fn scan_ablation<const L: u8>(
+    job: &Prepared,
+    start: u32,
+    count: u32,
+    found: &mut dyn FnMut(u32),
+) {
+    // SAFETY: the caller guarantees the features this function enables.
+    unsafe { scan_impl::<4, L>(job, start, count, found) }
+}
+
+#[inline(always)]
+unsafe fn scan_impl<const N: usize, const L: u8>(
     job: &Prepared,
     start: u32,
     count: u32,
@@ -530,7 +806,7 @@ unsafe fn scan_impl<const N: usize>(
             let base = start.wrapping_add(done);
             let nw: [u32; N] =
                 core::array::from_fn(|l| Prepared::nonce_word(base.wrapping_add(l as u32)));
-            let mut mask = kernel::<N>(&c, job, nw);
+            let mut mask = batch::<N, L>(&c, job, nw);
             while mask != 0 {
                 let l = mask.trailing_zeros();
                 found(base.wrapping_add(l));
@@ -546,7 +822,7 @@ unsafe fn scan_impl<const N: usize>(
             let nw: [u32; N] = core::array::from_fn(|l| {
                 Prepared::nonce_word(base.wrapping_add((l as u32).min(rest - 1)))
             });
-            let mut mask = kernel::<N>(&c, job, nw) & ((1u32 << rest) - 1);
+            let mut mask = batch::<N, L>(&c, job, nw) & ((1u32 << rest) - 1);
             while mask != 0 {
                 let l = mask.trailing_zeros();
                 found(base.wrapping_add(l));
