@@ -388,7 +388,8 @@ fn load_installed_pool_plugin(
         name,
         &package.wasm,
     )?;
-    let pre = PoolPluginPre::from_component(runtime, name, &component)?;
+    let pre = PoolPluginPre::from_component(runtime, name, &component)?
+        .with_capabilities(package.manifest.capabilities.clone());
     Ok((
         pre,
         format!("{name}@{}", package.manifest.version),

@@ -141,6 +141,9 @@ pub struct PoolPluginPre {
     name: String,
     runtime: Runtime,
     pre: bindings::PoolPluginPre<PluginState>,
+    /// The endpoints an installed package's manifest allows (`None`: any
+    /// the operator configures, for built-in and operator-supplied files).
+    endpoints: Option<std::sync::Arc<crate::plugin::package::Capabilities>>,
 }
 
 impl PoolPluginPre {
@@ -169,7 +172,22 @@ impl PoolPluginPre {
             name: name.into(),
             runtime: runtime.clone(),
             pre,
+            endpoints: None,
         })
+    }
+
+    /// Restricts where the host will connect this plugin to what its
+    /// manifest allows, including later `reconnect` requests.
+    pub fn with_capabilities(mut self, caps: crate::plugin::package::Capabilities) -> Self {
+        self.endpoints = Some(std::sync::Arc::new(caps));
+        self
+    }
+
+    /// Whether the host may connect this plugin to `host:port`.
+    pub fn allows_endpoint(&self, host: &str, port: u16) -> bool {
+        self.endpoints
+            .as_ref()
+            .is_none_or(|c| c.allows_endpoint(host, port))
     }
 
     /// The plugin's name, for logs.

@@ -317,7 +317,15 @@ impl PoolDriver {
                         new_host
                     };
                     let target_port = if new_port == 0 { port } else { new_port };
-                    if target_host != entry.url.host && !self.allow_redirect {
+                    if !self.plugin.allows_endpoint(&target_host, target_port) {
+                        span.in_scope(|| {
+                            warn!(
+                                "pool asked to reconnect to {target_host}:{target_port}; refused: the plugin's \
+                                 manifest does not allow that endpoint (pool_endpoints); reconnecting to the configured pool"
+                            )
+                        });
+                        redirect = None;
+                    } else if target_host != entry.url.host && !self.allow_redirect {
                         span.in_scope(|| {
                             warn!(
                                 "pool asked to reconnect to another host ({target_host}:{target_port}); refused \
