@@ -5,54 +5,13 @@
 //! CPU without SHA-NI the tests return early with a note on stderr.
 #![cfg(target_arch = "x86_64")]
 
+mod common;
+
+use common::{expected, minus_one, reference, run};
 use hashwatt_hash::bench::{Ablation, ablation};
 use hashwatt_hash::shani::AblationScanner;
-use hashwatt_hash::{Backend, HashError, Prepared};
+use hashwatt_hash::{Backend, HashError};
 use proptest::prelude::*;
-use sha2::{Digest, Sha256};
-
-/// The hash in display order (big-endian number) for `header` with `nonce`.
-fn reference(header: &[u8; 80], nonce: u32) -> [u8; 32] {
-    let mut h = *header;
-    h[76..].copy_from_slice(&nonce.to_le_bytes());
-    let mut d: [u8; 32] = Sha256::digest(Sha256::digest(h)).into();
-    d.reverse();
-    d
-}
-
-/// All nonces of the range meeting the target, by the reference.
-fn expected(header: &[u8; 80], target: &[u8; 32], start: u32, count: u32) -> Vec<u32> {
-    (0..count)
-        .map(|i| start + i)
-        .filter(|&n| reference(header, n) <= *target)
-        .collect()
-}
-
-fn run(
-    backend: &dyn Backend,
-    header: &[u8; 80],
-    target: &[u8; 32],
-    start: u32,
-    count: u32,
-) -> Vec<u32> {
-    let job = Prepared::new(header, target);
-    let mut out = Vec::new();
-    backend.scan(&job, start, count, &mut |n| out.push(n));
-    out.sort_unstable();
-    out
-}
-
-/// `x - 1` as a 256-bit big-endian number (`x` must not be zero).
-fn minus_one(mut x: [u8; 32]) -> [u8; 32] {
-    for b in x.iter_mut().rev() {
-        let (v, borrow) = b.overflowing_sub(1);
-        *b = v;
-        if !borrow {
-            break;
-        }
-    }
-    x
-}
 
 /// One scanner per level, or `None` (with a note) on a CPU without SHA-NI.
 fn scanners() -> Option<Vec<AblationScanner>> {
