@@ -1,61 +1,14 @@
 //! Every backend against the `sha2` crate: random headers, edge ranges,
 //! edge targets, and the known block / Stratum vectors.
 
+mod common;
+
 use std::sync::Arc;
 
-use hashwatt_hash::{Backend, Prepared, available};
+use common::{expected, minus_one, reference, run};
+
+use hashwatt_hash::{Backend, available};
 use proptest::prelude::*;
-use sha2::{Digest, Sha256};
-
-/// Whether `header` with `nonce` meets big-endian `target`, by `sha2` alone.
-fn reference_meets(header: &[u8; 80], nonce: u32, target: &[u8; 32]) -> bool {
-    let mut h = *header;
-    h[76..].copy_from_slice(&nonce.to_le_bytes());
-    let mut d: [u8; 32] = Sha256::digest(Sha256::digest(h)).into();
-    d.reverse();
-    d <= *target
-}
-
-/// The hash of `header` with `nonce` as a big-endian 256-bit number.
-fn display_hash(header: &[u8; 80], nonce: u32) -> [u8; 32] {
-    let mut h = *header;
-    h[76..].copy_from_slice(&nonce.to_le_bytes());
-    let mut d: [u8; 32] = Sha256::digest(Sha256::digest(h)).into();
-    d.reverse();
-    d
-}
-
-fn minus_one(mut t: [u8; 32]) -> [u8; 32] {
-    for b in t.iter_mut().rev() {
-        let (v, borrow) = b.overflowing_sub(1);
-        *b = v;
-        if !borrow {
-            break;
-        }
-    }
-    t
-}
-
-fn scan_all(
-    b: &dyn Backend,
-    header: &[u8; 80],
-    target: &[u8; 32],
-    start: u32,
-    count: u32,
-) -> Vec<u32> {
-    let job = Prepared::new(header, target);
-    let mut out = Vec::new();
-    b.scan(&job, start, count, &mut |n| out.push(n));
-    out.sort_unstable();
-    out
-}
-
-fn expected(header: &[u8; 80], target: &[u8; 32], start: u32, count: u32) -> Vec<u32> {
-    (0..count)
-        .map(|i| start.wrapping_add(i))
-        .filter(|&n| reference_meets(header, n, target))
-        .collect()
-}
 
 fn backends() -> Vec<Arc<dyn Backend>> {
     let b = available();
@@ -115,10 +68,10 @@ proptest! {
         let target = match kind {
             TargetKind::Max => [0xff; 32],
             TargetKind::Zero => [0; 32],
-            TargetKind::ExactHash(o) => display_hash(&header, at(o)),
-            TargetKind::BelowHash(o) => minus_one(display_hash(&header, at(o))),
+            TargetKind::ExactHash(o) => reference(&header, at(o)),
+            TargetKind::BelowHash(o) => minus_one(reference(&header, at(o))),
             TargetKind::SameTop(o, rest) => {
-                let mut t = display_hash(&header, at(o));
+                let mut t = reference(&header, at(o));
                 t[4..].copy_from_slice(&rest);
                 t
             }
@@ -136,7 +89,7 @@ proptest! {
             _ => {}
         }
         for b in backends() {
-            let got = scan_all(&*b, &header, &target, start, count);
+            let got = run(&*b, &header, &target, start, count);
             prop_assert_eq!(&got, &want, "backend {}", b.name());
         }
     }
@@ -148,16 +101,16 @@ fn ranges_ending_at_2_pow_32_and_empty() {
     for b in backends() {
         for count in 1..=37u32 {
             let start = u32::MAX - (count - 1);
-            let got = scan_all(&*b, &header, &[0xff; 32], start, count);
+            let got = run(&*b, &header, &[0xff; 32], start, count);
             assert_eq!(got, (start..=u32::MAX).collect::<Vec<_>>(), "{}", b.name());
         }
         assert!(
-            scan_all(&*b, &header, &[0xff; 32], 5, 0).is_empty(),
+            run(&*b, &header, &[0xff; 32], 5, 0).is_empty(),
             "{}",
             b.name()
         );
         assert!(
-            scan_all(&*b, &header, &[0xff; 32], u32::MAX, 0).is_empty(),
+            run(&*b, &header, &[0xff; 32], u32::MAX, 0).is_empty(),
             "{}",
             b.name()
         );
@@ -175,7 +128,7 @@ fn longer_ranges_against_share_target() {
     assert!(want.len() > 5);
     for b in backends() {
         assert_eq!(
-            scan_all(&*b, &header, &target, 1_000_000, 4099),
+            run(&*b, &header, &target, 1_000_000, 4099),
             want,
             "{}",
             b.name()
@@ -228,20 +181,20 @@ fn vectors() -> Vec<Vector> {
 #[test]
 fn known_vectors_found_at_exact_target_and_not_below() {
     for v in vectors() {
-        assert_eq!(display_hash(&v.header, v.nonce), v.hash_display);
+        assert_eq!(reference(&v.header, v.nonce), v.hash_display);
         let below = minus_one(v.hash_display);
         for b in backends() {
             for (back, len) in [(0u32, 1u32), (3, 7), (37, 77), (1000, 2001)] {
                 let start = v.nonce.saturating_sub(back);
                 let count = len.min((u32::MAX - start).saturating_add(1));
-                let got = scan_all(&*b, &v.header, &v.hash_display, start, count);
+                let got = run(&*b, &v.header, &v.hash_display, start, count);
                 assert_eq!(
                     got,
                     vec![v.nonce],
                     "{} start {start} count {count}",
                     b.name()
                 );
-                let got = scan_all(&*b, &v.header, &below, start, count);
+                let got = run(&*b, &v.header, &below, start, count);
                 assert!(got.is_empty(), "{} below-target start {start}", b.name());
             }
         }
@@ -255,7 +208,7 @@ fn block_125552_at_its_network_target() {
     let mut target = [0u8; 32];
     target[6..9].copy_from_slice(&[0x44, 0xb9, 0xf2]);
     for b in backends() {
-        let got = scan_all(&*b, &v.header, &target, v.nonce - 5000, 10_000);
+        let got = run(&*b, &v.header, &target, v.nonce - 5000, 10_000);
         assert_eq!(got, vec![v.nonce], "{}", b.name());
     }
 }

@@ -17,7 +17,7 @@ pub fn reference(header: &[u8; 80], nonce: u32) -> [u8; 32] {
 /// All nonces of the range meeting the target, by the reference.
 pub fn expected(header: &[u8; 80], target: &[u8; 32], start: u32, count: u32) -> Vec<u32> {
     (0..count)
-        .map(|i| start + i)
+        .map(|i| start.wrapping_add(i))
         .filter(|&n| reference(header, n) <= *target)
         .collect()
 }
