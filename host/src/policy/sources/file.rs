@@ -39,12 +39,7 @@ impl FileSource {
                 "poll must be >= 10 ms and refresh >= poll".into(),
             ));
         }
-        if !hub.is_defined(&self.signal) {
-            return Err(SourceError::Config(format!(
-                "signal {:?} is not defined",
-                self.signal
-            )));
-        }
+        super::require_defined(&hub, &self.signal)?;
         Ok(tokio::spawn(self.run(hub, shutdown)))
     }
 

@@ -39,12 +39,7 @@ impl HttpSource {
         if self.interval < Duration::from_millis(100) {
             return Err(SourceError::Config("interval must be >= 100 ms".into()));
         }
-        if !hub.is_defined(&self.signal) {
-            return Err(SourceError::Config(format!(
-                "signal {:?} is not defined",
-                self.signal
-            )));
-        }
+        super::require_defined(&hub, &self.signal)?;
         Ok(tokio::spawn(self.run(hub, shutdown)))
     }
 

@@ -139,6 +139,18 @@ fn prefix_matches(prefix: &str, url: &str) -> bool {
     }
 }
 
+/// A source may only feed a signal the operator defined (with its TTL and
+/// bounds); anything else is a configuration error at start.
+fn require_defined(hub: &super::signal::SignalHub, signal: &str) -> Result<(), SourceError> {
+    if hub.is_defined(signal) {
+        Ok(())
+    } else {
+        Err(SourceError::Config(format!(
+            "signal {signal:?} is not defined"
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,12 +55,7 @@ impl MqttSource {
                     t.topic
                 )));
             }
-            if !hub.is_defined(&t.signal) {
-                return Err(SourceError::Config(format!(
-                    "signal {:?} is not defined",
-                    t.signal
-                )));
-            }
+            super::require_defined(&hub, &t.signal)?;
         }
         if self.keep_alive < Duration::from_secs(1) {
             return Err(SourceError::Config("keep_alive must be >= 1 s".into()));
