@@ -189,6 +189,21 @@ pub fn call_blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Wall-clock budget for instantiating a plugin and its first call
+/// (constructor, configure): it touches fresh memory and runs initialisers.
+const SETUP_BUDGET: Duration = Duration::from_millis(200);
+
+/// A store for one plugin instance with its memory limits and epoch traps
+/// in place, plus the setup deadline (in ticks) its first calls run under.
+fn limited_store(runtime: &Runtime, limits: &Limits) -> (wasmtime::Store<PluginState>, u64) {
+    let mut store = wasmtime::Store::new(runtime.engine(), PluginState::new(limits));
+    store.limiter(|s| &mut s.limits);
+    store.epoch_deadline_trap();
+    let setup = deadline_ticks(limits.call_timeout.max(SETUP_BUDGET));
+    store.set_epoch_deadline(setup);
+    (store, setup)
+}
+
 /// Converts a call budget into epoch ticks (at least one).
 fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64

@@ -5,12 +5,12 @@
 //! trapped is dead for good (create a new one from [`PolicyPluginPre`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use wasmtime::Store;
 
 use super::{
     Limits, PluginError, PluginState, Runtime, call_blocking, deadline_ticks, describe_trap,
+    limited_store,
 };
 use crate::policy::{
     Decision, DecisionLimits, Inputs, Mode, PolicyBackend, PolicyFactory, SignalValue,
@@ -25,9 +25,6 @@ mod bindings {
 }
 
 use bindings::hashwatt::policy::types as wit;
-
-/// Wall-clock budget for instantiating and configuring a plugin.
-const SETUP_BUDGET: Duration = Duration::from_millis(200);
 
 /// Limits of a policy instance.
 #[derive(Clone, Debug)]
@@ -93,11 +90,7 @@ impl PolicyPluginPre {
         config_json: &str,
         limits: PolicyLimits,
     ) -> Result<PolicyPlugin, PluginError> {
-        let mut store = Store::new(self.runtime.engine(), PluginState::new(&limits.call));
-        store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_trap();
-        let setup = deadline_ticks(limits.call.call_timeout.max(SETUP_BUDGET));
-        store.set_epoch_deadline(setup);
+        let (mut store, setup) = limited_store(&self.runtime, &limits.call);
         let trap = |e: wasmtime::Error| PluginError::Trap {
             name: self.name.clone(),
             reason: describe_trap(&e),

@@ -8,7 +8,9 @@ use hashwatt_work::{Job, JobSpec, Target, WorkKindSpec};
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
-use super::{Limits, PluginError, PluginState, Runtime, deadline_ticks, describe_trap};
+use super::{
+    Limits, PluginError, PluginState, Runtime, deadline_ticks, describe_trap, limited_store,
+};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -19,9 +21,6 @@ mod bindings {
 
 use bindings::exports::hashwatt::pool::session as wit_session;
 use bindings::hashwatt::pool::types as wit;
-
-/// Wall-clock budget for instantiating a plugin and constructing its session.
-const SETUP_BUDGET: Duration = Duration::from_millis(200);
 
 /// The pool as the plugin sees it.
 #[derive(Clone, Debug)]
@@ -201,13 +200,7 @@ impl PoolPluginPre {
         config: &PoolConfig,
         limits: Limits,
     ) -> Result<PoolPlugin, PluginError> {
-        let mut store = Store::new(self.runtime.engine(), PluginState::new(&limits));
-        store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_trap();
-        // Instantiation touches fresh memory and runs initialisers: it gets a
-        // more generous budget than the per-event calls.
-        let setup_budget = deadline_ticks(limits.call_timeout.max(SETUP_BUDGET));
-        store.set_epoch_deadline(setup_budget);
+        let (mut store, setup_budget) = limited_store(&self.runtime, &limits);
         let trap = |e: wasmtime::Error| PluginError::Trap {
             name: self.name.clone(),
             reason: describe_trap(&e),
