@@ -12,7 +12,12 @@ async fn twenty_shares_accepted_none_rejected_within_30s() {
         let pool = common::devpool(0.0005).await;
         let app = common::appliance(&[pool.local_addr()], 0).await;
         let start = Instant::now();
-        let ok = common::wait_for(Duration::from_secs(30), || pool.stats().accepted >= 20).await;
+        // The pool counts a share when it replies; the host when it has read
+        // that reply: wait for both sides.
+        let ok = common::wait_for(Duration::from_secs(30), || {
+            pool.stats().accepted >= 20 && app.counters().accepted >= 20
+        })
+        .await;
         let elapsed = start.elapsed();
         let (stats, counters) = (pool.stats(), app.counters());
         assert!(
