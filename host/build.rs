@@ -41,6 +41,56 @@ const PLUGINS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The plugins' target. rustup installs the targets `rust-toolchain.toml`
+/// lists only when it installs the toolchain itself; where the pinned
+/// toolchain already exists without it (a common fresh-machine state), the
+/// build adds it here, so `cargo run` works before any other command.
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Makes sure the wasm target's standard library is installed, adding it
+/// through rustup when it is not; fails with what to run where it cannot.
+fn ensure_wasm_target() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let installed = |rustc: &str| -> bool {
+        Command::new(rustc)
+            .args(["--print", "sysroot"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+                    .join("lib/rustlib")
+                    .join(WASM_TARGET)
+                    .join("lib")
+                    .is_dir()
+            })
+            .unwrap_or(false)
+    };
+    if installed(&rustc) {
+        return;
+    }
+    let toolchain = env::var("RUSTUP_TOOLCHAIN").ok();
+    println!(
+        "cargo:warning=the {WASM_TARGET} target is missing; installing it with rustup (plugins are built for it)"
+    );
+    let mut cmd = Command::new("rustup");
+    cmd.args(["target", "add", WASM_TARGET]);
+    if let Some(t) = &toolchain {
+        cmd.args(["--toolchain", t]);
+    }
+    match cmd.status() {
+        Ok(s) if s.success() && installed(&rustc) => {}
+        Ok(s) => panic!(
+            "`rustup target add {WASM_TARGET}` failed ({s}); the plugins cannot be built. \
+             Install the target and build again: rustup target add {WASM_TARGET}"
+        ),
+        Err(e) => panic!(
+            "the {WASM_TARGET} target is not installed and rustup cannot be run ({e}); \
+             install the target for this toolchain (rustup target add {WASM_TARGET}) and build again"
+        ),
+    }
+}
+
 fn main() {
     let manifest_dir =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -56,6 +106,7 @@ fn main() {
     );
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    ensure_wasm_target();
     let target_dir = root.join("target").join("plugins");
     // One cargo invocation for all plugins: they share dependencies.
     let mut cmd = Command::new(&cargo);
