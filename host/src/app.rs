@@ -1,17 +1,21 @@
-//! Wires the appliance together: hashing backend and workers, the miner,
-//! the plugin runtime, the pool drivers, the energy meter, the policy
-//! engine with its signal sources, and the status reporter.
+//! Wires the appliance together: devices, the miner, the plugin runtime,
+//! the pool drivers, the energy meter, the policy engine with its signal
+//! sources, the HTTP API and the status line — all around one control
+//! plane ([`crate::control::Appliance`]). Nothing here decides anything.
 
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hashwatt_hash::Workers;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::config::{Config, PolicyEntry, PoolEntry};
+use crate::control::{Appliance, Command, CommandError, Handle, PoolWiring};
+use crate::device::cpu::CpuDevice;
+use crate::device::{Control, Devices};
 use crate::energy::EnergyMeter;
 use crate::miner::Miner;
 use crate::plugin::cli as plugin_cli;
@@ -19,7 +23,8 @@ use crate::plugin::package::{PluginKind, Trust};
 use crate::plugin::policy::{PolicyLimits, PolicyPluginFactory, PolicyPluginPre};
 use crate::plugin::pool::PoolPluginPre;
 use crate::plugin::{Limits, Runtime, builtin};
-use crate::policy::actuator::{CpuActuator, PowerModel};
+use crate::policy::Mode;
+use crate::policy::actuator::{Actuator, PowerModel};
 use crate::policy::arbiter::{Override, Verdict};
 use crate::policy::clock::{Clock, SystemClock};
 use crate::policy::engine::{EngineConfig, EngineStatus, FailSafe, PolicyEngine, PolicySpec};
@@ -30,48 +35,100 @@ use crate::policy::sources::{
     http::HttpSource,
     mqtt::{MqttSource, MqttTopic},
 };
-use crate::pool::{PoolDriver, PoolSelector};
-use crate::status::{Counters, HashrateMeter, Status, format_hashrate};
+use crate::pool::PoolSelector;
+use crate::status::{Counters, Status, format_hashrate};
 
 /// The user agent announced to pools.
 pub const USER_AGENT: &str = concat!("hashwatt/", env!("CARGO_PKG_VERSION"));
 
+/// How to start beyond the configuration itself.
+#[derive(Default)]
+pub struct StartOptions {
+    /// The file the configuration came from: commands rewrite it and
+    /// `Reload` re-reads it. `None`: changes live in memory only.
+    pub config_path: Option<PathBuf>,
+    /// The hashing devices; `None`: the CPU as the configuration says.
+    pub devices: Option<Devices>,
+}
+
 /// A running appliance.
 pub struct App {
-    status: Arc<Status>,
-    meter: Arc<Mutex<HashrateMeter>>,
-    workers: Arc<Workers>,
-    engine: Arc<PolicyEngine>,
-    hub: Arc<SignalHub>,
-    energy: Arc<EnergyMeter>,
-    miner: Arc<Miner>,
-    _plugin_updates: Vec<watch::Sender<PoolPluginPre>>,
+    handle: Handle,
     api_addr: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     started: Instant,
 }
 
+/// Energy-policy verdicts applied to every device through its controls.
+struct DeviceActuator {
+    devices: Devices,
+}
+
+impl Actuator for DeviceActuator {
+    fn apply(&self, mode: &Mode) {
+        for d in &self.devices {
+            let result = match mode {
+                Mode::Pause => d.control(Control::Pause),
+                Mode::Run => d
+                    .control(Control::PowerLimit(None))
+                    .and_then(|()| d.control(Control::Resume)),
+                Mode::Limit(w) => {
+                    let _ = d.control(Control::Resume);
+                    d.control(Control::PowerLimit(Some(*w)))
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(device = %d.info().name, "cannot apply {mode:?}: {e}");
+            }
+        }
+    }
+}
+
 impl App {
-    /// Starts mining as `config` says.
+    /// Starts mining as `config` says, on the CPU, without a config file.
     pub async fn start(config: Config) -> anyhow::Result<App> {
+        App::start_with(config, StartOptions::default()).await
+    }
+
+    /// Starts mining as `config` says, with `options`.
+    pub async fn start_with(config: Config, options: StartOptions) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.state_dir)
             .with_context(|| format!("cannot create state dir {}", config.state_dir.display()))?;
-        let backend_name = (config.backend != "auto").then_some(config.backend.as_str());
-        let selected =
-            hashwatt_hash::select(backend_name).context("cannot choose a hashing backend")?;
-        let backend = selected.backend.clone();
         let threads = if config.threads == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
+            hashwatt_hash::workers::default_threads()
         } else {
             config.threads
         };
-        info!(
-            backend = backend.name(),
-            threads, "hashing backend selected"
-        );
+        // Calibration also tells the energy model the all-thread hashrate.
+        let (devices, backend_name, full_rate) = match options.devices {
+            Some(devices) => (devices, "external", 1e6),
+            None => {
+                let backend_name = (config.backend != "auto").then_some(config.backend.as_str());
+                let selected = hashwatt_hash::select(backend_name)
+                    .context("cannot choose a hashing backend")?;
+                let backend = selected.backend.clone();
+                let name = backend.name();
+                let rate = selected
+                    .calibration
+                    .as_ref()
+                    .and_then(|c| c.rates.iter().find(|(n, _)| *n == name).map(|(_, r)| *r))
+                    .unwrap_or(1e6)
+                    * threads as f64;
+                info!(backend = name, threads, "hashing backend selected");
+                let cpu = CpuDevice::start(
+                    backend,
+                    threads,
+                    PowerModel {
+                        idle_w: config.energy.idle_w,
+                        k_w: config.energy.full_load_w - config.energy.idle_w,
+                    },
+                    Duration::from_millis(100),
+                );
+                let devices: Devices = vec![cpu];
+                (devices, name, rate)
+            }
+        };
 
         let runtime = Runtime::new()?;
         let cache_dir = plugin_cli::cache_dir(&config.state_dir);
@@ -80,40 +137,19 @@ impl App {
         tracing::debug!(?outcome, "built-in stratum-v1 plugin loaded");
         let builtin_plugin = PoolPluginPre::from_component(&runtime, "stratum-v1", &component)?;
 
-        let urls: Vec<String> = config.pools.iter().map(|p| p.url.url.clone()).collect();
-        let status = Arc::new(Status::new(&urls));
-        let (share_txs, share_rxs): (Vec<_>, Vec<_>) = config
-            .pools
-            .iter()
-            .map(|_| mpsc::unbounded_channel())
-            .unzip();
-        let miner = Miner::new(threads, share_txs, status.clone());
-        let workers = Arc::new(Workers::start(backend, threads, true, miner.clone()));
-        miner.attach(Arc::downgrade(&workers));
+        let names: Vec<String> = devices.iter().map(|d| d.info().name.clone()).collect();
+        let status = Arc::new(Status::new(&names));
+        let miner = Miner::new(devices.clone(), status.clone());
         let selector = PoolSelector::new(
-            config.pools.len(),
+            Vec::new(),
             Duration::from_secs(config.failback_secs),
             miner.clone(),
             status.clone(),
         );
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let meter = Arc::new(Mutex::new(HashrateMeter::new(Duration::from_secs(60))));
         let started = Instant::now();
         let mut tasks = Vec::new();
-        // Energy: meter, signals, policies. The model is calibrated to the
-        // configured full-load watts at the calibrated all-thread hashrate.
-        let full_rate = selected
-            .calibration
-            .as_ref()
-            .and_then(|c| {
-                c.rates
-                    .iter()
-                    .find(|(n, _)| *n == backend_name_str(&selected))
-                    .map(|(_, r)| *r)
-            })
-            .unwrap_or(1e6)
-            * threads as f64;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let hub = Arc::new(SignalHub::new(clock.clone()));
         for (i, sig) in config.signals.iter().enumerate() {
@@ -126,18 +162,13 @@ impl App {
         let energy = EnergyMeter::open(
             &config.energy,
             &config.state_dir,
-            backend_name_str(&selected),
+            backend_name,
             full_rate,
             &hub,
         )?;
-        let actuator = CpuActuator::spawn(
-            workers.clone(),
-            PowerModel {
-                idle_w: config.energy.idle_w,
-                k_w: config.energy.full_load_w - config.energy.idle_w,
-            },
-            Duration::from_millis(100),
-        );
+        let actuator = Arc::new(DeviceActuator {
+            devices: devices.clone(),
+        });
         let engine = PolicyEngine::new(
             EngineConfig {
                 time_zone: config.energy.time_zone.clone(),
@@ -160,63 +191,29 @@ impl App {
         info!(verdict = %first, "energy policy verdict at start");
         tasks.push(tokio::spawn(engine.clone().run(shutdown_rx.clone())));
 
-        // Built-in plugins never change while running; their senders stay here.
-        let mut update_senders = Vec::new();
-        for (index, (entry, shares)) in config.pools.iter().zip(share_rxs).enumerate() {
-            let (plugin, label) = match &entry.plugin {
-                None => (builtin_plugin.clone(), "stratum-v1 (built in)".to_string()),
-                Some(spec) => {
-                    load_pool_plugin(&runtime, &config, entry, spec).with_context(|| {
-                        format!("pool {} (pools[{index}]): plugin {spec}", entry.url.url)
-                    })?
-                }
-            };
-            status.update_pool(index, |s| s.plugin = label);
-            let (update_tx, updates) = watch::channel(plugin.clone());
-            if let Some(name) = entry.plugin.as_deref().filter(|s| is_package_name(s)) {
-                tasks.push(tokio::spawn(watch_installed(
-                    runtime.clone(),
-                    config.clone(),
-                    index,
-                    name.to_string(),
-                    update_tx,
-                    status.clone(),
-                    shutdown_rx.clone(),
-                )));
-            } else {
-                update_senders.push(update_tx);
-            }
-            let driver = PoolDriver {
-                index,
-                entry: entry.clone(),
-                selector: selector.clone(),
-                plugin,
-                updates,
-                limits: Limits {
-                    call_timeout: Duration::from_millis(config.plugin_limits.call_timeout_ms),
-                    memory_bytes: config.plugin_limits.memory_mib << 20,
-                    ..Limits::default()
-                },
-                miner: miner.clone(),
-                status: status.clone(),
-                shares,
-                allow_redirect: config.allow_pool_redirect,
+        let handle = Appliance::new(
+            config.clone(),
+            options.config_path,
+            PoolWiring {
+                runtime,
+                builtin: builtin_plugin,
                 user_agent: USER_AGENT.to_string(),
-            };
-            tasks.push(tokio::spawn(driver.run(shutdown_rx.clone())));
-        }
+            },
+            miner,
+            selector.clone(),
+            status,
+            engine,
+            hub,
+            energy,
+            shutdown_rx.clone(),
+        );
+        handle.start_pools().await?;
         tasks.push(tokio::spawn(select_loop(selector, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(sample_loop(handle.clone(), shutdown_rx.clone())));
 
         let api_addr = match config.api_listen {
             Some(addr) => {
-                let state = crate::web::ApiState {
-                    status: status.clone(),
-                    hashrate: meter.clone(),
-                    engine: engine.clone(),
-                    hub: hub.clone(),
-                    energy: energy.clone(),
-                };
-                let (bound, task) = crate::web::start(addr, state, shutdown_rx.clone())
+                let (bound, task) = crate::web::start(addr, handle.clone(), shutdown_rx.clone())
                     .await
                     .with_context(|| format!("cannot listen for the HTTP API on {addr}"))?;
                 info!(%bound, "HTTP API listening (GET /api/status)");
@@ -227,75 +224,72 @@ impl App {
         };
 
         tasks.push(tokio::spawn(report(
-            workers.clone(),
-            status.clone(),
-            meter.clone(),
-            engine.clone(),
-            energy.clone(),
+            handle.clone(),
             Duration::from_secs(config.status_interval_secs),
-            started,
             shutdown_rx,
         )));
         Ok(App {
-            status,
-            meter,
-            workers,
-            engine,
-            hub,
-            energy,
-            _plugin_updates: update_senders,
+            handle,
             api_addr,
-            miner,
             shutdown,
             tasks,
             started,
         })
     }
 
+    /// The control plane: the snapshot every front end reads and the one
+    /// command path.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Runs one command through the control plane.
+    pub async fn execute(&self, command: Command) -> Result<String, CommandError> {
+        self.handle.execute(command).await
+    }
+
     /// Share counters and pool state.
     pub fn counters(&self) -> Counters {
-        self.status.snapshot()
+        self.handle.counters()
     }
 
     /// Average hashrate over `window` (sampled every second).
     pub fn hashrate(&self, window: Duration) -> f64 {
-        self.meter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .rate(window)
+        self.handle.hashrate(window)
     }
 
     /// Total nonces hashed since start.
     pub fn hashes(&self) -> u64 {
-        self.workers.hashes()
+        self.handle.hashes()
     }
 
     /// Manual override above every policy: pause (for `minutes`, or until
     /// cleared) or clear the override.
     pub fn set_paused(&self, paused: bool, minutes: Option<u32>) {
         let now = SystemClock.now_utc_ms();
-        self.engine
+        self.handle
+            .engine()
             .set_override(paused.then(|| Override::pause(now, minutes)));
     }
 
     /// What the energy policies decided and why.
     pub fn verdict(&self) -> Verdict {
-        self.engine.verdict()
+        self.handle.engine().verdict()
     }
 
     /// Every policy's state, the override and the verdict.
     pub fn policies(&self) -> EngineStatus {
-        self.engine.status()
+        self.handle.engine().status()
     }
 
     /// Sets a signal's value from the API (e.g. a home-automation push).
     pub fn set_signal(&self, name: &str, value: f64) -> anyhow::Result<()> {
-        Ok(self.hub.set(name, value)?)
+        Ok(self.handle.engine().hub().set(name, value)?)
     }
 
     /// The latest power reading and which meter produced it.
     pub fn power(&self) -> (Option<f64>, &'static str) {
-        self.energy.power()
+        self.handle.energy().power()
     }
 
     /// Where the HTTP API listens, if enabled.
@@ -308,20 +302,23 @@ impl App {
         self.started.elapsed()
     }
 
-    /// Stops mining and waits for the tasks to end.
+    /// Stops mining: pools are closed cleanly, the energy ledger is written,
+    /// the devices stop.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.handle.stop_all().await;
         for t in self.tasks {
             let _ = t.await;
         }
-        self.miner.set_active(None);
-        self.energy.checkpoint();
-        drop(self.workers);
+        for d in self.handle.devices() {
+            d.idle();
+        }
+        self.handle.energy().checkpoint();
     }
 }
 
 /// Whether a `plugin = "…"` value names an installed package (not a path).
-fn is_package_name(spec: &str) -> bool {
+pub(crate) fn is_package_name(spec: &str) -> bool {
     !spec.contains('/') && !spec.ends_with(".wasm")
 }
 
@@ -329,7 +326,7 @@ fn is_package_name(spec: &str) -> bool {
 /// package by name, or a path to a bare `.wasm` component. A bare component
 /// carries no signature, so it is only accepted when the operator allowed
 /// unsigned plugins. Returns the plugin and a label for status.
-fn load_pool_plugin(
+pub(crate) fn load_pool_plugin(
     runtime: &Runtime,
     config: &Config,
     entry: &PoolEntry,
@@ -410,18 +407,17 @@ fn package_identity(p: &crate::plugin::package::VerifiedPackage) -> [u8; 32] {
 /// the pool's driver once it has been verified and instantiated on trial.
 /// If the new version fails, the running one keeps running and the reason
 /// is shown in the pool's status.
-async fn watch_installed(
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn watch_installed(
     runtime: Runtime,
     config: Config,
-    index: usize,
+    entry: PoolEntry,
+    index: u64,
     name: String,
     updates: watch::Sender<PoolPluginPre>,
     status: Arc<Status>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Some(entry) = config.pools.get(index).cloned() else {
-        return;
-    };
     let identity = |c: &Config| -> Option<[u8; 32]> {
         let trust = Trust::from_config(c).ok()?;
         plugin_cli::load_installed(&c.state_dir, &name, &trust)
@@ -449,7 +445,7 @@ async fn watch_installed(
                     user: entry.user.clone(),
                     password: entry.password.clone(),
                     user_agent: USER_AGENT.to_string(),
-                    version_rolling: true,
+                    version_rolling: true, // a trial only: the driver offers what its devices can do
                 };
                 let limits = Limits {
                     call_timeout: Duration::from_millis(config.plugin_limits.call_timeout_ms),
@@ -481,12 +477,8 @@ async fn watch_installed(
     }
 }
 
-fn backend_name_str(selected: &hashwatt_hash::Selected) -> &'static str {
-    selected.backend.name()
-}
-
 /// Loads and adds one configured policy to the engine.
-fn add_policy(
+pub(crate) fn add_policy(
     runtime: &Runtime,
     config: &Config,
     engine: &PolicyEngine,
@@ -632,59 +624,47 @@ async fn select_loop(selector: Arc<PoolSelector>, mut shutdown: watch::Receiver<
     }
 }
 
-/// Samples the hash counter every second and logs a status line every `every`.
-#[allow(clippy::too_many_arguments)]
-async fn report(
-    workers: Arc<Workers>,
-    status: Arc<Status>,
-    meter: Arc<Mutex<HashrateMeter>>,
-    engine: Arc<PolicyEngine>,
-    energy: Arc<EnergyMeter>,
-    every: Duration,
-    started: Instant,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Samples the devices every second: hashrate meters and energy accounting.
+async fn sample_loop(handle: Handle, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_line = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let now = Instant::now();
-        let (r1, r10, r60) = {
-            let mut m = meter.lock().unwrap_or_else(|p| p.into_inner());
-            m.sample(now, workers.hashes());
-            (
-                m.rate(Duration::from_secs(2)),
-                m.rate(Duration::from_secs(10)),
-                m.rate(Duration::from_secs(60)),
-            )
-        };
-        let verdict = engine.verdict();
-        energy.sample(now, r1, &verdict.mode, &verdict.by, &verdict.reason);
-        if now.duration_since(last_line) >= every {
-            last_line = now;
-            let c = status.snapshot();
-            info!(
-                target: "hashwatt::status",
-                "hashrate {} (10s) {} (1m) | accepted {} rejected {} stale {} | pool {} | {} | power {} | uptime {}s",
-                format_hashrate(r10),
-                format_hashrate(r60),
-                c.accepted,
-                c.rejected_total(),
-                c.stale,
-                c.active_pool
-                    .and_then(|i| c.pools.get(i))
-                    .map(|p| p.url.as_str())
-                    .unwrap_or("none (no healthy pool)"),
-                verdict,
-                match energy.power() {
-                    (Some(w), source) => format!("{w:.0} W ({source})"),
-                    (None, _) => "unknown".to_string(),
-                },
-                started.elapsed().as_secs(),
-            );
+        handle.sample(Instant::now());
+    }
+}
+
+/// Logs a status line every `every`, from the snapshot.
+async fn report(handle: Handle, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
         }
+        let s = handle.snapshot();
+        let c = &s.shares;
+        info!(
+            target: "hashwatt::status",
+            "hashrate {} (10s) {} (1m) | accepted {} rejected {} stale {} | pool {} | {} | power {} | uptime {}s",
+            format_hashrate(s.hashrate_10s_hs),
+            format_hashrate(s.hashrate_1m_hs),
+            c.accepted,
+            c.rejected_total(),
+            c.stale,
+            c.active_pool
+                .and_then(|i| c.pools.get(i))
+                .map(|p| p.url.as_str())
+                .unwrap_or("none (no healthy pool)"),
+            s.decision,
+            match s.power_w {
+                Some(w) => format!("{w:.0} W ({})", s.power_source),
+                None => "unknown".to_string(),
+            },
+            s.uptime_secs,
+        );
     }
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Errors loading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Pools in priority order; the first healthy one is mined on.
@@ -70,7 +70,11 @@ pub struct Config {
     pub plugin_limits: PluginLimits,
     /// Where the HTTP API listens (loopback by default; it has no
     /// authentication yet, so do not expose it). Empty string disables it.
-    #[serde(default = "default_api_listen", deserialize_with = "optional_addr")]
+    #[serde(
+        default = "default_api_listen",
+        deserialize_with = "optional_addr",
+        serialize_with = "serialize_optional_addr"
+    )]
     pub api_listen: Option<std::net::SocketAddr>,
     /// Energy metering and accounting.
     #[serde(default)]
@@ -85,7 +89,7 @@ pub struct Config {
 }
 
 /// Energy metering: RAPL where readable, else a calibrated model.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnergySettings {
     /// IANA time zone for days, months and policies' local time.
@@ -118,7 +122,7 @@ impl Default for EnergySettings {
 }
 
 /// One external signal and where the host gets it.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SignalEntry {
     /// Name policies subscribe to.
@@ -139,7 +143,7 @@ pub struct SignalEntry {
 }
 
 /// HTTP(S) JSON polling.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSignal {
     /// URL to GET.
@@ -152,7 +156,7 @@ pub struct HttpSignal {
 }
 
 /// MQTT subscription.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSignal {
     /// Broker as `host:port`.
@@ -164,7 +168,7 @@ pub struct MqttSignal {
 }
 
 /// A local file holding a number or JSON.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileSignal {
     /// The file.
@@ -177,7 +181,7 @@ pub struct FileSignal {
 }
 
 /// One energy policy.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyEntry {
     /// Name shown in status ("paused by <name>: …").
@@ -185,6 +189,9 @@ pub struct PolicyEntry {
     /// A first-party policy (`surplus-only`, `price`, `quota`, `schedule`,
     /// `heater`, `grid-emergency`), an installed package, or a `.wasm` path.
     pub plugin: String,
+    /// Whether the policy takes part in arbitration.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub enabled: bool,
     /// What applies while the policy fails (trap, timeout): "pause" or "run".
     #[serde(default = "default_fail_safe")]
     pub fail_safe: String,
@@ -209,6 +216,24 @@ fn optional_addr<'de, D: serde::Deserializer<'de>>(
     })
 }
 
+fn serialize_optional_addr<S: serde::Serializer>(
+    addr: &Option<std::net::SocketAddr>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match addr {
+        Some(a) => s.serialize_str(&a.to_string()),
+        None => s.serialize_str(""),
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 fn default_ttl() -> u64 {
     60
 }
@@ -226,7 +251,7 @@ fn default_fail_safe() -> String {
 }
 
 /// Per-plugin limits the operator may tune, within host maxima.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginLimits {
     /// Wall-clock budget of one call, in milliseconds (1..=1000).
@@ -245,13 +270,16 @@ impl Default for PluginLimits {
 }
 
 /// One pool.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolEntry {
     /// `stratum+tcp://host:port`.
     pub url: PoolUrl,
     /// Worker name (usually `account.worker` or a payout address).
     pub user: String,
+    /// Whether the pool is used (a disabled pool stays configured).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub enabled: bool,
     /// Worker password; many pools ignore it.
     #[serde(default)]
     pub password: String,
@@ -306,6 +334,12 @@ impl std::str::FromStr for PoolUrl {
     }
 }
 
+impl Serialize for PoolUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.url)
+    }
+}
+
 impl<'de> Deserialize<'de> for PoolUrl {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -330,6 +364,23 @@ fn default_failback_secs() -> u64 {
 }
 
 impl Config {
+    /// The whole configuration as TOML, as the command path persists it.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
+
+    /// Checks a configuration built in memory (by a command) as strictly as
+    /// a file: the same checks, reported against `path`.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = self.to_toml().map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: 0,
+            field: "(top level)".into(),
+            message: format!("cannot be written as TOML: {e}"),
+        })?;
+        Config::parse(path, &text).map(|_| ())
+    }
+
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

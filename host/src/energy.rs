@@ -37,6 +37,8 @@ struct Live {
     hashrate_hs: f64,
     counters: Option<EnergyCounters>,
     source: &'static str,
+    /// The devices' temperature sensors (hwmon on CPUs), for policies.
+    temperatures: Vec<crate::policy::Temperature>,
 }
 
 /// The running meter.
@@ -107,7 +109,15 @@ impl EnergyMeter {
     /// Takes one sample: `hashes` were done since the last one; `mode` and
     /// `by`/`reason` say what the policy engine applies (pauses are
     /// accounted to the policy that caused them).
-    pub fn sample(&self, now: Instant, hashrate_hs: f64, mode: &Mode, by: &str, reason: &str) {
+    pub fn sample(
+        &self,
+        now: Instant,
+        hashrate_hs: f64,
+        mode: &Mode,
+        by: &str,
+        reason: &str,
+        temperatures: Vec<crate::policy::Temperature>,
+    ) {
         let sample = match lock(&self.source).sample(now, hashrate_hs) {
             Ok(s) => s,
             Err(e) => {
@@ -136,6 +146,7 @@ impl EnergyMeter {
             hashrate_hs,
             counters: Some(counters),
             source: sample.source,
+            temperatures,
         };
     }
 
@@ -172,7 +183,7 @@ impl InputProvider for EnergyMeter {
                 total_kwh: c.map(|c| c.total_kwh).unwrap_or(0.0),
             },
             hashrate_hs: live.hashrate_hs,
-            temperatures: Vec::new(),
+            temperatures: live.temperatures,
         }
     }
 }

@@ -9,7 +9,11 @@
 //! - [`config`]: the TOML configuration file;
 //! - [`plugin`]: the wasmtime runtime, limits and the pool-plugin bindings;
 //! - [`pool`]: TCP connections to pools, reconnects and back-off;
-//! - [`miner`]: current jobs → work units for the hashing workers → shares;
+//! - [`device`]: hashing devices (CPU, simulated, ASIC to come) behind one interface;
+//! - [`miner`]: jobs → tasks for the devices; solutions → verified shares;
+//! - [`control`]: the one handle that owns the running appliance and its command path;
+//! - [`state`]: the one snapshot every front end reads;
+//! - [`ratelimit`]: submit and log rate limits;
 //! - [`status`]: counters and hashrate shown to the operator;
 //! - [`energy`]: the power meter and kWh ledger;
 //! - [`policy`]: energy policies, signals, arbitration, the CPU actuator;
@@ -21,10 +25,14 @@
 
 pub mod app;
 pub mod config;
+pub mod control;
+pub mod device;
 pub mod energy;
 pub mod miner;
 pub mod plugin;
 pub mod policy;
 pub mod pool;
+pub mod ratelimit;
+pub mod state;
 pub mod status;
 pub mod web;

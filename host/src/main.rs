@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use hashwatt::app::App;
+use hashwatt::app::{App, StartOptions};
+use hashwatt::control::Command as ControlCommand;
 use hashwatt::config::{Config, ConfigError, PoolEntry};
 use tracing::{error, info};
 
@@ -84,6 +85,14 @@ struct DevpoolArgs {
     /// Share difficulty.
     #[arg(long)]
     difficulty: Option<f64>,
+    /// Network target of the jobs as compact nbits in hex (`207fffff`: regtest).
+    #[arg(long, value_parser = parse_nbits)]
+    nbits: Option<u32>,
+}
+
+fn parse_nbits(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0x"), 16)
+        .map_err(|_| format!("{s:?} is not 8 hex digits (e.g. 207fffff)"))
 }
 
 #[derive(Subcommand)]
@@ -208,6 +217,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                         user: "demo.worker1".into(),
                         password: String::new(),
                         plugin: None,
+                        enabled: true,
                     }],
                     threads: 0,
                     backend: "auto".into(),
@@ -226,14 +236,53 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 (config, Some(pool))
             }
         };
-        let app = App::start(config).await?;
-        tokio::signal::ctrl_c()
+        let app = App::start_with(
+            config,
+            StartOptions {
+                config_path: args.config.clone(),
+                devices: None,
+            },
+        )
+        .await?;
+        wait_for_stop(&app).await?;
+        // systemd waits 90 s before SIGKILL; an appliance should be done in 5.
+        if tokio::time::timeout(Duration::from_secs(5), app.shutdown())
             .await
-            .context("cannot wait for Ctrl-C")?;
-        info!("shutting down");
-        app.shutdown().await;
+            .is_err()
+        {
+            error!("clean shutdown took longer than 5 s; exiting anyway");
+        }
+        info!("stopped");
         Ok(())
     })
+}
+
+/// Waits for SIGTERM (systemd, the image) or SIGINT (Ctrl-C); SIGHUP
+/// reloads the configuration through the command path meanwhile.
+async fn wait_for_stop(app: &App) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                info!("SIGTERM: shutting down");
+                return Ok(());
+            }
+            _ = int.recv() => {
+                info!("interrupted: shutting down");
+                return Ok(());
+            }
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                match app.execute(ControlCommand::Reload).await {
+                    Ok(m) => info!("{m}"),
+                    Err(e) => error!("reload refused, the running configuration stays: {e}"),
+                }
+            }
+        }
+    }
 }
 
 fn parse_hex<const N: usize>(what: &str, s: &str) -> anyhow::Result<[u8; N]> {
@@ -289,6 +338,9 @@ fn devpool(args: DevpoolArgs) -> anyhow::Result<()> {
             bail!("--difficulty must be a positive number, got {d}");
         }
         config.difficulty = d;
+    }
+    if let Some(n) = args.nbits {
+        config.nbits = n;
     }
     runtime()?.block_on(async move {
         let pool = hashwatt_devpool::start(config).await.context("cannot start the development pool")?;

@@ -1,34 +1,53 @@
-//! The miner: owns the jobs currently worth mining and feeds the hashing
-//! workers from them.
+//! The miner: the one place that decides what is mined and what a result
+//! is worth.
 //!
-//! Data flows one way: the pool driver hands in validated jobs and share
-//! targets; the workers pull [`WorkUnit`]s (one header, the whole nonce
-//! range) and push back nonces; the miner re-checks each nonce independently
-//! and forwards real shares to the pool driver. Nothing here runs per nonce:
-//! `next_work` is called once per 2^32 nonces or per new job, `found` once
-//! per share.
+//! Data flows one way: pool drivers hand in validated jobs and share
+//! targets; the miner turns the active pool's newest job into a [`Task`]
+//! per device (each device its own part of the search space) and receives
+//! the devices' [`Solution`]s. Every solution is rebuilt into a header and
+//! re-hashed with the host's own SHA-256d; only a hash that meets the pool's
+//! share target becomes a share (block candidates are found among those).
+//! Staleness is decided here and nowhere else: when a solution arrives and
+//! again when the pool driver takes the share to submit it. Shares wait in a
+//! bounded queue per pool and leave it at a bounded rate, so neither a
+//! device nor a hostile pool can make the host flood the pool, the log or
+//! its own memory.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
-use hashwatt_hash::{WorkSource, WorkUnit, Workers};
-use hashwatt_work::{
-    Extranonce2Space, Job, Target, check_header, hash_to_display, rolled_version, rolling_space,
-};
-use tokio::sync::mpsc::UnboundedSender;
-use tracing::{error, info, warn};
+use hashwatt_work::{Job, Target, check_header, hash_to_display, rolling_space};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
 
+use crate::device::{Devices, Extranonce2Range, Solution, SolutionSink, Task};
+use crate::ratelimit::{LogDecision, LogLimiter, TokenBucket};
 use crate::status::Status;
+
+/// A pool's identity, stable while pools are added, moved and removed.
+pub type PoolId = u64;
 
 /// Jobs kept (for shares still being found on them) besides the newest.
 const KEPT_JOBS: usize = 8;
+/// Shares waiting for their pool driver, per pool; more are dropped (counted).
+pub const SHARE_QUEUE: usize = 256;
+/// Submits per second per pool, on average…
+pub const SUBMIT_RATE: f64 = 50.0;
+/// …and in a burst.
+pub const SUBMIT_BURST: f64 = 100.0;
+/// Parts of a job's search space handed out per device: a job can be
+/// re-assigned this many times (pool switches) without repeating work.
+const CHUNKS_PER_DEVICE: u128 = 64;
+/// Seconds a device that rolls ntime may add to a job's ntime.
+pub const NTIME_ROLL: u32 = 60;
 
-/// A share found by the workers, on its way to the pool that sent the job.
+/// A share on its way to the pool whose job it solves.
 #[derive(Clone, Debug)]
 pub struct FoundShare {
-    /// Index of the pool (in priority order) whose job this solves.
-    pub pool: usize,
-    /// The connection the job came from; shares of older connections are stale.
+    /// The pool.
+    pub pool: PoolId,
+    /// The pool connection the job came from.
     pub connection: u64,
     /// Miner-wide job sequence number.
     pub job_seq: u64,
@@ -44,208 +63,227 @@ pub struct FoundShare {
     pub version: u32,
     /// The difficulty the hash achieves (for logs).
     pub difficulty: f64,
+    /// The device that found it.
+    pub device: usize,
+}
+
+/// What [`Miner::take_share`] has for a pool driver.
+#[derive(Debug)]
+pub enum Take {
+    /// Submit this share now.
+    Share(FoundShare),
+    /// Shares are waiting, but the submit rate is used up: try again after this.
+    Wait(Duration),
+    /// Nothing to submit.
+    Empty,
 }
 
 struct ActiveJob {
     seq: u64,
-    pool: usize,
     connection: u64,
     job: Job,
-    share_target: Target,
-    /// Where each worker is in this job's search space, kept with the job
-    /// so that returning to it (after a pool switch) never repeats work.
-    search: Search,
+    /// Next part of the search space to hand out.
+    next_chunk: u128,
 }
 
-/// The unused part of a job's search space.
-enum Search {
-    /// Host-built coinbase: hand out fresh extranonce2 values per worker.
-    Extranonce(Extranonce2Space),
-    /// Fixed merkle root: each worker's next index in its version slice.
-    Versions(Vec<u64>),
-    /// The extranonce2 space could not be split (logged once).
-    Unusable,
-}
-
-/// What a worker is mining, so `found` can rebuild the share.
-#[derive(Clone)]
-struct UnitInfo {
-    tag: u64,
-    pool: usize,
-    job_seq: u64,
-    connection: u64,
-    job: Job,
-    extranonce2: Vec<u8>,
-    version: u32,
-    ntime: u32,
-    share_target: Target,
-}
-
-/// Per-worker position in the newest job's search space.
-#[derive(Default)]
-struct Cursor {
-    job_seq: u64,
-    extranonce2: Vec<u8>,
-    merkle_root: [u8; 32],
-    next_version: u64,
-}
-
-/// One pool's jobs, newest first, and its current share target.
 struct PoolJobs {
     jobs: VecDeque<ActiveJob>,
     share_target: Target,
+    queue: VecDeque<FoundShare>,
+    bucket: TokenBucket,
+    ready: Arc<Notify>,
+}
+
+struct TaskRecord {
+    pool: PoolId,
+    job_seq: u64,
+    connection: u64,
+    device: usize,
+    task: Task,
 }
 
 struct State {
-    pools: Vec<PoolJobs>,
-    active: Option<usize>,
+    pools: HashMap<PoolId, PoolJobs>,
+    active: Option<PoolId>,
     next_seq: u64,
-    next_tag: u64,
-    cursors: Vec<Cursor>,
-    units: Vec<Option<UnitInfo>>,
+    next_task: u64,
+    tasks: HashMap<u64, TaskRecord>,
+    /// Logs about device results that a broken device could repeat.
+    hw_log: LogLimiter,
+    drop_log: LogLimiter,
 }
 
-/// Feeds the hashing workers from the active pool's jobs.
+/// Feeds the devices from the active pool's jobs and judges their solutions.
 pub struct Miner {
     state: Mutex<State>,
-    workers: OnceLock<Weak<Workers>>,
-    shares: Vec<UnboundedSender<FoundShare>>,
+    devices: Devices,
     status: Arc<Status>,
-    threads: usize,
+    min_difficulty: f64,
 }
 
 impl Miner {
-    /// A miner for `threads` workers; `shares[i]` receives pool `i`'s shares.
-    pub fn new(
-        threads: usize,
-        shares: Vec<UnboundedSender<FoundShare>>,
-        status: Arc<Status>,
-    ) -> Arc<Self> {
-        Arc::new(Miner {
+    /// A miner driving `devices`; it attaches itself as their solution sink.
+    pub fn new(devices: Devices, status: Arc<Status>) -> Arc<Self> {
+        let min_difficulty = devices
+            .iter()
+            .map(|d| d.info().min_difficulty)
+            .fold(0.0, f64::max);
+        let miner = Arc::new(Miner {
             state: Mutex::new(State {
-                pools: (0..shares.len())
-                    .map(|_| PoolJobs {
-                        jobs: VecDeque::new(),
-                        share_target: Target::DIFF1,
-                    })
-                    .collect(),
+                pools: HashMap::new(),
                 active: None,
                 next_seq: 1,
-                next_tag: 1,
-                cursors: (0..threads).map(|_| Cursor::default()).collect(),
-                units: vec![None; threads],
+                next_task: 1,
+                tasks: HashMap::new(),
+                hw_log: LogLimiter::new(Duration::from_secs(60), 5),
+                drop_log: LogLimiter::new(Duration::from_secs(60), 3),
             }),
-            workers: OnceLock::new(),
-            shares,
+            devices,
             status,
-            threads,
-        })
-    }
-
-    /// Connects the workers this miner feeds (once). A weak reference: the
-    /// workers hold the miner, not the other way round.
-    pub fn attach(&self, workers: Weak<Workers>) {
-        if self.workers.set(workers).is_err() {
-            warn!("miner already has workers attached");
+            min_difficulty,
+        });
+        let sink: Arc<dyn SolutionSink> = miner.clone();
+        let weak: Weak<dyn SolutionSink> = Arc::downgrade(&sink);
+        for (i, d) in miner.devices.iter().enumerate() {
+            d.attach(i, weak.clone());
         }
+        miner
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn notify(&self) {
-        if let Some(w) = self.workers.get().and_then(Weak::upgrade) {
-            w.notify();
+    /// The devices mined with.
+    pub fn devices(&self) -> &Devices {
+        &self.devices
+    }
+
+    /// Whether every device rolls version bits (so pools may offer it).
+    pub fn can_roll_version(&self) -> bool {
+        !self.devices.is_empty() && self.devices.iter().all(|d| d.info().rolls_version)
+    }
+
+    /// The easiest share difficulty every device can be asked for.
+    pub fn min_difficulty(&self) -> f64 {
+        self.min_difficulty
+    }
+
+    /// Starts tracking pool `pool` (idempotent).
+    pub fn add_pool(&self, pool: PoolId) {
+        self.lock().pools.entry(pool).or_insert_with(|| PoolJobs {
+            jobs: VecDeque::new(),
+            share_target: Target::DIFF1,
+            queue: VecDeque::new(),
+            bucket: TokenBucket::new(SUBMIT_RATE, SUBMIT_BURST),
+            ready: Arc::new(Notify::new()),
+        });
+    }
+
+    /// Forgets pool `pool` (removed by the operator).
+    pub fn remove_pool(&self, pool: PoolId) {
+        self.clear(pool);
+        let mut s = self.lock();
+        s.pools.remove(&pool);
+        if s.active == Some(pool) {
+            s.active = None;
         }
     }
 
-    /// A new job from pool `pool` on its connection `connection`.
-    pub fn new_job(&self, pool: usize, connection: u64, job: Job) {
-        let mine_it = {
+    /// Woken whenever a share for `pool` is queued.
+    pub fn share_ready(&self, pool: PoolId) -> Option<Arc<Notify>> {
+        self.lock().pools.get(&pool).map(|p| p.ready.clone())
+    }
+
+    /// A new job from `pool` on its connection `connection`.
+    pub fn new_job(&self, pool: PoolId, connection: u64, job: Job) {
+        let assign = {
             let mut guard = self.lock();
             let s = &mut *guard;
             let seq = s.next_seq;
             s.next_seq += 1;
-            let Some(p) = s.pools.get_mut(pool) else {
+            let Some(p) = s.pools.get_mut(&pool) else {
                 return;
             };
-            if job.clean() {
+            let clean = job.clean();
+            if clean {
                 p.jobs.clear();
             }
             // Jobs of an older connection are worthless on this one.
             p.jobs.retain(|j| j.connection == connection);
-            let share_target = p.share_target;
-            let search = if job.extranonce2_size() == 0 {
-                let space = rolling_space(job.version_mask());
-                let threads = self.threads.max(1) as u64;
-                Search::Versions((0..threads).map(|w| w * space / threads).collect())
-            } else {
-                match Extranonce2Space::new(job.extranonce2_size(), self.threads) {
-                    Ok(space) => Search::Extranonce(space),
-                    Err(e) => {
-                        error!(
-                            job = job.id(),
-                            "cannot split the extranonce2 space between workers: {e}"
-                        );
-                        Search::Unusable
-                    }
-                }
-            };
             p.jobs.push_front(ActiveJob {
                 seq,
-                pool,
                 connection,
                 job,
-                share_target,
-                search,
+                next_chunk: 0,
             });
             p.jobs.truncate(KEPT_JOBS + 1);
-            s.active == Some(pool)
+            let live: Vec<u64> = p.jobs.iter().map(|j| j.seq).collect();
+            s.tasks
+                .retain(|_, t| t.pool != pool || live.contains(&t.job_seq));
+            (s.active == Some(pool)).then_some(clean)
         };
         self.status.update(|c| c.jobs += 1);
-        if mine_it {
-            self.notify();
+        if let Some(clean) = assign {
+            self.assign_newest(clean);
         }
     }
 
-    /// Pool `pool` changed its share target (applies to its jobs from now on).
-    pub fn set_share_target(&self, pool: usize, target: Target) {
+    /// Pool `pool` set its share target. Refused (with the reason) when it is
+    /// easier than the devices can be asked for or impossible to meet.
+    pub fn set_share_target(&self, pool: PoolId, target: Target) -> Result<(), String> {
+        let d = target.difficulty();
+        if !d.is_finite() || target == Target([0; 32]) {
+            return Err(format!(
+                "share target {target} can never be met; keeping the previous one"
+            ));
+        }
+        if d < self.min_difficulty {
+            return Err(format!(
+                "share difficulty {d:e} is below the devices' minimum {:e}; keeping the previous one",
+                self.min_difficulty
+            ));
+        }
         let changed = {
             let mut s = self.lock();
-            let Some(p) = s.pools.get_mut(pool) else {
-                return;
+            let Some(p) = s.pools.get_mut(&pool) else {
+                return Ok(());
             };
             let changed = p.share_target != target;
             p.share_target = target;
             changed
         };
         if changed {
-            info!(
-                pool,
-                difficulty = format_args!("{:.6}", target.difficulty()),
-                "share target set"
-            );
+            info!(pool, difficulty = format_args!("{d:.6}"), "share target set");
         }
+        Ok(())
     }
 
-    /// Drops every job of `pool` (connection lost): if it was the active
-    /// pool, workers go idle until another pool is chosen.
-    pub fn clear(&self, pool: usize) {
-        let was_active = {
+    /// Drops every job and queued share of `pool` (connection lost): if it
+    /// was the active pool, the devices idle until another pool is chosen.
+    pub fn clear(&self, pool: PoolId) {
+        let (was_active, dropped) = {
             let mut s = self.lock();
-            if let Some(p) = s.pools.get_mut(pool) {
+            let dropped = s.pools.get_mut(&pool).map_or(0, |p| {
                 p.jobs.clear();
-            }
-            s.active == Some(pool)
+                std::mem::take(&mut p.queue).len() as u64
+            });
+            s.tasks.retain(|_, t| t.pool != pool);
+            (s.active == Some(pool), dropped)
         };
+        if dropped > 0 {
+            self.status.update(|c| c.stale += dropped);
+            self.status.update_pool(pool, |p| p.stale += dropped);
+        }
         if was_active {
-            self.notify();
+            for d in &self.devices {
+                d.idle();
+            }
         }
     }
 
     /// Mines on `pool`'s jobs from now on (`None`: nothing to mine).
-    pub fn set_active(&self, pool: Option<usize>) {
+    pub fn set_active(&self, pool: Option<PoolId>) {
         let changed = {
             let mut s = self.lock();
             let changed = s.active != pool;
@@ -253,182 +291,273 @@ impl Miner {
             changed
         };
         if changed {
-            self.notify();
+            self.assign_newest(true);
         }
     }
 
     /// The pool being mined on.
-    pub fn active(&self) -> Option<usize> {
+    pub fn active(&self) -> Option<PoolId> {
         self.lock().active
     }
 
-    /// Whether shares of job `seq` may still be submitted.
-    pub fn is_live(&self, seq: u64) -> bool {
-        self.lock()
-            .pools
-            .iter()
-            .any(|p| p.jobs.iter().any(|j| j.seq == seq))
+    /// Hands the active pool's newest job to every device (or idles them).
+    fn assign_newest(&self, replace: bool) {
+        let tasks = {
+            let mut guard = self.lock();
+            let s = &mut *guard;
+            let n = self.devices.len();
+            let mut tasks = Vec::with_capacity(n);
+            if let Some(pool) = s.active
+                && let Some(p) = s.pools.get_mut(&pool)
+                && let Some(newest) = p.jobs.front_mut()
+            {
+                for (device, d) in self.devices.iter().enumerate() {
+                    let info = d.info();
+                    let Some((extranonce2, versions)) = next_chunk(newest, n) else {
+                        warn!(
+                            job = newest.job.id(),
+                            "search space of this job used up; waiting for a new job"
+                        );
+                        break;
+                    };
+                    let id = s.next_task;
+                    s.next_task += 1;
+                    let versions = if info.rolls_version {
+                        versions
+                    } else {
+                        versions.start..versions.start + 1
+                    };
+                    let task = Task {
+                        id,
+                        job: newest.job.clone(),
+                        extranonce2,
+                        versions,
+                        ntime_roll: if info.rolls_ntime { NTIME_ROLL } else { 0 },
+                        share_target: p.share_target,
+                    };
+                    s.tasks.insert(
+                        id,
+                        TaskRecord {
+                            pool,
+                            job_seq: newest.seq,
+                            connection: newest.connection,
+                            device,
+                            task: task.clone(),
+                        },
+                    );
+                    tasks.push((device, task));
+                }
+            }
+            tasks
+        };
+        if tasks.is_empty() {
+            for d in &self.devices {
+                d.idle();
+            }
+            return;
+        }
+        for (device, task) in tasks {
+            if let Some(d) = self.devices.get(device) {
+                d.assign(task, replace);
+            }
+        }
     }
 
-    /// Builds the next unit for `worker` from the newest job.
-    fn make_unit(&self, worker: usize) -> Option<WorkUnit> {
-        let mut guard = self.lock();
-        let s = &mut *guard;
-        let active_pool = s.active?;
-        let active = s.pools.get_mut(active_pool)?;
-        let share_target_now = active.share_target;
-        let newest = active.jobs.front_mut()?;
-        let (seq, pool, connection, job) = (
-            newest.seq,
-            newest.pool,
-            newest.connection,
-            newest.job.clone(),
-        );
-        let share_target = newest.share_target.min(share_target_now);
-        let space = rolling_space(job.version_mask());
-        let threads = self.threads.max(1) as u64;
-        let cursor = s.cursors.get_mut(worker)?;
-        // With a fixed merkle root only version rolling varies the header, so
-        // each worker owns a slice of the version space.
-        let end_version = match newest.search {
-            Search::Versions(_) => (worker as u64 + 1) * space / threads,
-            _ => space,
-        };
-        if cursor.job_seq != seq || cursor.next_version >= end_version {
-            match &mut newest.search {
-                Search::Versions(next) => {
-                    let start = *next.get(worker)?;
-                    if start >= end_version {
-                        return None; // this worker's version slice is used up
-                    }
-                    cursor.extranonce2 = Vec::new();
-                    cursor.merkle_root = job.merkle_root(&[]).ok()?;
-                    cursor.next_version = start;
+    /// The next share `pool`'s driver may submit on its connection
+    /// `connection` at `now`: still live, within the submit rate.
+    pub fn take_share(&self, pool: PoolId, connection: u64, now: Instant) -> Take {
+        let mut stale = 0u64;
+        let out = {
+            let mut guard = self.lock();
+            let s = &mut *guard;
+            let Some(p) = s.pools.get_mut(&pool) else {
+                return Take::Empty;
+            };
+            loop {
+                let Some(front) = p.queue.front() else {
+                    break Take::Empty;
+                };
+                let live = front.connection == connection
+                    && p.jobs.iter().any(|j| j.seq == front.job_seq);
+                if !live {
+                    p.queue.pop_front();
+                    stale += 1;
+                    continue;
                 }
-                Search::Extranonce(space) => {
-                    let Some(en2) = space.next(worker) else {
-                        warn!(
-                            job = job.id(),
-                            worker, "extranonce2 space exhausted; waiting for a new job"
-                        );
-                        return None;
-                    };
-                    cursor.merkle_root = match job.merkle_root(&en2) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            error!(job = job.id(), "cannot build merkle root: {e}");
-                            return None;
-                        }
-                    };
-                    cursor.extranonce2 = en2;
-                    cursor.next_version = 0;
+                match p.bucket.take(now) {
+                    Ok(()) => match p.queue.pop_front() {
+                        Some(share) => break Take::Share(share),
+                        None => break Take::Empty,
+                    },
+                    Err(wait) => break Take::Wait(wait),
                 }
-                Search::Unusable => return None,
             }
-            cursor.job_seq = seq;
+        };
+        if stale > 0 {
+            self.status.update(|c| c.stale += stale);
+            self.status.update_pool(pool, |p| p.stale += stale);
         }
-        // Rolled versions first (index 1, 2, …, then the base version last):
-        // a bijection on the space, so worker slices stay disjoint.
-        let version = rolled_version(
-            job.version(),
-            job.version_mask(),
-            (cursor.next_version + 1) % space,
-        );
-        cursor.next_version += 1;
-        if let Search::Versions(next) = &mut newest.search
-            && let Some(n) = next.get_mut(worker)
-        {
-            *n = cursor.next_version;
+        out
+    }
+
+    fn hardware_error(&self, device: usize, why: std::fmt::Arguments<'_>) {
+        self.status.update_device(device, |d| d.hardware_errors += 1);
+        self.status.update(|c| c.hardware_errors += 1);
+        let decision = self.lock().hw_log.check(Instant::now());
+        if let LogDecision::Write { suppressed } = decision {
+            warn!(
+                device,
+                suppressed, "device result refused by the host's re-check: {why}"
+            );
         }
-        let ntime = job.ntime();
-        let header = job.header(&cursor.merkle_root, version, ntime, 0);
-        let tag = s.next_tag;
-        s.next_tag += 1;
-        let network = job.network_target();
-        // Workers filter with the easier of the two targets; `found` decides.
-        let filter = share_target.max(network);
-        s.units[worker] = Some(UnitInfo {
-            tag,
-            pool,
-            job_seq: seq,
-            connection,
-            job,
-            extranonce2: s.cursors[worker].extranonce2.clone(),
-            version,
-            ntime,
-            share_target,
-        });
-        Some(WorkUnit {
-            header,
-            target: *filter.as_be_bytes(),
-            nonce_start: 0,
-            nonce_end: u32::MAX,
-            tag,
-        })
     }
 }
 
-impl WorkSource for Miner {
-    fn next_work(&self, worker: usize) -> Option<WorkUnit> {
-        self.make_unit(worker)
-    }
-
-    fn found(&self, worker: usize, unit: &WorkUnit, nonce: u32) {
-        let (info, live, share_target) = {
-            let s = self.lock();
-            let Some(info) = s
-                .units
-                .get(worker)
-                .and_then(|u| u.clone())
-                .filter(|u| u.tag == unit.tag)
-            else {
-                return;
-            };
-            let pool = s.pools.get(info.pool);
-            let live = pool.is_some_and(|p| p.jobs.iter().any(|j| j.seq == info.job_seq));
-            // A difficulty raised since the unit was made applies at once:
-            // pools that retarget without a new job reject easier shares.
-            let share_target =
-                pool.map_or(info.share_target, |p| info.share_target.min(p.share_target));
-            (info, live, share_target)
+/// The next part of `job`'s search space for one of `devices` devices.
+fn next_chunk(job: &mut ActiveJob, devices: usize) -> Option<(Extranonce2Range, std::ops::Range<u64>)> {
+    let space = rolling_space(job.job.version_mask());
+    let size = job.job.extranonce2_size();
+    let wanted = CHUNKS_PER_DEVICE * devices.max(1) as u128;
+    let chunk = job.next_chunk;
+    if size == 0 {
+        // Fixed merkle root: devices share it, so they split the versions.
+        let parts = wanted.min(u128::from(space));
+        if chunk >= parts {
+            return None;
+        }
+        job.next_chunk += 1;
+        let each = u128::from(space) / parts;
+        let start = (chunk * each) as u64;
+        Some((Extranonce2Range::NONE, start..start + each as u64))
+    } else {
+        let total: u128 = if size >= 16 {
+            u128::MAX
+        } else {
+            1u128 << (8 * size)
         };
-        let mut header = unit.header;
-        header[76..80].copy_from_slice(&nonce.to_le_bytes());
-        let network = info.job.network_target();
-        let check = check_header(&header, &share_target, &network);
-        let filter = Target::from_be_bytes(unit.target);
-        if !filter.is_met_by(&check.hash) {
-            // The backend claimed a nonce that does not meet its own target.
-            self.status.update(|c| c.hardware_errors += 1);
-            error!(backend_nonce = nonce, hash = %hash_to_display(&check.hash), "hashing backend reported an invalid nonce");
+        let parts = wanted.min(total);
+        if chunk >= parts {
+            return None;
+        }
+        job.next_chunk += 1;
+        let range = Extranonce2Range::slice(size, chunk as usize, parts as usize)?;
+        Some((range, 0..space))
+    }
+}
+
+impl SolutionSink for Miner {
+    fn solution(&self, device: usize, sol: Solution) {
+        // Everything about the task, read under one lock.
+        let found = {
+            let s = self.lock();
+            s.tasks.get(&sol.task).map(|t| {
+                let pool = s.pools.get(&t.pool);
+                let live = pool.is_some_and(|p| {
+                    p.jobs
+                        .iter()
+                        .any(|j| j.seq == t.job_seq && j.connection == t.connection)
+                });
+                let share_target = pool.map_or(t.task.share_target, |p| p.share_target);
+                (
+                    t.pool,
+                    t.job_seq,
+                    t.connection,
+                    t.device,
+                    t.task.clone(),
+                    live,
+                    share_target,
+                )
+            })
+        };
+        self.status.update_device(device, |d| d.solutions += 1);
+        let Some((pool, job_seq, connection, owner, task, live, share_target)) = found else {
+            // The task's job is gone (cleared, superseded): stale.
+            self.status.update(|c| c.stale += 1);
+            return;
+        };
+        if owner != device {
+            return self.hardware_error(device, format_args!("task {} is not its own", task.id));
+        }
+        let job = &task.job;
+        if !task.extranonce2.contains(&sol.extranonce2) {
+            return self.hardware_error(device, format_args!("extranonce2 outside its task"));
+        }
+        if !job.version_allowed(sol.version) {
+            return self.hardware_error(
+                device,
+                format_args!("version {:08x} outside the job's mask", sol.version),
+            );
+        }
+        if sol.ntime < job.ntime() || sol.ntime > job.ntime().saturating_add(task.ntime_roll) {
+            return self.hardware_error(device, format_args!("ntime {} out of range", sol.ntime));
+        }
+        let header = match job.header_for(&sol.extranonce2, sol.version, sol.ntime, sol.nonce) {
+            Ok(h) => h,
+            Err(e) => return self.hardware_error(device, format_args!("{e}")),
+        };
+        // A difficulty raised since the task was made applies at once.
+        let share_target = share_target.min(task.share_target);
+        let check = check_header(&header, &share_target, &job.network_target());
+        if !task.share_target.is_met_by(&check.hash) {
+            return self.hardware_error(
+                device,
+                format_args!(
+                    "nonce {:08x} does not meet its task's target (hash {})",
+                    sol.nonce,
+                    hash_to_display(&check.hash)
+                ),
+            );
+        }
+        if !check.meets_share {
+            debug!(device, "solution below the pool's raised difficulty");
             return;
         }
         if check.meets_network {
             self.status.update(|c| c.blocks += 1);
             info!(hash = %hash_to_display(&check.hash), "block candidate found");
         }
-        if !check.meets_share && !check.meets_network {
-            return;
-        }
         if !live {
             self.status.update(|c| c.stale += 1);
+            self.status.update_pool(pool, |p| p.stale += 1);
             return;
         }
         let share = FoundShare {
-            pool: info.pool,
-            connection: info.connection,
-            job_seq: info.job_seq,
-            job_id: info.job.id().to_string(),
-            extranonce2: info.extranonce2,
-            ntime: info.ntime,
-            nonce,
-            version: info.version,
+            pool,
+            connection,
+            job_seq,
+            job_id: job.id().to_string(),
+            extranonce2: sol.extranonce2,
+            ntime: sol.ntime,
+            nonce: sol.nonce,
+            version: sol.version,
             difficulty: hashwatt_work::hash_difficulty(&check.hash),
+            device,
         };
-        // Only the driver of the pool whose job this is gets it; its
-        // receiver only disappears at shutdown.
-        if let Some(tx) = self.shares.get(info.pool) {
-            let _ = tx.send(share);
+        let (ready, dropped, log) = {
+            let mut guard = self.lock();
+            let s = &mut *guard;
+            let Some(p) = s.pools.get_mut(&pool) else {
+                return;
+            };
+            let dropped = p.queue.len() >= SHARE_QUEUE;
+            if !dropped {
+                p.queue.push_back(share);
+            }
+            let log = dropped.then(|| s.drop_log.check(Instant::now()));
+            (p.ready.clone(), dropped, log)
+        };
+        if dropped {
+            self.status.update(|c| c.throttled += 1);
+            self.status.update_pool(pool, |p| p.throttled += 1);
+            if let Some(LogDecision::Write { suppressed }) = log {
+                warn!(
+                    pool,
+                    suppressed,
+                    "share queue full ({SHARE_QUEUE}): shares come faster than {SUBMIT_RATE}/s may be submitted; dropping"
+                );
+            }
+        } else {
+            ready.notify_one();
         }
     }
 }
@@ -437,9 +566,8 @@ impl WorkSource for Miner {
 mod tests {
     use super::*;
     use hashwatt_work::{JobSpec, WorkKindSpec};
-    use std::collections::HashSet;
 
-    fn job(id: &str, mask: u32, fixed_root: bool) -> Job {
+    fn job(id: &str, mask: u32, fixed_root: bool, nbits: u32) -> Job {
         let kind = if fixed_root {
             WorkKindSpec::MerkleRoot(vec![9; 32])
         } else {
@@ -457,81 +585,151 @@ mod tests {
             prev_hash: vec![id.as_bytes()[0]; 32],
             version: 0x2000_0000,
             version_mask: mask,
-            nbits: 0x1d00_ffff,
+            nbits,
             ntime: 1_700_000_000,
             clean: false,
         })
         .unwrap()
     }
 
-    fn miner(pools: usize, threads: usize) -> Arc<Miner> {
-        let txs = (0..pools)
-            .map(|_| tokio::sync::mpsc::unbounded_channel().0)
-            .collect();
-        Miner::new(threads, txs, Arc::new(Status::default()))
+    /// A device that never hashes: the tests hand in solutions themselves.
+    struct Quiet(crate::device::DeviceInfo);
+
+    impl crate::device::Device for Quiet {
+        fn info(&self) -> &crate::device::DeviceInfo {
+            &self.0
+        }
+        fn attach(&self, _: usize, _: Weak<dyn SolutionSink>) {}
+        fn assign(&self, _: Task, _: bool) {}
+        fn idle(&self) {}
+        fn control(&self, _: crate::device::Control) -> Result<(), crate::device::DeviceError> {
+            Ok(())
+        }
+        fn telemetry(&self) -> crate::device::Telemetry {
+            crate::device::Telemetry {
+                units: Vec::new(),
+                temperatures: Vec::new(),
+                fans: Vec::new(),
+                power_w: None,
+                paused: false,
+                power_limit_w: None,
+                tasks_in_flight: 0,
+            }
+        }
+    }
+
+    fn quiet() -> Arc<dyn crate::device::Device> {
+        Arc::new(Quiet(crate::device::DeviceInfo {
+            name: "quiet".into(),
+            kind: "simulated",
+            model: String::new(),
+            rolls_version: true,
+            rolls_ntime: false,
+            max_tasks: 1,
+            min_difficulty: 1e-6,
+            power_limit: false,
+        }))
     }
 
     #[test]
-    fn switching_pools_back_and_forth_never_repeats_a_header() {
-        for (mask, fixed) in [(0x1fff_e000, false), (0, false), (0x1fff_e000, true)] {
-            let m = miner(2, 2);
-            m.new_job(0, 1, job("a", mask, fixed));
-            m.new_job(1, 1, job("b", mask, fixed));
-            let mut seen = HashSet::new();
-            for round in 0..20 {
-                m.set_active(Some(round % 2));
-                for worker in 0..2 {
-                    let unit = m.next_work(worker).expect("work available");
-                    assert!(
-                        seen.insert(unit.header),
-                        "header repeated (mask {mask:#x}, fixed root {fixed})"
-                    );
+    fn chunks_are_disjoint_for_extended_and_fixed_root_jobs() {
+        for fixed in [false, true] {
+            let mut j = ActiveJob {
+                seq: 1,
+                connection: 1,
+                job: job("a", 0x1fff_e000, fixed, 0x1d00_ffff),
+                next_chunk: 0,
+            };
+            let mut seen_en2 = Vec::new();
+            let mut seen_versions = Vec::new();
+            for _ in 0..10 {
+                let (en2, v) = next_chunk(&mut j, 2).unwrap();
+                if fixed {
+                    assert!(seen_versions.iter().all(|r: &std::ops::Range<u64>| r.end <= v.start || v.end <= r.start));
+                    seen_versions.push(v);
+                } else {
+                    let first = en2.value(0).unwrap();
+                    assert!(!seen_en2.iter().any(|r: &Extranonce2Range| r.contains(&first)));
+                    seen_en2.push(en2);
                 }
             }
         }
     }
 
     #[test]
-    fn no_work_without_an_active_pool_and_after_clear() {
-        let m = miner(2, 1);
-        m.new_job(0, 1, job("a", 0, false));
-        assert!(m.next_work(0).is_none(), "no pool chosen yet");
-        m.set_active(Some(0));
-        assert!(m.next_work(0).is_some());
-        m.clear(0);
-        assert!(m.next_work(0).is_none());
+    fn absurd_share_targets_are_refused() {
+        let m = Miner::new(vec![quiet()], Arc::default());
+        m.add_pool(1);
+        assert!(m.set_share_target(1, Target([0; 32])).is_err());
+        assert!(m.set_share_target(1, Target::MAX).is_err(), "difficulty ~1e-10 is below the minimum");
+        assert!(m.set_share_target(1, Target::from_difficulty(0.001).unwrap()).is_ok());
     }
 
     #[test]
-    fn a_difficulty_raised_mid_unit_applies_to_the_next_share() {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let m = Miner::new(1, vec![tx], Arc::new(Status::default()));
-        m.set_share_target(0, Target::MAX);
-        m.new_job(0, 1, job("a", 0, false));
-        m.set_active(Some(0));
-        let unit = m.next_work(0).expect("work");
-        m.found(0, &unit, 1);
-        assert!(rx.try_recv().is_ok(), "every hash meets the MAX target");
-        // The pool retargets without a new job: the unit in flight keeps its
-        // easy filter, but the share check uses the harder target.
-        let mut hard = [0u8; 32];
-        hard[31] = 1;
-        m.set_share_target(0, Target(hard));
-        m.found(0, &unit, 2);
-        assert!(rx.try_recv().is_err(), "an easier share was still sent");
-    }
-
-    #[test]
-    fn fixed_root_slices_are_disjoint_between_workers() {
-        let m = miner(1, 3);
-        m.new_job(0, 1, job("a", 0x0000_0700, true)); // 8 versions
-        m.set_active(Some(0));
-        let mut seen = HashSet::new();
-        for worker in 0..3 {
-            while let Some(unit) = m.next_work(worker) {
-                assert!(seen.insert(unit.header));
+    fn regtest_network_target_does_not_make_shares() {
+        // Regtest nbits: the block target is far easier than the share target.
+        let m = Miner::new(vec![quiet()], Arc::default());
+        m.add_pool(1);
+        m.set_share_target(1, Target::from_difficulty(1.0).unwrap()).unwrap();
+        m.new_job(1, 1, job("r", 0, false, 0x207f_ffff));
+        // Find a nonce that meets the regtest target (nearly every other one)
+        // but not difficulty 1.
+        let task = m.lock().tasks.values().next().map(|t| t.task.clone());
+        assert!(task.is_none(), "no active pool yet: no task");
+        m.set_active(Some(1));
+        let task = m.lock().tasks.values().next().unwrap().task.clone();
+        let en2 = task.extranonce2.value(0).unwrap();
+        let mut submitted = 0;
+        for nonce in 0..200u32 {
+            m.solution(
+                0,
+                Solution {
+                    task: task.id,
+                    extranonce2: en2.clone(),
+                    version: task.job.version(),
+                    ntime: task.job.ntime(),
+                    nonce,
+                },
+            );
+            while let Take::Share(_) = m.take_share(1, 1, Instant::now()) {
+                submitted += 1;
             }
         }
-        assert_eq!(seen.len(), 8, "all versions mined exactly once");
+        assert_eq!(submitted, 0, "hashes meeting only the regtest target are not shares");
+        assert!(m.status.snapshot().hardware_errors > 0, "a device claiming them is wrong");
+    }
+
+    #[test]
+    fn queue_is_bounded_and_submits_rate_limited() {
+        let status = Arc::new(Status::default());
+        let m = Miner::new(vec![quiet()], status.clone());
+        m.add_pool(7);
+        m.set_share_target(7, Target::from_difficulty(1e-6).unwrap()).unwrap();
+        m.new_job(7, 3, job("q", 0, false, 0x1d00_ffff));
+        m.set_active(Some(7));
+        // Force the share target to MAX to make every nonce a share.
+        {
+            let mut s = m.lock();
+            s.pools.get_mut(&7).unwrap().share_target = Target::MAX;
+            for t in s.tasks.values_mut() {
+                t.task.share_target = Target::MAX;
+            }
+        }
+        let task = m.lock().tasks.values().find(|t| t.device == 0).unwrap().task.clone();
+        let en2 = task.extranonce2.value(0).unwrap();
+        for nonce in 0..(SHARE_QUEUE as u32 + 50) {
+            m.solution(0, Solution { task: task.id, extranonce2: en2.clone(), version: task.job.version(), ntime: task.job.ntime(), nonce });
+        }
+        assert_eq!(status.snapshot().throttled, 50);
+        let t0 = Instant::now();
+        let mut taken = 0;
+        while let Take::Share(_) = m.take_share(7, 3, t0) {
+            taken += 1;
+        }
+        assert_eq!(taken, SUBMIT_BURST as usize);
+        assert!(matches!(m.take_share(7, 3, t0), Take::Wait(_)));
+        // A share of another connection is stale, never submitted.
+        assert!(matches!(m.take_share(7, 4, t0 + Duration::from_secs(10)), Take::Empty));
+        assert!(status.snapshot().stale > 0);
     }
 }

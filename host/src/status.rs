@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+
 /// Share counters and pool state, updated off the hashing hot path.
 #[derive(Debug, Default)]
 pub struct Status {
@@ -13,7 +15,7 @@ pub struct Status {
 }
 
 /// A consistent snapshot of the counters.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Counters {
     /// Shares the pool accepted.
     pub accepted: u64,
@@ -23,7 +25,10 @@ pub struct Counters {
     pub stale: u64,
     /// Nonces a backend reported that failed the independent re-check.
     pub hardware_errors: u64,
-    /// Shares submitted and not yet answered.
+    /// Shares dropped because they came faster than the per-pool submit
+    /// rate (a pool with an absurdly low difficulty, a flooding device).
+    pub throttled: u64,
+    /// Shares submitted and not yet answered (all pools).
     pub in_flight: u64,
     /// Why the last connection ended.
     pub last_disconnect: Option<String>,
@@ -37,14 +42,30 @@ pub struct Counters {
     pub last_refused_action: Option<String>,
     /// Block candidates found (hash met the network target).
     pub blocks: u64,
-    /// The pool mined on now (index into `pools`).
+    /// The pool mined on now (position in `pools`).
     pub active_pool: Option<usize>,
+    /// The id of the pool mined on now.
+    pub active_pool_id: Option<u64>,
     /// Per-pool state, in priority order.
     pub pools: Vec<PoolStatus>,
+    /// Per-device counters, in device order.
+    pub devices: Vec<DeviceCounters>,
+}
+
+/// What the miner counted for one device.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DeviceCounters {
+    /// The device name.
+    pub name: String,
+    /// Solutions it reported.
+    pub solutions: u64,
+    /// Solutions the host's re-check refused.
+    pub hardware_errors: u64,
 }
 
 /// Connection state of one pool.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PoolState {
     /// Not connected yet, or reconnecting.
     #[default]
@@ -53,19 +74,31 @@ pub enum PoolState {
     Healthy,
     /// Its plugin failed too often and was disabled (see `disabled`).
     Disabled,
+    /// The operator disabled it.
+    Off,
 }
 
 /// What the operator sees about one pool.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct PoolStatus {
+    /// Stable identity (survives reordering).
+    pub id: u64,
     /// The configured URL.
     pub url: String,
+    /// The worker name.
+    pub user: String,
     /// Connection state.
     pub state: PoolState,
     /// Shares it accepted.
     pub accepted: u64,
     /// Shares it rejected.
     pub rejected: u64,
+    /// Its shares found stale (job gone before submission).
+    pub stale: u64,
+    /// Its shares dropped by the submit rate limit.
+    pub throttled: u64,
+    /// Its shares submitted and not yet answered.
+    pub in_flight: u64,
     /// Connections made.
     pub connects: u64,
     /// Why the last connection ended.
@@ -88,13 +121,13 @@ impl Counters {
 }
 
 impl Status {
-    /// Status for `urls`, in priority order.
-    pub fn new(urls: &[String]) -> Self {
+    /// Status for `devices` (their names), no pools yet.
+    pub fn new(devices: &[String]) -> Self {
         let counters = Counters {
-            pools: urls
+            devices: devices
                 .iter()
-                .map(|u| PoolStatus {
-                    url: u.clone(),
+                .map(|n| DeviceCounters {
+                    name: n.clone(),
                     ..Default::default()
                 })
                 .collect(),
@@ -105,13 +138,56 @@ impl Status {
         }
     }
 
-    /// Applies `f` to pool `index`'s status (if it exists).
-    pub fn update_pool(&self, index: usize, f: impl FnOnce(&mut PoolStatus)) {
+    /// Sets the pools shown, in priority order, keeping the counters of
+    /// pools that stay (by id).
+    pub fn set_pools(&self, pools: &[(u64, String, String)]) {
         self.update(|c| {
-            if let Some(p) = c.pools.get_mut(index) {
+            let old = std::mem::take(&mut c.pools);
+            c.pools = pools
+                .iter()
+                .map(|(id, url, user)| {
+                    let mut p = old
+                        .iter()
+                        .find(|p| p.id == *id)
+                        .cloned()
+                        .unwrap_or_default();
+                    p.id = *id;
+                    p.url = url.clone();
+                    p.user = user.clone();
+                    p
+                })
+                .collect();
+            c.in_flight = c.pools.iter().map(|p| p.in_flight).sum();
+        });
+    }
+
+    /// Applies `f` to pool `id`'s status (if it is shown).
+    pub fn update_pool(&self, id: u64, f: impl FnOnce(&mut PoolStatus)) {
+        self.update(|c| {
+            if let Some(p) = c.pools.iter_mut().find(|p| p.id == id) {
                 f(p);
             }
+            c.in_flight = c.pools.iter().map(|p| p.in_flight).sum();
         });
+    }
+
+    /// Applies `f` to device `index`'s counters (if it exists).
+    pub fn update_device(&self, index: usize, f: impl FnOnce(&mut DeviceCounters)) {
+        self.update(|c| {
+            if let Some(d) = c.devices.get_mut(index) {
+                f(d);
+            }
+        });
+    }
+
+    /// The position of pool `id` in priority order.
+    pub fn position(&self, id: u64) -> Option<usize> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pools
+            .iter()
+            .position(|p| p.id == id)
     }
 
     /// Applies `f` to the counters.

@@ -7,8 +7,6 @@
 //! panic.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -19,28 +17,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::energy::EnergyMeter;
+use crate::control::{Command, Handle};
 use crate::policy::Mode;
-use crate::policy::arbiter::Override;
-use crate::policy::clock::{Clock, SystemClock};
-use crate::policy::engine::PolicyEngine;
-use crate::policy::signal::SignalHub;
-use crate::status::{HashrateMeter, PoolState, Status};
+use crate::status::PoolState;
 
-/// What the handlers read and change.
-#[derive(Clone)]
-pub struct ApiState {
-    /// Share counters and pools.
-    pub status: Arc<Status>,
-    /// Hashrate samples.
-    pub hashrate: Arc<Mutex<HashrateMeter>>,
-    /// Policies and the override.
-    pub engine: Arc<PolicyEngine>,
-    /// Signal values.
-    pub hub: Arc<SignalHub>,
-    /// Energy ledger.
-    pub energy: Arc<EnergyMeter>,
-}
+/// What the handlers read and change: the control plane.
+pub type ApiState = Handle;
 
 /// Binds `addr` and serves the API until `shutdown` turns true; returns the bound address.
 pub async fn start(
@@ -87,27 +69,30 @@ fn mode_json(mode: &Mode) -> Value {
 }
 
 async fn status(State(s): State<ApiState>) -> Json<Value> {
-    let c = s.status.snapshot();
-    let (r10, r60) = {
-        let m = s.hashrate.lock().unwrap_or_else(|p| p.into_inner());
-        (
-            m.rate(Duration::from_secs(10)),
-            m.rate(Duration::from_secs(60)),
-        )
-    };
-    let engine = s.engine.status();
+    let snap = s.snapshot();
+    let c = &snap.shares;
+    let engine = &snap.energy;
     let verdict = &engine.verdict;
-    let (power_w, power_source) = s.energy.power();
     let pools: Vec<Value> = c
         .pools
         .iter()
         .map(|p| {
             json!({
+                "id": p.id,
                 "url": p.url,
-                "state": match p.state { PoolState::Connecting => "connecting", PoolState::Healthy => "healthy", PoolState::Disabled => "disabled" },
+                "user": p.user,
+                "state": match p.state {
+                    PoolState::Connecting => "connecting",
+                    PoolState::Healthy => "healthy",
+                    PoolState::Disabled => "disabled",
+                    PoolState::Off => "off",
+                },
                 "plugin": p.plugin,
                 "accepted": p.accepted,
                 "rejected": p.rejected,
+                "stale": p.stale,
+                "throttled": p.throttled,
+                "in_flight": p.in_flight,
                 "connects": p.connects,
                 "last_disconnect": p.last_disconnect,
                 "plugin_restarts": p.plugin_restarts,
@@ -122,10 +107,21 @@ async fn status(State(s): State<ApiState>) -> Json<Value> {
         .map(|p| json!({ "name": p.name, "enabled": p.enabled, "failures": p.failures, "last_error": p.last_error }))
         .collect();
     Json(json!({
-        "hashrate_hs": { "10s": r10, "1m": r60 },
-        "shares": { "accepted": c.accepted, "rejected": c.rejected, "stale": c.stale, "hardware_errors": c.hardware_errors },
+        "version": snap.version,
+        "uptime_secs": snap.uptime_secs,
+        "hashrate_hs": { "10s": snap.hashrate_10s_hs, "1m": snap.hashrate_1m_hs },
+        "shares": {
+            "accepted": c.accepted,
+            "rejected": c.rejected,
+            "stale": c.stale,
+            "throttled": c.throttled,
+            "hardware_errors": c.hardware_errors,
+            "in_flight": c.in_flight,
+            "blocks": c.blocks,
+        },
         "active_pool": c.active_pool,
         "pools": pools,
+        "devices": serde_json::to_value(&snap.devices).unwrap_or(Value::Null),
         "mining": {
             "decision": mode_json(&verdict.mode),
             "by": verdict.by,
@@ -134,7 +130,7 @@ async fn status(State(s): State<ApiState>) -> Json<Value> {
             "since_utc_ms": verdict.since_ms,
         },
         "policies": policies,
-        "power": { "watts": power_w, "source": power_source },
+        "power": { "watts": snap.power_w, "source": snap.power_source },
     }))
 }
 
@@ -154,7 +150,7 @@ async fn report(State(s): State<ApiState>, Query(q): Query<ReportQuery>) -> Resp
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let report = s.energy.report(period);
+    let report = s.energy().report(period);
     match q.format.as_deref().unwrap_or("json") {
         "json" => Json(report).into_response(),
         "csv" => (
@@ -174,8 +170,8 @@ async fn set_signal(State(s): State<ApiState>, Path(name): Path<String>, body: S
         Ok(v) => v,
         Err(_) => return error(StatusCode::BAD_REQUEST, "body must be a number"),
     };
-    match s.hub.set(&name, value) {
-        Ok(()) => (StatusCode::NO_CONTENT, "").into_response(),
+    match s.execute(Command::SetSignal { name, value }).await {
+        Ok(_) => (StatusCode::NO_CONTENT, "").into_response(),
         Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
     }
 }
@@ -199,8 +195,15 @@ async fn set_override(State(s): State<ApiState>, body: axum::body::Bytes) -> Res
             );
         }
     };
-    let now = SystemClock.now_utc_ms();
-    s.engine
-        .set_override(req.pause.then(|| Override::pause(now, req.minutes)));
-    Json(json!({ "mining": s.engine.verdict().to_string() })).into_response()
+    let command = if req.pause {
+        Command::Pause {
+            minutes: req.minutes,
+        }
+    } else {
+        Command::Resume
+    };
+    match s.execute(command).await {
+        Ok(summary) => Json(json!({ "mining": summary })).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
 }

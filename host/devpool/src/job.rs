@@ -111,6 +111,7 @@ pub(crate) fn generate(
     tip: &Tip,
     extranonce2_size: usize,
     merkle_branches: usize,
+    nbits: u32,
     clean: bool,
 ) -> Job {
     let mut rng = rand::rng();
@@ -151,7 +152,7 @@ pub(crate) fn generate(
         coinb2,
         branches,
         version: JOB_VERSION,
-        nbits: JOB_NBITS,
+        nbits,
         ntime: unix_now(),
         clean,
     }
@@ -217,7 +218,7 @@ mod tests {
             prevhash: [7; 32],
             height: 900_000,
         };
-        let job = generate(42, &tip, 8, 3, true);
+        let job = generate(42, &tip, 8, 3, JOB_NBITS, true);
         assert_eq!(job.id, "2a");
         assert_eq!(job.branches.len(), 3);
         // scriptSig length byte covers height push + tag + extranonces.

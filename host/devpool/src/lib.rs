@@ -55,6 +55,10 @@ pub struct DevPoolConfig {
     pub version_mask: u32,
     /// Number of (random) merkle branches per job, so miners exercise merkle code.
     pub merkle_branches: usize,
+    /// Compact network target of the jobs. Mainnet-like by default;
+    /// `0x207fffff` serves regtest work, whose block target is far easier
+    /// than any share target (a miner must still only submit shares).
+    pub nbits: u32,
 }
 
 impl Default for DevPoolConfig {
@@ -69,6 +73,7 @@ impl Default for DevPoolConfig {
             extranonce2_size: 8,
             version_mask: 0x1fff_e000,
             merkle_branches: 3,
+            nbits: job::JOB_NBITS,
         }
     }
 }
@@ -180,6 +185,7 @@ impl Shared {
             &st.tip,
             usize::from(self.config.extranonce2_size),
             self.config.merkle_branches,
+            self.config.nbits,
             new_block,
         ));
         st.current = job.clone();
@@ -299,6 +305,7 @@ pub async fn start(config: DevPoolConfig) -> Result<DevPool, DevPoolError> {
         &tip,
         usize::from(config.extranonce2_size),
         config.merkle_branches,
+        config.nbits,
         true,
     ));
     let (events, _) = broadcast::channel(1024);

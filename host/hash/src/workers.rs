@@ -169,6 +169,16 @@ impl Workers {
             .sum()
     }
 
+    /// Nonces hashed so far by each worker thread (monotonic), for
+    /// per-thread rates.
+    pub fn thread_hashes(&self) -> Vec<u64> {
+        self.shared
+            .counters
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .collect()
+    }
+
     /// Number of running worker threads.
     pub fn threads(&self) -> usize {
         self.handles.len()

@@ -93,7 +93,9 @@ impl Actuator for CpuActuator {
     }
 }
 
-async fn duty_loop(
+/// Runs `switch` at the duty cycle `mode` asks for until the sender is
+/// dropped; run and pause are applied as they come.
+pub(crate) async fn duty_loop(
     switch: Arc<dyn PauseSwitch>,
     model: PowerModel,
     period: Duration,

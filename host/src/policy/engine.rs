@@ -154,7 +154,7 @@ impl Default for EngineConfig {
 }
 
 /// One policy as shown to the operator.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PolicyStatus {
     /// Name.
     pub name: String,
@@ -177,7 +177,7 @@ pub struct PolicyStatus {
 }
 
 /// The engine as shown to the operator.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct EngineStatus {
     /// What applies now and why.
     pub verdict: Verdict,
@@ -303,6 +303,19 @@ impl PolicyEngine {
             last_error: None,
             last_eval_ms: None,
         });
+        drop(inner);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Removes a policy (its stored state stays on disk for a re-add).
+    pub fn remove_policy(&self, name: &str) -> Result<(), EngineError> {
+        let mut inner = self.lock();
+        let before = inner.slots.len();
+        inner.slots.retain(|s| s.spec.name != name);
+        if inner.slots.len() == before {
+            return Err(EngineError::NoSuchPolicy(name.into()));
+        }
         drop(inner);
         self.wake.notify_one();
         Ok(())

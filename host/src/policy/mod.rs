@@ -28,7 +28,8 @@ use std::fmt;
 
 /// What the appliance may do; mirrors the WIT `mode` so engine logic does
 /// not depend on generated bindings.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "mode", content = "watts", rename_all = "lowercase")]
 pub enum Mode {
     /// Mine at full power.
     Run,

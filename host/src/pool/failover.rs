@@ -5,55 +5,83 @@
 //! Pure logic with an explicit clock, driven by the pool drivers (health
 //! changes) and a periodic tick (hold timers).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Health bookkeeping for the configured pools, in priority order.
+/// Health bookkeeping for the configured pools (by id), in priority order.
 #[derive(Debug, Clone)]
 pub struct Failover {
-    healthy_since: Vec<Option<Instant>>,
-    active: Option<usize>,
+    order: Vec<u64>,
+    healthy_since: HashMap<u64, Instant>,
+    active: Option<u64>,
     hold: Duration,
 }
 
 impl Failover {
-    /// `pools` pools, none healthy yet; `hold` is the fail-back hold time.
+    /// Pools `0..pools` (ids = positions), none healthy yet; `hold` is the
+    /// fail-back hold time.
     pub fn new(pools: usize, hold: Duration) -> Self {
         Failover {
-            healthy_since: vec![None; pools],
+            order: (0..pools as u64).collect(),
+            healthy_since: HashMap::new(),
             active: None,
             hold,
         }
     }
 
-    /// Records that pool `index` became healthy or unhealthy at `now`.
-    pub fn set_healthy(&mut self, index: usize, healthy: bool, now: Instant) {
-        if let Some(slot) = self.healthy_since.get_mut(index) {
-            match (healthy, *slot) {
-                (true, None) => *slot = Some(now),
-                (false, _) => *slot = None,
-                (true, Some(_)) => {}
-            }
+    /// The pools in priority order (ids). Health of pools that stay is kept;
+    /// pools no longer listed are forgotten.
+    pub fn set_order(&mut self, order: Vec<u64>) {
+        self.healthy_since.retain(|id, _| order.contains(id));
+        if self.active.is_some_and(|a| !order.contains(&a)) {
+            self.active = None;
+        }
+        self.order = order;
+    }
+
+    /// The pools in priority order.
+    pub fn order(&self) -> &[u64] {
+        &self.order
+    }
+
+    /// Records that pool `id` became healthy or unhealthy at `now`.
+    pub fn set_healthy(&mut self, id: u64, healthy: bool, now: Instant) {
+        if !self.order.contains(&id) {
+            return;
+        }
+        if healthy {
+            self.healthy_since.entry(id).or_insert(now);
+        } else {
+            self.healthy_since.remove(&id);
         }
     }
 
     /// The pool mined on now.
-    pub fn active(&self) -> Option<usize> {
+    pub fn active(&self) -> Option<u64> {
         self.active
     }
 
     /// Re-evaluates the choice at `now`; returns the (possibly new) active pool.
-    pub fn decide(&mut self, now: Instant) -> Option<usize> {
-        let healthy = |i: usize| self.healthy_since[i].is_some();
-        let settled =
-            |i: usize| self.healthy_since[i].is_some_and(|t| now.duration_since(t) >= self.hold);
-        self.active = match self.active {
+    pub fn decide(&mut self, now: Instant) -> Option<u64> {
+        let healthy = |id: u64| self.healthy_since.contains_key(&id);
+        let settled = |id: u64| {
+            self.healthy_since
+                .get(&id)
+                .is_some_and(|t| now.saturating_duration_since(*t) >= self.hold)
+        };
+        let position = |id: u64| self.order.iter().position(|&p| p == id);
+        self.active = match self.active.and_then(|a| position(a).map(|p| (a, p))) {
             // Stay on a healthy pool unless a higher-priority one has been
             // healthy for the whole hold time.
-            Some(current) if healthy(current) => {
-                Some((0..current).find(|&i| settled(i)).unwrap_or(current))
-            }
+            Some((current, pos)) if healthy(current) => Some(
+                self.order[..pos]
+                    .iter()
+                    .copied()
+                    .find(|&i| settled(i))
+                    .unwrap_or(current),
+            ),
             // Nothing (healthy) active: take the best healthy pool at once.
-            _ => (0..self.healthy_since.len()).find(|&i| healthy(i)),
+            _ => self.order.iter().copied().find(|&i| healthy(i)),
         };
         self.active
     }
@@ -71,7 +99,7 @@ mod tests {
         let s = |secs: u64| t0 + Duration::from_secs(secs);
         let mut f = Failover::new(3, HOLD);
         // (time, pool, healthy, expected active)
-        let rows: &[(u64, usize, bool, Option<usize>)] = &[
+        let rows: &[(u64, u64, bool, Option<u64>)] = &[
             (0, 1, true, Some(1)),   // first healthy pool is taken at once
             (1, 0, true, Some(1)),   // primary back, but not yet for the hold time
             (30, 2, true, Some(1)),  // a lower-priority pool changes nothing
@@ -107,6 +135,19 @@ mod tests {
         f.set_healthy(0, true, s(56));
         assert_eq!(f.decide(s(100)), Some(1), "hold restarts after each flap");
         assert_eq!(f.decide(s(116)), Some(0));
+    }
+
+    #[test]
+    fn reordering_keeps_health_and_forgets_removed_pools() {
+        let t0 = Instant::now();
+        let mut f = Failover::new(2, HOLD);
+        f.set_healthy(0, true, t0);
+        f.set_healthy(1, true, t0);
+        assert_eq!(f.decide(t0), Some(0));
+        f.set_order(vec![1, 0]);
+        assert_eq!(f.decide(t0 + HOLD), Some(1), "the new first pool, healthy for the hold");
+        f.set_order(vec![0]);
+        assert_eq!(f.decide(t0 + HOLD), Some(0), "pool 1 was removed");
     }
 
     #[test]

@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{Instrument, debug, error, info, info_span, trace, warn};
 
 pub use backoff::Backoff;
 pub use failover::Failover;
 
 use crate::config::PoolEntry;
-use crate::miner::{FoundShare, Miner};
+use crate::miner::{Miner, PoolId, Take};
+use crate::ratelimit::{LogDecision, LogLimiter};
 use crate::plugin::pool::{
     CallOutput, LogLevel, PoolAction, PoolConfig, PoolPlugin, PoolPluginPre, ShareSubmission,
 };
@@ -40,36 +41,63 @@ pub struct PoolSelector {
     status: Arc<Status>,
 }
 
+/// Now on tokio's clock: virtual in tests on a paused clock, real otherwise.
+pub fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 impl PoolSelector {
-    /// A selector over `pools` pools with fail-back hold time `hold`.
-    pub fn new(pools: usize, hold: Duration, miner: Arc<Miner>, status: Arc<Status>) -> Arc<Self> {
+    /// A selector over the pools `order` (ids, priority order) with
+    /// fail-back hold time `hold`.
+    pub fn new(order: Vec<PoolId>, hold: Duration, miner: Arc<Miner>, status: Arc<Status>) -> Arc<Self> {
+        let mut failover = Failover::new(0, hold);
+        failover.set_order(order);
         Arc::new(PoolSelector {
-            failover: Mutex::new(Failover::new(pools, hold)),
+            failover: Mutex::new(failover),
             miner,
             status,
         })
     }
 
-    /// Pool `index` became (un)healthy: re-decide at once.
-    pub fn set_healthy(&self, index: usize, healthy: bool) {
-        let mut f = self.failover.lock().unwrap_or_else(|p| p.into_inner());
-        f.set_healthy(index, healthy, Instant::now());
+    fn lock(&self) -> std::sync::MutexGuard<'_, Failover> {
+        self.failover.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pool `id` became (un)healthy: re-decide at once.
+    pub fn set_healthy(&self, id: PoolId, healthy: bool) {
+        let mut f = self.lock();
+        f.set_healthy(id, healthy, now());
+        self.apply(&mut f);
+    }
+
+    /// The pools in priority order changed (added, moved, removed, enabled
+    /// or disabled): re-decide at once.
+    pub fn set_order(&self, order: Vec<PoolId>) {
+        let mut f = self.lock();
+        f.set_order(order);
         self.apply(&mut f);
     }
 
     /// Re-evaluates hold timers; call periodically.
     pub fn tick(&self) {
-        let mut f = self.failover.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = self.lock();
         self.apply(&mut f);
     }
 
     fn apply(&self, f: &mut Failover) {
         let before = f.active();
-        let after = f.decide(Instant::now());
+        let after = f.decide(now());
         if before != after {
-            let url = |i: Option<usize>| {
-                i.and_then(|i| self.status.snapshot().pools.get(i).map(|p| p.url.clone()))
-                    .unwrap_or_else(|| "none".into())
+            let url = |i: Option<PoolId>| {
+                i.and_then(|i| {
+                    self.status
+                        .snapshot()
+                        .pools
+                        .iter()
+                        .find(|p| p.id == i)
+                        .map(|p| p.url.clone())
+                })
+                .unwrap_or_else(|| "none".into())
             };
             match after {
                 Some(_) => info!(from = %url(before), to = %url(after), "switching pools"),
@@ -79,14 +107,18 @@ impl PoolSelector {
             }
         }
         self.miner.set_active(after);
-        self.status.update(|c| c.active_pool = after);
+        let position = after.and_then(|id| self.status.position(id));
+        self.status.update(|c| {
+            c.active_pool = position;
+            c.active_pool_id = after;
+        });
     }
 }
 
 /// Drives one pool: its connection, its plugin instance, its shares.
 pub struct PoolDriver {
-    /// Index of this pool in priority order.
-    pub index: usize,
+    /// The pool's stable id.
+    pub id: PoolId,
     /// The pool's configuration.
     pub entry: PoolEntry,
     /// Reports this pool's health.
@@ -98,12 +130,10 @@ pub struct PoolDriver {
     pub updates: watch::Receiver<PoolPluginPre>,
     /// Limits for each plugin instance.
     pub limits: Limits,
-    /// Where jobs go.
+    /// Where jobs go and shares come from.
     pub miner: Arc<Miner>,
     /// Where counters go.
     pub status: Arc<Status>,
-    /// Shares the miner found for this pool's jobs.
-    pub shares: mpsc::UnboundedReceiver<FoundShare>,
     /// Follow `client.reconnect` to another host name.
     pub allow_redirect: bool,
     /// User agent to announce.
@@ -124,7 +154,7 @@ enum Next {
     PluginDead,
     /// A validated new version of the plugin replaces the running one.
     Upgrade,
-    /// The host is shutting down.
+    /// The host is shutting down (or this pool was removed or disabled).
     Shutdown,
 }
 
@@ -154,14 +184,35 @@ struct Pending {
     difficulty: f64,
 }
 
+/// A session that lasted this long with work counts as healthy: the
+/// back-off starts from its minimum again after it.
+const HEALTHY_SESSION: Duration = Duration::from_secs(10);
+
+/// Per-driver log limits, so a peer repeating itself cannot flood the log.
+struct Logs {
+    accepted: LogLimiter,
+    rejected: LogLimiter,
+    refused: LogLimiter,
+}
+
+impl Logs {
+    fn new() -> Self {
+        Logs {
+            accepted: LogLimiter::new(Duration::from_secs(10), 5),
+            rejected: LogLimiter::new(Duration::from_secs(10), 5),
+            refused: LogLimiter::new(Duration::from_secs(60), 5),
+        }
+    }
+}
+
 impl PoolDriver {
     /// Keeps this pool connected until `shutdown` turns true or its plugin
     /// is disabled.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let clock = Instant::now();
+        let clock = now();
         let entry = self.entry.clone();
-        let index = self.index;
-        let span = info_span!("pool", index, url = %entry.url.url);
+        let id = self.id;
+        let span = info_span!("pool", id, url = %entry.url.url);
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         let mut plugin_backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         let mut failures: VecDeque<Instant> = VecDeque::new();
@@ -169,15 +220,9 @@ impl PoolDriver {
         let mut redirect: Option<(String, u16)> = None;
         let mut connection = 0u64;
         let mut next_share_id = 1u64;
-        let config = PoolConfig {
-            url: entry.url.url.clone(),
-            host: entry.url.host.clone(),
-            port: entry.url.port,
-            user: entry.user.clone(),
-            password: entry.password.clone(),
-            user_agent: self.user_agent.clone(),
-            version_rolling: true,
-        };
+        let mut logs = Logs::new();
+        self.miner.add_pool(id);
+        let config = self.pool_config();
         while !*shutdown.borrow() {
             if plugin.is_none() {
                 match call_blocking(|| self.plugin.instantiate(&config, self.limits.clone())) {
@@ -198,43 +243,38 @@ impl PoolDriver {
             let (host, port) = redirect
                 .clone()
                 .unwrap_or((entry.url.host.clone(), entry.url.port));
-            let stream =
-                match tokio::time::timeout(IO_TIMEOUT, TcpStream::connect((host.as_str(), port)))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        self.connect_failed(
-                            &span,
-                            format!("cannot connect to {host}:{port}: {e}"),
-                            &mut redirect,
-                        );
-                        if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
-                            return;
-                        }
-                        continue;
+            let connect = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect((host.as_str(), port)));
+            let stream = tokio::select! {
+                r = connect => r,
+                _ = shutdown.changed() => return,
+            };
+            let stream = match stream {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    self.connect_failed(&span, format!("cannot connect to {host}:{port}: {e}"), &mut redirect);
+                    if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
+                        return;
                     }
-                    Err(_) => {
-                        self.connect_failed(
-                            &span,
-                            format!("connecting to {host}:{port} timed out"),
-                            &mut redirect,
-                        );
-                        if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
-                            return;
-                        }
-                        continue;
+                    continue;
+                }
+                Err(_) => {
+                    self.connect_failed(&span, format!("connecting to {host}:{port} timed out"), &mut redirect);
+                    if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
+                        return;
                     }
-                };
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             connection += 1;
             self.status.update(|c| c.connects += 1);
-            self.status.update_pool(index, |s| {
+            self.status.update_pool(id, |s| {
                 s.connects += 1;
                 s.state = PoolState::Connecting;
             });
             span.in_scope(|| info!(connection, %host, port, "connected"));
             let mut got_job = false;
+            let started = now();
             let ended = self
                 .session(
                     stream,
@@ -243,6 +283,7 @@ impl PoolDriver {
                     clock,
                     &mut next_share_id,
                     &mut got_job,
+                    &mut logs,
                     &mut shutdown,
                 )
                 .instrument(span.clone())
@@ -251,28 +292,30 @@ impl PoolDriver {
             // unhealthy, so status always carries the reason for a failover.
             let disabled = matches!(ended.next, Next::PluginDead)
                 && self.plugin_failed(&span, ended.reason.clone(), &mut failures);
-            self.selector.set_healthy(index, false);
-            self.miner.clear(index);
+            self.selector.set_healthy(id, false);
+            self.miner.clear(id);
             if p.dead().is_none()
                 && let Err(e) = call_blocking(|| p.disconnected(&ended.reason))
             {
                 span.in_scope(|| warn!("plugin failed on disconnect: {e}"));
             }
-            self.status.update(|c| {
-                c.in_flight = 0;
-                c.last_disconnect = Some(ended.reason.clone());
-            });
-            self.status.update_pool(index, |s| {
+            self.status
+                .update(|c| c.last_disconnect = Some(ended.reason.clone()));
+            self.status.update_pool(id, |s| {
                 if s.state != PoolState::Disabled {
                     s.state = PoolState::Connecting;
                 }
+                s.in_flight = 0;
                 s.last_disconnect = Some(ended.reason.clone());
             });
-            if got_job {
+            // Only a session that worked for a while resets the back-off: a
+            // pool that hands out a job and drops us (or asks to reconnect)
+            // at once is retried ever more slowly, never in a tight loop.
+            if got_job && now().saturating_duration_since(started) >= HEALTHY_SESSION {
                 backoff.reset();
                 if failures
                     .back()
-                    .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+                    .is_none_or(|t| now().saturating_duration_since(*t) > Duration::from_secs(60))
                 {
                     plugin_backoff.reset();
                 }
@@ -290,8 +333,9 @@ impl PoolDriver {
                     });
                 }
                 Next::Backoff => {
-                    span.in_scope(|| warn!(reason = %ended.reason, "disconnected from pool"));
-                    if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
+                    let delay = backoff.next_delay();
+                    span.in_scope(|| warn!(reason = %ended.reason, ?delay, "disconnected from pool"));
+                    if sleep_or_shutdown(delay, &mut shutdown).await {
                         return;
                     }
                 }
@@ -339,11 +383,27 @@ impl PoolDriver {
                         });
                         redirect = Some((target_host, target_port));
                     }
-                    if sleep_or_shutdown(after.min(MAX_RECONNECT_DELAY), &mut shutdown).await {
+                    // The pool's own delay, and the back-off on top once
+                    // reconnects repeat without a healthy session between.
+                    let delay = after.min(MAX_RECONNECT_DELAY).max(backoff.next_delay());
+                    if sleep_or_shutdown(delay, &mut shutdown).await {
                         return;
                     }
                 }
             }
+        }
+    }
+
+    /// What the plugin is told about this pool.
+    fn pool_config(&self) -> PoolConfig {
+        PoolConfig {
+            url: self.entry.url.url.clone(),
+            host: self.entry.url.host.clone(),
+            port: self.entry.url.port,
+            user: self.entry.user.clone(),
+            password: self.entry.password.clone(),
+            user_agent: self.user_agent.clone(),
+            version_rolling: self.miner.can_roll_version(),
         }
     }
 
@@ -354,16 +414,16 @@ impl PoolDriver {
         reason: String,
         failures: &mut VecDeque<Instant>,
     ) -> bool {
-        let now = Instant::now();
-        failures.push_back(now);
+        let t = now();
+        failures.push_back(t);
         while failures
             .front()
-            .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
+            .is_some_and(|f| t.saturating_duration_since(*f) > FAILURE_WINDOW)
         {
             failures.pop_front();
         }
         let disabled = failures.len() >= MAX_PLUGIN_FAILURES;
-        self.status.update_pool(self.index, |s| {
+        self.status.update_pool(self.id, |s| {
             s.plugin_restarts += u64::from(!disabled);
             s.plugin_error = Some(reason.clone());
             if disabled {
@@ -391,7 +451,7 @@ impl PoolDriver {
         self.status
             .update(|c| c.last_disconnect = Some(reason.clone()));
         self.status
-            .update_pool(self.index, |s| s.last_disconnect = Some(reason));
+            .update_pool(self.id, |s| s.last_disconnect = Some(reason));
         // A redirect target that cannot be reached is forgotten.
         *redirect = None;
     }
@@ -405,22 +465,21 @@ impl PoolDriver {
         clock: Instant,
         next_share_id: &mut u64,
         got_job: &mut bool,
+        logs: &mut Logs,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Ended {
         let (mut reader, mut writer) = stream.into_split();
         let mut pending: HashMap<u64, Pending> = HashMap::new();
-        let now_ms = || clock.elapsed().as_millis() as u64;
-        // Shares found before this connection existed belong to dead jobs.
-        while let Ok(old) = self.shares.try_recv() {
-            self.status.update(|c| c.stale += 1);
-            trace!(job = old.job_id, "dropping share of an earlier connection");
-        }
+        let now_ms = || now().saturating_duration_since(clock).as_millis() as u64;
+        let Some(ready) = self.miner.share_ready(self.id) else {
+            return Ended::new("pool was removed", Next::Shutdown);
+        };
         let out = match call_blocking(|| plugin.connected(now_ms())) {
             Ok(out) => out,
             Err(e) => return e.into(),
         };
         if let Err(ended) = self
-            .apply(out, &mut writer, connection, &mut pending, got_job)
+            .apply(out, &mut writer, connection, &mut pending, got_job, logs)
             .await
         {
             return ended;
@@ -428,32 +487,49 @@ impl PoolDriver {
         let mut buf = vec![0u8; 16 * 1024];
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When the submit rate is used up: wait this long before the next take.
+        let mut submit_wait: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
         loop {
+            let wait_until = submit_wait;
             let out = tokio::select! {
                 read = reader.read(&mut buf) => match read {
                     Ok(0) => return Ended::new("pool closed the connection", Next::Backoff),
                     Ok(n) => call_blocking(|| plugin.received(&buf[..n])),
                     Err(e) => return Ended::new(format!("read error: {e}"), Next::Backoff),
                 },
-                Some(share) = self.shares.recv() => {
-                    if share.pool != self.index || share.connection != connection || !self.miner.is_live(share.job_seq) {
-                        self.status.update(|c| c.stale += 1);
-                        debug!(job = share.job_id, "share of a cleared job dropped");
-                        continue;
+                _ = ready.notified(), if wait_until.is_none() => {
+                    submit_wait = Some(tokio::time::Instant::now());
+                    continue;
+                }
+                _ = sleep_until_opt(wait_until) => {
+                    match self.miner.take_share(self.id, connection, now()) {
+                        Take::Empty => {
+                            submit_wait = None;
+                            continue;
+                        }
+                        Take::Wait(d) => {
+                            submit_wait = Some(tokio::time::Instant::now() + d);
+                            continue;
+                        }
+                        Take::Share(share) => {
+                            // More may be waiting: look again right after this one.
+                            submit_wait = Some(tokio::time::Instant::now());
+                            let id = *next_share_id;
+                            *next_share_id += 1;
+                            pending.insert(id, Pending { job_id: share.job_id.clone(), difficulty: share.difficulty });
+                            let in_flight = pending.len() as u64;
+                            self.status.update_pool(self.id, |p| p.in_flight = in_flight);
+                            let submission = ShareSubmission {
+                                id,
+                                job_id: share.job_id,
+                                extranonce2: share.extranonce2,
+                                ntime: share.ntime,
+                                nonce: share.nonce,
+                                version: share.version,
+                            };
+                            call_blocking(|| plugin.share_found(&submission))
+                        }
                     }
-                    let id = *next_share_id;
-                    *next_share_id += 1;
-                    pending.insert(id, Pending { job_id: share.job_id.clone(), difficulty: share.difficulty });
-                    self.status.update(|c| c.in_flight = pending.len() as u64);
-                    let submission = ShareSubmission {
-                        id,
-                        job_id: share.job_id,
-                        extranonce2: share.extranonce2,
-                        ntime: share.ntime,
-                        nonce: share.nonce,
-                        version: share.version,
-                    };
-                    call_blocking(|| plugin.share_found(&submission))
                 }
                 _ = tick.tick() => call_blocking(|| plugin.tick(now_ms())),
                 _ = shutdown.changed() => return Ended::new("shutting down", Next::Shutdown),
@@ -464,7 +540,7 @@ impl PoolDriver {
                 Err(e) => return e.into(),
             };
             if let Err(ended) = self
-                .apply(out, &mut writer, connection, &mut pending, got_job)
+                .apply(out, &mut writer, connection, &mut pending, got_job, logs)
                 .await
             {
                 return ended;
@@ -480,13 +556,10 @@ impl PoolDriver {
         connection: u64,
         pending: &mut HashMap<u64, Pending>,
         got_job: &mut bool,
+        logs: &mut Logs,
     ) -> Result<(), Ended> {
         for refused in out.rejected {
-            warn!("{refused}");
-            self.status.update(|c| {
-                c.refused_actions += 1;
-                c.last_refused_action = Some(refused.to_string());
-            });
+            self.refused(refused.to_string(), logs);
         }
         for action in out.actions {
             match action {
@@ -501,39 +574,49 @@ impl PoolDriver {
                 }
                 PoolAction::NewJob(job) => {
                     debug!(job = job.id(), clean = job.clean(), "new job");
-                    self.miner.new_job(self.index, connection, job);
+                    self.miner.new_job(self.id, connection, job);
                     if !*got_job {
                         *got_job = true;
                         self.status
-                            .update_pool(self.index, |s| s.state = PoolState::Healthy);
-                        self.selector.set_healthy(self.index, true);
+                            .update_pool(self.id, |s| s.state = PoolState::Healthy);
+                        self.selector.set_healthy(self.id, true);
                     }
                 }
                 PoolAction::SetShareTarget(target) => {
-                    self.miner.set_share_target(self.index, target)
+                    if let Err(reason) = self.miner.set_share_target(self.id, target) {
+                        self.refused(reason, logs);
+                    }
                 }
                 PoolAction::ShareResult { id, outcome } => {
                     let share = pending.remove(&id);
                     let job = share.as_ref().map(|s| s.job_id.as_str()).unwrap_or("?");
                     let difficulty = share.as_ref().map(|s| s.difficulty).unwrap_or(0.0);
+                    let t = now();
                     match outcome {
                         Ok(()) => {
-                            info!(
-                                share = id,
-                                job,
-                                difficulty = format_args!("{difficulty:.4}"),
-                                "share accepted"
-                            );
+                            if let LogDecision::Write { suppressed } = logs.accepted.check(t) {
+                                info!(
+                                    share = id,
+                                    job,
+                                    difficulty = format_args!("{difficulty:.4}"),
+                                    more_since_last_line = suppressed,
+                                    "share accepted"
+                                );
+                            }
                             self.status.update(|c| c.accepted += 1);
-                            self.status.update_pool(self.index, |s| s.accepted += 1);
+                            self.status.update_pool(self.id, |s| s.accepted += 1);
                         }
                         Err(reason) => {
-                            warn!(share = id, job, %reason, "share rejected");
+                            if let LogDecision::Write { suppressed } = logs.rejected.check(t) {
+                                warn!(share = id, job, %reason, more_since_last_line = suppressed, "share rejected");
+                            }
                             self.status
                                 .update(|c| *c.rejected.entry(reason).or_default() += 1);
+                            self.status.update_pool(self.id, |s| s.rejected += 1);
                         }
                     }
-                    self.status.update(|c| c.in_flight = pending.len() as u64);
+                    let in_flight = pending.len() as u64;
+                    self.status.update_pool(self.id, |p| p.in_flight = in_flight);
                 }
                 PoolAction::Reconnect { host, port, after } => {
                     return Err(Ended::new(
@@ -552,6 +635,25 @@ impl PoolDriver {
             }
         }
         Ok(())
+    }
+
+    /// Counts a refused plugin action and logs it, rate-limited.
+    fn refused(&self, reason: String, logs: &mut Logs) {
+        if let LogDecision::Write { suppressed } = logs.refused.check(now()) {
+            warn!(more_since_last_line = suppressed, "{reason}");
+        }
+        self.status.update(|c| {
+            c.refused_actions += 1;
+            c.last_refused_action = Some(reason);
+        });
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,0 +1,818 @@
+//! The control plane: one handle that owns the running appliance.
+//!
+//! Every front end reads one [`Snapshot`] and changes things through one
+//! command path, [`Appliance::execute`]: a [`Command`] is validated against
+//! the whole configuration (the same checks as a file), applied while
+//! mining wherever possible, and persisted by rewriting the configuration
+//! file atomically, so a crash or power cut mid-write leaves the old or the
+//! new file, never a torn one.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError, PolicyEntry, PoolEntry};
+use crate::device::Devices;
+use crate::energy::EnergyMeter;
+use crate::miner::{Miner, PoolId};
+use crate::plugin::pool::PoolPluginPre;
+use crate::plugin::{Limits, Runtime};
+use crate::policy::arbiter::Override;
+use crate::policy::clock::{Clock, SystemClock};
+use crate::policy::engine::PolicyEngine;
+use crate::policy::signal::SignalHub;
+use crate::pool::{PoolDriver, PoolSelector};
+use crate::state::{DeviceSnapshot, Snapshot, UnitSnapshot};
+use crate::status::{HashrateMeter, PoolState, Status};
+
+/// A change to the running appliance.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Adds a pool at `position` in priority order (`None`: last).
+    AddPool {
+        /// The pool.
+        pool: PoolEntry,
+        /// Where in the priority order.
+        position: Option<usize>,
+    },
+    /// Replaces pool `id`'s settings (it reconnects).
+    EditPool {
+        /// Which pool.
+        id: PoolId,
+        /// Its new settings.
+        pool: PoolEntry,
+    },
+    /// Moves pool `id` to `position` in priority order.
+    MovePool {
+        /// Which pool.
+        id: PoolId,
+        /// The new position (clamped to the list).
+        position: usize,
+    },
+    /// Enables or disables pool `id` (a disabled pool stays configured).
+    SetPoolEnabled {
+        /// Which pool.
+        id: PoolId,
+        /// Use it or not.
+        enabled: bool,
+    },
+    /// Removes pool `id`.
+    RemovePool {
+        /// Which pool.
+        id: PoolId,
+    },
+    /// Adds an energy policy.
+    AddPolicy(PolicyEntry),
+    /// Enables or disables a policy.
+    SetPolicyEnabled {
+        /// The policy's name.
+        name: String,
+        /// Take part in arbitration or not.
+        enabled: bool,
+    },
+    /// Replaces a policy's settings (its `config` table).
+    ConfigurePolicy {
+        /// The policy's name.
+        name: String,
+        /// The new settings.
+        config: toml::Table,
+    },
+    /// Removes a policy.
+    RemovePolicy {
+        /// The policy's name.
+        name: String,
+    },
+    /// Installs a signed plugin package from a directory.
+    InstallPlugin {
+        /// The package directory (plugin.wasm, plugin.toml, plugin.sig).
+        dir: PathBuf,
+    },
+    /// Removes an installed plugin package that no pool or policy uses.
+    RemovePlugin {
+        /// The package name.
+        name: String,
+    },
+    /// Manual pause above every policy, for `minutes` (`None`: until resumed).
+    Pause {
+        /// How long.
+        minutes: Option<u32>,
+    },
+    /// Clears the manual override.
+    Resume,
+    /// Sets a signal's value (e.g. pushed by home automation).
+    SetSignal {
+        /// The signal.
+        name: String,
+        /// Its value.
+        value: f64,
+    },
+    /// Re-reads the configuration file and applies what changed (SIGHUP).
+    Reload,
+}
+
+/// Why a command was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The change would make the configuration invalid.
+    #[error("{0}")]
+    Invalid(#[from] ConfigError),
+    /// It names something that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// It cannot be applied (plugin load failure, I/O).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A pool the appliance knows, with its driver if it runs.
+struct PoolSlot {
+    id: PoolId,
+    entry: PoolEntry,
+    stop: Option<watch::Sender<bool>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Hashrate meters per device and per unit.
+struct Meters {
+    total: HashrateMeter,
+    devices: Vec<HashrateMeter>,
+    units: Vec<Vec<HashrateMeter>>,
+}
+
+/// What the pool drivers need that does not change while running.
+pub(crate) struct PoolWiring {
+    pub runtime: Runtime,
+    pub builtin: PoolPluginPre,
+    pub user_agent: String,
+}
+
+/// The running appliance. Shared by every front end as a [`Handle`].
+pub struct Appliance {
+    config: Mutex<Config>,
+    config_path: Option<PathBuf>,
+    wiring: PoolWiring,
+    miner: Arc<Miner>,
+    selector: Arc<PoolSelector>,
+    status: Arc<Status>,
+    engine: Arc<PolicyEngine>,
+    hub: Arc<SignalHub>,
+    energy: Arc<EnergyMeter>,
+    meters: Mutex<Meters>,
+    pools: tokio::sync::Mutex<Vec<PoolSlot>>,
+    next_pool_id: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+    started: Instant,
+}
+
+/// The handle front ends hold.
+pub type Handle = Arc<Appliance>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Appliance {
+    /// Assembles the handle; pools start with [`Appliance::start_pools`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        wiring: PoolWiring,
+        miner: Arc<Miner>,
+        selector: Arc<PoolSelector>,
+        status: Arc<Status>,
+        engine: Arc<PolicyEngine>,
+        hub: Arc<SignalHub>,
+        energy: Arc<EnergyMeter>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Handle {
+        let devices = miner.devices();
+        let meters = Meters {
+            total: HashrateMeter::new(Duration::from_secs(60)),
+            devices: devices
+                .iter()
+                .map(|_| HashrateMeter::new(Duration::from_secs(60)))
+                .collect(),
+            units: devices.iter().map(|_| Vec::new()).collect(),
+        };
+        Arc::new(Appliance {
+            config: Mutex::new(config),
+            config_path,
+            wiring,
+            miner,
+            selector,
+            status,
+            engine,
+            hub,
+            energy,
+            meters: Mutex::new(meters),
+            pools: tokio::sync::Mutex::new(Vec::new()),
+            next_pool_id: AtomicU64::new(0),
+            shutdown,
+            started: Instant::now(),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        lock(&self.config).clone()
+    }
+
+    /// The devices mined with.
+    pub fn devices(&self) -> &Devices {
+        self.miner.devices()
+    }
+
+    /// Share counters and pools.
+    pub fn counters(&self) -> crate::status::Counters {
+        self.status.snapshot()
+    }
+
+    /// The policy engine.
+    pub fn engine(&self) -> &Arc<PolicyEngine> {
+        &self.engine
+    }
+
+    /// The energy meter.
+    pub fn energy(&self) -> &Arc<EnergyMeter> {
+        &self.energy
+    }
+
+    /// Total hashes since start, all devices.
+    pub fn hashes(&self) -> u64 {
+        self.devices().iter().map(|d| d.telemetry().hashes()).sum()
+    }
+
+    /// Average total hashrate over `window` (sampled every second).
+    pub fn hashrate(&self, window: Duration) -> f64 {
+        lock(&self.meters).total.rate(window)
+    }
+
+    /// Samples every device's counters (once a second), and feeds the
+    /// energy meter with the hashrate, the verdict and the temperatures.
+    pub(crate) fn sample(&self, now: Instant) {
+        let telemetry: Vec<_> = self.devices().iter().map(|d| d.telemetry()).collect();
+        let rate = {
+            let mut m = lock(&self.meters);
+            let total: u64 = telemetry.iter().map(|t| t.hashes()).sum();
+            m.total.sample(now, total);
+            for (i, t) in telemetry.iter().enumerate() {
+                if let Some(dm) = m.devices.get_mut(i) {
+                    dm.sample(now, t.hashes());
+                }
+                if let Some(units) = m.units.get_mut(i) {
+                    units.resize_with(t.units.len(), || HashrateMeter::new(Duration::from_secs(60)));
+                    for (u, um) in t.units.iter().zip(units.iter_mut()) {
+                        um.sample(now, u.hashes);
+                    }
+                }
+            }
+            m.total.rate(Duration::from_secs(2))
+        };
+        let temps = telemetry
+            .iter()
+            .flat_map(|t| t.temperatures.iter())
+            .map(|t| crate::policy::Temperature {
+                name: t.label.clone(),
+                celsius: t.temp_c,
+            })
+            .collect();
+        let verdict = self.engine.verdict();
+        self.energy
+            .sample(now, rate, &verdict.mode, &verdict.by, &verdict.reason, temps);
+    }
+
+    /// The one state snapshot every front end reads.
+    pub fn snapshot(&self) -> Snapshot {
+        let shares = self.status.snapshot();
+        let energy = self.engine.status();
+        let (power_w, power_source) = self.energy.power();
+        let ten = Duration::from_secs(10);
+        let m = lock(&self.meters);
+        let devices = self
+            .devices()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let t = d.telemetry();
+                let counters = shares.devices.get(i);
+                DeviceSnapshot {
+                    info: d.info().clone(),
+                    hashrate_10s_hs: m.devices.get(i).map_or(0.0, |h| h.rate(ten)),
+                    units: t
+                        .units
+                        .iter()
+                        .enumerate()
+                        .map(|(u, unit)| UnitSnapshot {
+                            name: unit.name.clone(),
+                            hashrate_10s_hs: m
+                                .units
+                                .get(i)
+                                .and_then(|v| v.get(u))
+                                .map_or(0.0, |h| h.rate(ten)),
+                            hardware_errors: unit.hardware_errors,
+                        })
+                        .collect(),
+                    temperatures: t.temperatures,
+                    fans: t.fans,
+                    power_w: t.power_w,
+                    paused: t.paused,
+                    power_limit_w: t.power_limit_w,
+                    tasks_in_flight: t.tasks_in_flight,
+                    solutions: counters.map_or(0, |c| c.solutions),
+                    hardware_errors: counters.map_or(0, |c| c.hardware_errors),
+                }
+            })
+            .collect();
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_secs: self.started.elapsed().as_secs(),
+            hashrate_10s_hs: m.total.rate(ten),
+            hashrate_1m_hs: m.total.rate(Duration::from_secs(60)),
+            devices,
+            decision: energy.verdict.to_string(),
+            shares,
+            energy,
+            power_w,
+            power_source,
+        }
+    }
+
+    /// Starts a driver for every configured pool.
+    pub(crate) async fn start_pools(&self) -> anyhow::Result<()> {
+        let config = self.config();
+        let mut slots = Vec::new();
+        for (i, entry) in config.pools.iter().enumerate() {
+            let id = self.next_pool_id.fetch_add(1, Ordering::Relaxed);
+            let plugin = self
+                .prepare_pool(&config, entry)
+                .map_err(|e| anyhow::anyhow!("pool {} (pools[{i}]): {e}", entry.url.url))?;
+            slots.push(self.spawn_pool(&config, id, entry.clone(), plugin));
+        }
+        *self.pools.lock().await = slots;
+        self.publish_pools(&self.pools.lock().await);
+        Ok(())
+    }
+
+    /// Loads the plugin a pool needs (before anything is persisted).
+    fn prepare_pool(
+        &self,
+        config: &Config,
+        entry: &PoolEntry,
+    ) -> anyhow::Result<(PoolPluginPre, String)> {
+        match &entry.plugin {
+            None => Ok((
+                self.wiring.builtin.clone(),
+                "stratum-v1 (built in)".to_string(),
+            )),
+            Some(spec) => crate::app::load_pool_plugin(&self.wiring.runtime, config, entry, spec),
+        }
+    }
+
+    /// Starts pool `id`'s driver (and its plugin watcher), unless disabled.
+    fn spawn_pool(
+        &self,
+        config: &Config,
+        id: PoolId,
+        entry: PoolEntry,
+        (plugin, label): (PoolPluginPre, String),
+    ) -> PoolSlot {
+        self.miner.add_pool(id);
+        if !entry.enabled {
+            return PoolSlot {
+                id,
+                entry,
+                stop: None,
+                tasks: Vec::new(),
+            };
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        // The appliance's shutdown stops every pool too.
+        let mut global = self.shutdown.clone();
+        let stop_on_shutdown = stop.clone();
+        let mut tasks = vec![tokio::spawn(async move {
+            let _ = global.wait_for(|s| *s).await;
+            let _ = stop_on_shutdown.send(true);
+        })];
+        let (update_tx, updates) = watch::channel(plugin.clone());
+        if let Some(name) = entry
+            .plugin
+            .as_deref()
+            .filter(|s| crate::app::is_package_name(s))
+        {
+            tasks.push(tokio::spawn(crate::app::watch_installed(
+                self.wiring.runtime.clone(),
+                config.clone(),
+                entry.clone(),
+                id,
+                name.to_string(),
+                update_tx,
+                self.status.clone(),
+                stop_rx.clone(),
+            )));
+        } else {
+            // Built-in plugins never change while running.
+            tasks.push(tokio::spawn(async move {
+                let _keep = update_tx;
+                std::future::pending::<()>().await
+            }));
+        }
+        let driver = PoolDriver {
+            id,
+            entry: entry.clone(),
+            selector: self.selector.clone(),
+            plugin,
+            updates,
+            limits: Limits {
+                call_timeout: Duration::from_millis(config.plugin_limits.call_timeout_ms),
+                memory_bytes: config.plugin_limits.memory_mib << 20,
+                ..Limits::default()
+            },
+            miner: self.miner.clone(),
+            status: self.status.clone(),
+            allow_redirect: config.allow_pool_redirect,
+            user_agent: self.wiring.user_agent.clone(),
+        };
+        let status = self.status.clone();
+        tasks.insert(0, tokio::spawn(driver.run(stop_rx)));
+        status.update_pool(id, |s| s.plugin = label.clone());
+        let _ = &label;
+        PoolSlot {
+            id,
+            entry,
+            stop: Some(stop),
+            tasks,
+        }
+    }
+
+    /// Stops a pool's driver and waits for it (the pool stays known).
+    async fn stop_pool(&self, slot: &mut PoolSlot) {
+        if let Some(stop) = slot.stop.take() {
+            let _ = stop.send(true);
+        }
+        let mut tasks = std::mem::take(&mut slot.tasks);
+        if let Some(driver) = (!tasks.is_empty()).then(|| tasks.remove(0)) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+        }
+        for t in tasks {
+            t.abort();
+        }
+        self.selector.set_healthy(slot.id, false);
+        self.miner.clear(slot.id);
+    }
+
+    /// Shows the pools in their order and hands the enabled ones to the selector.
+    fn publish_pools(&self, slots: &[PoolSlot]) {
+        let shown: Vec<(u64, String, String)> = slots
+            .iter()
+            .map(|s| (s.id, s.entry.url.url.clone(), s.entry.user.clone()))
+            .collect();
+        self.status.set_pools(&shown);
+        for s in slots {
+            if !s.entry.enabled {
+                self.status.update_pool(s.id, |p| p.state = PoolState::Off);
+            } else if p_state_off(&self.status, s.id) {
+                self.status.update_pool(s.id, |p| p.state = PoolState::Connecting);
+            }
+        }
+        self.selector.set_order(
+            slots
+                .iter()
+                .filter(|s| s.entry.enabled)
+                .map(|s| s.id)
+                .collect(),
+        );
+    }
+
+    /// Writes `config` to the configuration file, atomically.
+    fn persist(&self, config: &Config) -> Result<(), CommandError> {
+        let Some(path) = &self.config_path else {
+            return Ok(());
+        };
+        let text = config
+            .to_toml()
+            .map_err(|e| CommandError::Failed(format!("cannot write the configuration: {e}")))?;
+        let text = format!(
+            "# Written by hashwatt; changes made through the panel, API or commands land here.\n{text}"
+        );
+        hashwatt_state::atomic_write(path, text.as_bytes()).map_err(|e| {
+            CommandError::Failed(format!("cannot save {}: {e}", path.display()))
+        })
+    }
+
+    fn config_name(&self) -> PathBuf {
+        self.config_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("(configuration)"))
+    }
+
+    /// Validates, applies and persists one command. Commands run one at a
+    /// time; a refused command changes nothing.
+    pub async fn execute(&self, command: Command) -> Result<String, CommandError> {
+        let mut slots = self.pools.lock().await;
+        let current = self.config();
+        let mut next = current.clone();
+        let now = SystemClock.now_utc_ms();
+        match command {
+            Command::Pause { minutes } => {
+                self.engine.set_override(Some(Override::pause(now, minutes)));
+                return Ok(self.engine.verdict().to_string());
+            }
+            Command::Resume => {
+                self.engine.set_override(None);
+                return Ok(self.engine.verdict().to_string());
+            }
+            Command::SetSignal { name, value } => {
+                self.hub
+                    .set(&name, value)
+                    .map_err(|e| CommandError::NotFound(e.to_string()))?;
+                return Ok(format!("{name} = {value}"));
+            }
+            Command::InstallPlugin { dir } => {
+                let trust = crate::plugin::package::Trust::from_config(&current)
+                    .map_err(|e| CommandError::Failed(format!("{e:#}")))?;
+                let dir2 = dir.clone();
+                let state_dir = current.state_dir.clone();
+                let installed = tokio::task::spawn_blocking(move || {
+                    crate::plugin::cli::install(&dir2, &state_dir, &trust)
+                })
+                .await
+                .map_err(|e| CommandError::Failed(e.to_string()))?
+                .map_err(|e| CommandError::Failed(format!("{e:#}")))?;
+                let m = &installed.package.manifest;
+                return Ok(format!("installed {} {} ({})", m.name, m.version, m.kind));
+            }
+            Command::RemovePlugin { name } => {
+                let used = current.pools.iter().any(|p| p.plugin.as_deref() == Some(&name))
+                    || current.policies.iter().any(|p| p.plugin == name);
+                if used {
+                    return Err(CommandError::Failed(format!(
+                        "plugin {name} is in use; remove or change the pools and policies that use it first"
+                    )));
+                }
+                crate::plugin::cli::remove(&current.state_dir, &name)
+                    .map_err(|e| CommandError::Failed(format!("{e:#}")))?;
+                return Ok(format!("removed {name}"));
+            }
+            Command::Reload => {
+                let Some(path) = &self.config_path else {
+                    return Err(CommandError::Failed(
+                        "this appliance runs without a configuration file".into(),
+                    ));
+                };
+                next = Config::load(path)?;
+                let restart = restart_needed(&current, &next);
+                if !restart.is_empty() {
+                    warn!(
+                        "configuration reloaded; {} only take effect after a restart",
+                        restart.join(", ")
+                    );
+                }
+                // Pools keep their identity (and counters) where URL and user match.
+                let order: Vec<Option<PoolId>> = next
+                    .pools
+                    .iter()
+                    .map(|p| {
+                        slots
+                            .iter()
+                            .find(|s| s.entry.url.url == p.url.url && s.entry.user == p.user)
+                            .map(|s| s.id)
+                    })
+                    .collect();
+                self.apply_pools(&mut slots, &next, order).await?;
+                self.apply_policies(&current, &next)?;
+                *lock(&self.config) = next;
+                info!("configuration reloaded");
+                return Ok("configuration reloaded".into());
+            }
+            Command::AddPool { pool, position } => {
+                let at = position.unwrap_or(next.pools.len()).min(next.pools.len());
+                next.pools.insert(at, pool);
+            }
+            Command::EditPool { id, pool } => {
+                let i = position_of(&slots, id)?;
+                next.pools[i] = pool;
+            }
+            Command::MovePool { id, position } => {
+                let i = position_of(&slots, id)?;
+                let p = next.pools.remove(i);
+                let to = position.min(next.pools.len());
+                next.pools.insert(to, p);
+            }
+            Command::SetPoolEnabled { id, enabled } => {
+                let i = position_of(&slots, id)?;
+                next.pools[i].enabled = enabled;
+            }
+            Command::RemovePool { id } => {
+                let i = position_of(&slots, id)?;
+                next.pools.remove(i);
+            }
+            Command::AddPolicy(entry) => next.policies.push(entry),
+            Command::SetPolicyEnabled { name, enabled } => {
+                policy_mut(&mut next, &name)?.enabled = enabled;
+            }
+            Command::ConfigurePolicy { name, config } => {
+                policy_mut(&mut next, &name)?.config = config;
+            }
+            Command::RemovePolicy { name } => {
+                let before = next.policies.len();
+                next.policies.retain(|p| p.name != name);
+                if next.policies.len() == before {
+                    return Err(CommandError::NotFound(format!("no policy is named {name:?}")));
+                }
+            }
+        }
+        next.validate(&self.config_name())?;
+        // Which running pool each configured pool is (None: new), so the
+        // drivers of pools that stay keep running.
+        let order = pool_identities(&slots, &current, &next);
+        // Plugins of new or changed pools load before anything is written.
+        for (entry, id) in next.pools.iter().zip(&order) {
+            let unchanged = id
+                .and_then(|id| slots.iter().find(|s| s.id == id))
+                .is_some_and(|s| same_pool(&s.entry, entry));
+            if !unchanged && entry.enabled {
+                self.prepare_pool(&next, entry)
+                    .map_err(|e| CommandError::Failed(format!("pool {}: {e:#}", entry.url.url)))?;
+            }
+        }
+        self.persist(&next)?;
+        self.apply_pools(&mut slots, &next, order).await?;
+        self.apply_policies(&current, &next)?;
+        *lock(&self.config) = next;
+        Ok("applied".into())
+    }
+
+    /// Brings the running pools in line with `next.pools`; `order[i]` is
+    /// the running pool that `next.pools[i]` is (None: a new pool).
+    async fn apply_pools(
+        &self,
+        slots: &mut Vec<PoolSlot>,
+        next: &Config,
+        order: Vec<Option<PoolId>>,
+    ) -> Result<(), CommandError> {
+        let mut old: HashMap<PoolId, PoolSlot> = slots.drain(..).map(|s| (s.id, s)).collect();
+        let mut new_slots = Vec::with_capacity(next.pools.len());
+        for (entry, id) in next.pools.iter().zip(order) {
+            let kept = id.and_then(|id| old.remove(&id));
+            match kept {
+                Some(slot) if same_pool(&slot.entry, entry) => new_slots.push(slot),
+                Some(mut slot) => {
+                    self.stop_pool(&mut slot).await;
+                    let plugin = self
+                        .prepare_pool(next, entry)
+                        .map_err(|e| CommandError::Failed(format!("{e:#}")))?;
+                    new_slots.push(self.spawn_pool(next, slot.id, entry.clone(), plugin));
+                }
+                None => {
+                    let id = self.next_pool_id.fetch_add(1, Ordering::Relaxed);
+                    let plugin = self
+                        .prepare_pool(next, entry)
+                        .map_err(|e| CommandError::Failed(format!("{e:#}")))?;
+                    new_slots.push(self.spawn_pool(next, id, entry.clone(), plugin));
+                }
+            }
+        }
+        for (_, mut gone) in old {
+            self.stop_pool(&mut gone).await;
+            self.miner.remove_pool(gone.id);
+        }
+        *slots = new_slots;
+        self.publish_pools(slots);
+        Ok(())
+    }
+
+    /// Brings the policy engine in line with `next.policies`.
+    fn apply_policies(&self, current: &Config, next: &Config) -> Result<(), CommandError> {
+        for old in &current.policies {
+            match next.policies.iter().find(|p| p.name == old.name) {
+                None => {
+                    let _ = self.engine.remove_policy(&old.name);
+                }
+                Some(new) if new.plugin != old.plugin || new.config != old.config || new.fail_safe != old.fail_safe => {
+                    let _ = self.engine.remove_policy(&old.name);
+                    crate::app::add_policy(&self.wiring.runtime, next, &self.engine, new)
+                        .map_err(|e| CommandError::Failed(format!("policy {}: {e:#}", new.name)))?;
+                }
+                Some(new) => {
+                    if new.enabled != old.enabled {
+                        let _ = self.engine.set_enabled(&new.name, new.enabled);
+                    }
+                }
+            }
+        }
+        for new in &next.policies {
+            if !current.policies.iter().any(|p| p.name == new.name) {
+                crate::app::add_policy(&self.wiring.runtime, next, &self.engine, new)
+                    .map_err(|e| CommandError::Failed(format!("policy {}: {e:#}", new.name)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every pool driver (shutdown).
+    pub(crate) async fn stop_all(&self) {
+        let mut slots = self.pools.lock().await;
+        for slot in slots.iter_mut() {
+            self.stop_pool(slot).await;
+        }
+    }
+}
+
+fn p_state_off(status: &Status, id: PoolId) -> bool {
+    status
+        .snapshot()
+        .pools
+        .iter()
+        .any(|p| p.id == id && p.state == PoolState::Off)
+}
+
+/// Whether two pool entries need no reconnect between them.
+fn same_pool(a: &PoolEntry, b: &PoolEntry) -> bool {
+    a.url == b.url
+        && a.user == b.user
+        && a.password == b.password
+        && a.plugin == b.plugin
+        && a.enabled == b.enabled
+}
+
+fn position_of(slots: &[PoolSlot], id: PoolId) -> Result<usize, CommandError> {
+    slots
+        .iter()
+        .position(|s| s.id == id)
+        .ok_or_else(|| CommandError::NotFound(format!("no pool has id {id}")))
+}
+
+fn policy_mut<'a>(config: &'a mut Config, name: &str) -> Result<&'a mut PolicyEntry, CommandError> {
+    config
+        .policies
+        .iter_mut()
+        .find(|p| p.name == name)
+        .ok_or_else(|| CommandError::NotFound(format!("no policy is named {name:?}")))
+}
+
+/// For each pool of `next`, the running pool it is: matched by position
+/// among the pools of `current` that stay, in order.
+fn pool_identities(slots: &[PoolSlot], current: &Config, next: &Config) -> Vec<Option<PoolId>> {
+    let mut used = vec![false; slots.len()];
+    let mut out = Vec::with_capacity(next.pools.len());
+    // First exact matches (moved, untouched), then same URL+user (edited).
+    let mut pending = Vec::new();
+    for (i, p) in next.pools.iter().enumerate() {
+        let hit = slots
+            .iter()
+            .enumerate()
+            .find(|(j, s)| !used[*j] && same_pool(&s.entry, p))
+            .map(|(j, _)| j);
+        match hit {
+            Some(j) => {
+                used[j] = true;
+                out.push(Some(slots[j].id));
+            }
+            None => {
+                out.push(None);
+                pending.push(i);
+            }
+        }
+    }
+    // An edit keeps the pool's identity: the one unmatched old pool at the
+    // same place (a single edit changes exactly one entry).
+    let unmatched: Vec<usize> = (0..slots.len()).filter(|j| !used[*j]).collect();
+    if pending.len() == 1 && unmatched.len() == 1 && current.pools.len() == next.pools.len() {
+        out[pending[0]] = Some(slots[unmatched[0]].id);
+    }
+    out
+}
+
+/// Settings a reload cannot apply while running.
+fn restart_needed(a: &Config, b: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if a.threads != b.threads {
+        out.push("threads");
+    }
+    if a.backend != b.backend {
+        out.push("backend");
+    }
+    if a.state_dir != b.state_dir {
+        out.push("state_dir");
+    }
+    if a.api_listen != b.api_listen {
+        out.push("api_listen");
+    }
+    if a.energy != b.energy {
+        out.push("[energy]");
+    }
+    if a.signals != b.signals {
+        out.push("[[signals]]");
+    }
+    if a.plugin_limits != b.plugin_limits || a.failback_secs != b.failback_secs {
+        out.push("plugin_limits/failback_secs");
+    }
+    out
+}

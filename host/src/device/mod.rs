@@ -1,0 +1,285 @@
+//! Hashing devices: the CPU workers today, BM13xx ASIC chains next, a
+//! simulated multi-task device in the tests — all behind one interface.
+//!
+//! The miner hands a device [`Task`]s: a validated job, the part of the
+//! search space the device may roll (extranonce2 values, version bits,
+//! ntime seconds) and the share target. A device may keep several tasks in
+//! flight (an ASIC chain does; the CPU mines the newest one) and reports
+//! [`Solution`]s that carry everything needed to rebuild the header. The
+//! miner is the only judge of what a solution is worth: it rebuilds the
+//! header, re-hashes it with the host's own SHA-256d and decides staleness.
+//!
+//! Devices also report [`Telemetry`] (hash counters per thread or chip,
+//! hardware errors, temperatures, fans, power) and take [`Control`]s
+//! (pause, resume, a power limit where supported), so energy policies and
+//! the energy meter work the same on any hardware.
+
+pub mod cpu;
+pub mod hwmon;
+pub mod sim;
+
+use std::sync::Arc;
+
+use hashwatt_work::{Job, Target};
+use serde::Serialize;
+
+/// Everything a device needs to mine one job on its own.
+#[derive(Clone, Debug)]
+pub struct Task {
+    /// Miner-wide task id, quoted back in every [`Solution`].
+    pub id: u64,
+    /// The validated job.
+    pub job: Job,
+    /// The extranonce2 values this device may use (disjoint from every
+    /// other device's); empty for work whose merkle root the pool fixed.
+    pub extranonce2: Extranonce2Range,
+    /// The rolled-version indices (see [`hashwatt_work::rolled_version`])
+    /// this device may use with the job's `version_mask`; the whole space
+    /// unless devices have to share a fixed merkle root.
+    pub versions: std::ops::Range<u64>,
+    /// Seconds the device may add to the job's ntime (0: ntime is fixed).
+    pub ntime_roll: u32,
+    /// Hashes must meet this target to be reported.
+    pub share_target: Target,
+}
+
+/// A contiguous run of extranonce2 values, written big-endian in `size` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extranonce2Range {
+    /// Bytes per value (0: the job has no extranonce2).
+    pub size: usize,
+    /// First value.
+    pub start: u128,
+    /// Number of values (at least 1; a zero-size range has exactly one, empty, value).
+    pub count: u128,
+}
+
+impl Extranonce2Range {
+    /// The range for a job without extranonce2 (one empty value).
+    pub const NONE: Extranonce2Range = Extranonce2Range {
+        size: 0,
+        start: 0,
+        count: 1,
+    };
+
+    /// Part `part` of `parts` equal slices of the whole `size`-byte space.
+    pub fn slice(size: usize, part: usize, parts: usize) -> Option<Extranonce2Range> {
+        if size == 0 {
+            return Some(Extranonce2Range::NONE);
+        }
+        if size > 16 || parts == 0 || part >= parts {
+            return None;
+        }
+        let total: u128 = if size == 16 {
+            u128::MAX
+        } else {
+            1u128 << (8 * size)
+        };
+        let each = total / parts as u128;
+        if each == 0 {
+            return None;
+        }
+        Some(Extranonce2Range {
+            size,
+            start: each * part as u128,
+            count: each,
+        })
+    }
+
+    /// The `i`-th value of the range (`None` past its end).
+    pub fn value(&self, i: u128) -> Option<Vec<u8>> {
+        if i >= self.count {
+            return None;
+        }
+        let v = self.start.checked_add(i)?;
+        let bytes = v.to_be_bytes();
+        bytes.get(16 - self.size..).map(<[u8]>::to_vec)
+    }
+
+    /// Whether `en2` is a value of this range.
+    pub fn contains(&self, en2: &[u8]) -> bool {
+        if en2.len() != self.size {
+            return false;
+        }
+        if self.size == 0 {
+            return true;
+        }
+        let mut buf = [0u8; 16];
+        let Some(tail) = buf.get_mut(16 - self.size..) else {
+            return false;
+        };
+        tail.copy_from_slice(en2);
+        let v = u128::from_be_bytes(buf);
+        v >= self.start && v - self.start < self.count
+    }
+}
+
+/// What a device found: enough to rebuild the header, never a bare nonce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Solution {
+    /// The [`Task::id`] it solves.
+    pub task: u64,
+    /// The extranonce2 used (empty for fixed-root work).
+    pub extranonce2: Vec<u8>,
+    /// The full header version used.
+    pub version: u32,
+    /// The ntime used.
+    pub ntime: u32,
+    /// The nonce (header bytes 76..80 as a little-endian number).
+    pub nonce: u32,
+}
+
+/// Where a device reports solutions; implemented by the miner. Called on
+/// the device's own threads: must return quickly and never block.
+pub trait SolutionSink: Send + Sync {
+    /// Device `device` (its index) found `solution`.
+    fn solution(&self, device: usize, solution: Solution);
+}
+
+/// What a device is and can do; fixed for its lifetime.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceInfo {
+    /// Short unique name shown to the operator (`cpu`, `sim0`, `bm1370-0`).
+    pub name: String,
+    /// Kind of hardware (`cpu`, `asic`, `simulated`).
+    pub kind: &'static str,
+    /// Details such as the hashing backend or chip model.
+    pub model: String,
+    /// Whether the device rolls version bits itself (BIP 320); pools are
+    /// offered version rolling only when every device can.
+    pub rolls_version: bool,
+    /// Whether the device rolls ntime itself.
+    pub rolls_ntime: bool,
+    /// Tasks it can usefully keep in flight at once.
+    pub max_tasks: usize,
+    /// The easiest share difficulty it can be asked for without flooding
+    /// the host; a pool asking for less is refused.
+    pub min_difficulty: f64,
+    /// Whether [`Control::PowerLimit`] is supported.
+    pub power_limit: bool,
+}
+
+/// A control the operator or an energy policy applies to a device.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Control {
+    /// Stop hashing (keep tasks; resume continues them).
+    Pause,
+    /// Hash again.
+    Resume,
+    /// Keep the device's draw at or under this many watts (`None`: no limit).
+    PowerLimit(Option<f64>),
+}
+
+/// Why a device refused a control.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The device has no such control.
+    #[error("device {device} does not support {what}")]
+    Unsupported {
+        /// The device name.
+        device: String,
+        /// The control refused.
+        what: &'static str,
+    },
+}
+
+/// One hashing unit of a device (a CPU thread, an ASIC chip).
+#[derive(Clone, Debug, Serialize)]
+pub struct UnitTelemetry {
+    /// Name within the device (`thread-0`, `chip-3`).
+    pub name: String,
+    /// Hashes done since start (monotonic), for rates.
+    pub hashes: u64,
+    /// Results the host's re-check refused (per unit where known).
+    pub hardware_errors: u64,
+}
+
+/// A temperature reading.
+#[derive(Clone, Debug, Serialize)]
+pub struct TempReading {
+    /// Sensor label (`k10temp Tctl`, `board`).
+    pub label: String,
+    /// Degrees Celsius.
+    pub temp_c: f64,
+}
+
+/// A fan reading.
+#[derive(Clone, Debug, Serialize)]
+pub struct FanReading {
+    /// Fan label.
+    pub label: String,
+    /// Revolutions per minute, if the fan reports them.
+    pub rpm: Option<u32>,
+    /// Duty in percent, if known.
+    pub percent: Option<f64>,
+}
+
+/// What a device reports about itself right now.
+#[derive(Clone, Debug, Serialize)]
+pub struct Telemetry {
+    /// Per thread or chip counters.
+    pub units: Vec<UnitTelemetry>,
+    /// Temperatures (empty where the hardware has no readable sensor).
+    pub temperatures: Vec<TempReading>,
+    /// Fans.
+    pub fans: Vec<FanReading>,
+    /// Draw in watts where the device measures it (`None`: unknown).
+    pub power_w: Option<f64>,
+    /// Whether the device is paused.
+    pub paused: bool,
+    /// The power limit in force, watts.
+    pub power_limit_w: Option<f64>,
+    /// Tasks in flight now.
+    pub tasks_in_flight: usize,
+}
+
+impl Telemetry {
+    /// Hashes done by all units since start.
+    pub fn hashes(&self) -> u64 {
+        self.units.iter().map(|u| u.hashes).sum()
+    }
+}
+
+/// A hashing device. The miner drives it; it must never block the caller.
+pub trait Device: Send + Sync {
+    /// What it is and can do.
+    fn info(&self) -> &DeviceInfo;
+    /// Connects the sink its solutions go to; called once before any task.
+    fn attach(&self, index: usize, sink: std::sync::Weak<dyn SolutionSink>);
+    /// Mine `task`. With `replace`, every earlier task is void and must be
+    /// abandoned at once (a clean job, a pool switch); otherwise the device
+    /// may keep older tasks in flight up to [`DeviceInfo::max_tasks`] and
+    /// should prefer the newest.
+    fn assign(&self, task: Task, replace: bool);
+    /// Nothing to mine: drop every task and idle.
+    fn idle(&self);
+    /// Applies a control.
+    fn control(&self, control: Control) -> Result<(), DeviceError>;
+    /// Current telemetry.
+    fn telemetry(&self) -> Telemetry;
+}
+
+/// The devices of the appliance, in a fixed order (their index).
+pub type Devices = Vec<Arc<dyn Device>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extranonce2_slices_are_disjoint_and_cover_values() {
+        let a = Extranonce2Range::slice(2, 0, 3).unwrap();
+        let b = Extranonce2Range::slice(2, 1, 3).unwrap();
+        assert_eq!(a.count, 65536 / 3);
+        let first_b = b.value(0).unwrap();
+        assert!(!a.contains(&first_b));
+        assert!(b.contains(&first_b));
+        assert_eq!(a.value(0).unwrap(), vec![0, 0]);
+        assert!(a.value(a.count).is_none());
+        assert!(!a.contains(&[0, 0, 0]), "wrong size");
+        let full = Extranonce2Range::slice(16, 1, 2).unwrap();
+        assert_eq!(full.value(0).unwrap().len(), 16);
+        assert!(Extranonce2Range::slice(1, 0, 300).is_none());
+        assert!(Extranonce2Range::NONE.contains(&[]));
+    }
+}
