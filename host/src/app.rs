@@ -209,7 +209,10 @@ impl App {
         );
         handle.start_pools().await?;
         tasks.push(tokio::spawn(select_loop(selector, shutdown_rx.clone())));
-        tasks.push(tokio::spawn(sample_loop(handle.clone(), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(sample_loop(
+            handle.clone(),
+            shutdown_rx.clone(),
+        )));
 
         let api_addr = match config.api_listen {
             Some(addr) => {

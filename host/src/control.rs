@@ -267,7 +267,9 @@ impl Appliance {
                     dm.sample(now, t.hashes());
                 }
                 if let Some(units) = m.units.get_mut(i) {
-                    units.resize_with(t.units.len(), || HashrateMeter::new(Duration::from_secs(60)));
+                    units.resize_with(t.units.len(), || {
+                        HashrateMeter::new(Duration::from_secs(60))
+                    });
                     for (u, um) in t.units.iter().zip(units.iter_mut()) {
                         um.sample(now, u.hashes);
                     }
@@ -284,8 +286,14 @@ impl Appliance {
             })
             .collect();
         let verdict = self.engine.verdict();
-        self.energy
-            .sample(now, rate, &verdict.mode, &verdict.by, &verdict.reason, temps);
+        self.energy.sample(
+            now,
+            rate,
+            &verdict.mode,
+            &verdict.by,
+            &verdict.reason,
+            temps,
+        );
     }
 
     /// The one state snapshot every front end reads.
@@ -384,6 +392,7 @@ impl Appliance {
         (plugin, label): (PoolPluginPre, String),
     ) -> PoolSlot {
         self.miner.add_pool(id);
+        self.status.ensure_pool(id, &entry.url.url, &entry.user);
         if !entry.enabled {
             return PoolSlot {
                 id,
@@ -478,7 +487,8 @@ impl Appliance {
             if !s.entry.enabled {
                 self.status.update_pool(s.id, |p| p.state = PoolState::Off);
             } else if p_state_off(&self.status, s.id) {
-                self.status.update_pool(s.id, |p| p.state = PoolState::Connecting);
+                self.status
+                    .update_pool(s.id, |p| p.state = PoolState::Connecting);
             }
         }
         self.selector.set_order(
@@ -501,9 +511,8 @@ impl Appliance {
         let text = format!(
             "# Written by hashwatt; changes made through the panel, API or commands land here.\n{text}"
         );
-        hashwatt_state::atomic_write(path, text.as_bytes()).map_err(|e| {
-            CommandError::Failed(format!("cannot save {}: {e}", path.display()))
-        })
+        hashwatt_state::atomic_write(path, text.as_bytes())
+            .map_err(|e| CommandError::Failed(format!("cannot save {}: {e}", path.display())))
     }
 
     fn config_name(&self) -> PathBuf {
@@ -521,7 +530,8 @@ impl Appliance {
         let now = SystemClock.now_utc_ms();
         match command {
             Command::Pause { minutes } => {
-                self.engine.set_override(Some(Override::pause(now, minutes)));
+                self.engine
+                    .set_override(Some(Override::pause(now, minutes)));
                 return Ok(self.engine.verdict().to_string());
             }
             Command::Resume => {
@@ -549,7 +559,10 @@ impl Appliance {
                 return Ok(format!("installed {} {} ({})", m.name, m.version, m.kind));
             }
             Command::RemovePlugin { name } => {
-                let used = current.pools.iter().any(|p| p.plugin.as_deref() == Some(&name))
+                let used = current
+                    .pools
+                    .iter()
+                    .any(|p| p.plugin.as_deref() == Some(&name))
                     || current.policies.iter().any(|p| p.plugin == name);
                 if used {
                     return Err(CommandError::Failed(format!(
@@ -624,7 +637,9 @@ impl Appliance {
                 let before = next.policies.len();
                 next.policies.retain(|p| p.name != name);
                 if next.policies.len() == before {
-                    return Err(CommandError::NotFound(format!("no policy is named {name:?}")));
+                    return Err(CommandError::NotFound(format!(
+                        "no policy is named {name:?}"
+                    )));
                 }
             }
         }
@@ -682,6 +697,7 @@ impl Appliance {
         for (_, mut gone) in old {
             self.stop_pool(&mut gone).await;
             self.miner.remove_pool(gone.id);
+            self.selector.forget(gone.id);
         }
         *slots = new_slots;
         self.publish_pools(slots);
@@ -695,7 +711,11 @@ impl Appliance {
                 None => {
                     let _ = self.engine.remove_policy(&old.name);
                 }
-                Some(new) if new.plugin != old.plugin || new.config != old.config || new.fail_safe != old.fail_safe => {
+                Some(new)
+                    if new.plugin != old.plugin
+                        || new.config != old.config
+                        || new.fail_safe != old.fail_safe =>
+                {
                     let _ = self.engine.remove_policy(&old.name);
                     crate::app::add_policy(&self.wiring.runtime, next, &self.engine, new)
                         .map_err(|e| CommandError::Failed(format!("policy {}: {e:#}", new.name)))?;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use hashwatt::app::{App, StartOptions};
-use hashwatt::control::Command as ControlCommand;
 use hashwatt::config::{Config, ConfigError, PoolEntry};
+use hashwatt::control::Command as ControlCommand;
 use tracing::{error, info};
 
 #[derive(Parser)]

@@ -254,7 +254,11 @@ impl Miner {
             changed
         };
         if changed {
-            info!(pool, difficulty = format_args!("{d:.6}"), "share target set");
+            info!(
+                pool,
+                difficulty = format_args!("{d:.6}"),
+                "share target set"
+            );
         }
         Ok(())
     }
@@ -377,8 +381,8 @@ impl Miner {
                 let Some(front) = p.queue.front() else {
                     break Take::Empty;
                 };
-                let live = front.connection == connection
-                    && p.jobs.iter().any(|j| j.seq == front.job_seq);
+                let live =
+                    front.connection == connection && p.jobs.iter().any(|j| j.seq == front.job_seq);
                 if !live {
                     p.queue.pop_front();
                     stale += 1;
@@ -401,7 +405,8 @@ impl Miner {
     }
 
     fn hardware_error(&self, device: usize, why: std::fmt::Arguments<'_>) {
-        self.status.update_device(device, |d| d.hardware_errors += 1);
+        self.status
+            .update_device(device, |d| d.hardware_errors += 1);
         self.status.update(|c| c.hardware_errors += 1);
         let decision = self.lock().hw_log.check(Instant::now());
         if let LogDecision::Write { suppressed } = decision {
@@ -414,7 +419,10 @@ impl Miner {
 }
 
 /// The next part of `job`'s search space for one of `devices` devices.
-fn next_chunk(job: &mut ActiveJob, devices: usize) -> Option<(Extranonce2Range, std::ops::Range<u64>)> {
+fn next_chunk(
+    job: &mut ActiveJob,
+    devices: usize,
+) -> Option<(Extranonce2Range, std::ops::Range<u64>)> {
     let space = rolling_space(job.job.version_mask());
     let size = job.job.extranonce2_size();
     let wanted = CHUNKS_PER_DEVICE * devices.max(1) as u128;
@@ -645,11 +653,19 @@ mod tests {
             for _ in 0..10 {
                 let (en2, v) = next_chunk(&mut j, 2).unwrap();
                 if fixed {
-                    assert!(seen_versions.iter().all(|r: &std::ops::Range<u64>| r.end <= v.start || v.end <= r.start));
+                    assert!(
+                        seen_versions
+                            .iter()
+                            .all(|r: &std::ops::Range<u64>| r.end <= v.start || v.end <= r.start)
+                    );
                     seen_versions.push(v);
                 } else {
                     let first = en2.value(0).unwrap();
-                    assert!(!seen_en2.iter().any(|r: &Extranonce2Range| r.contains(&first)));
+                    assert!(
+                        !seen_en2
+                            .iter()
+                            .any(|r: &Extranonce2Range| r.contains(&first))
+                    );
                     seen_en2.push(en2);
                 }
             }
@@ -661,8 +677,14 @@ mod tests {
         let m = Miner::new(vec![quiet()], Arc::default());
         m.add_pool(1);
         assert!(m.set_share_target(1, Target([0; 32])).is_err());
-        assert!(m.set_share_target(1, Target::MAX).is_err(), "difficulty ~1e-10 is below the minimum");
-        assert!(m.set_share_target(1, Target::from_difficulty(0.001).unwrap()).is_ok());
+        assert!(
+            m.set_share_target(1, Target::MAX).is_err(),
+            "difficulty ~1e-10 is below the minimum"
+        );
+        assert!(
+            m.set_share_target(1, Target::from_difficulty(0.001).unwrap())
+                .is_ok()
+        );
     }
 
     #[test]
@@ -670,7 +692,8 @@ mod tests {
         // Regtest nbits: the block target is far easier than the share target.
         let m = Miner::new(vec![quiet()], Arc::default());
         m.add_pool(1);
-        m.set_share_target(1, Target::from_difficulty(1.0).unwrap()).unwrap();
+        m.set_share_target(1, Target::from_difficulty(1.0).unwrap())
+            .unwrap();
         m.new_job(1, 1, job("r", 0, false, 0x207f_ffff));
         // Find a nonce that meets the regtest target (nearly every other one)
         // but not difficulty 1.
@@ -695,8 +718,14 @@ mod tests {
                 submitted += 1;
             }
         }
-        assert_eq!(submitted, 0, "hashes meeting only the regtest target are not shares");
-        assert!(m.status.snapshot().hardware_errors > 0, "a device claiming them is wrong");
+        assert_eq!(
+            submitted, 0,
+            "hashes meeting only the regtest target are not shares"
+        );
+        assert!(
+            m.status.snapshot().hardware_errors > 0,
+            "a device claiming them is wrong"
+        );
     }
 
     #[test]
@@ -704,7 +733,8 @@ mod tests {
         let status = Arc::new(Status::default());
         let m = Miner::new(vec![quiet()], status.clone());
         m.add_pool(7);
-        m.set_share_target(7, Target::from_difficulty(1e-6).unwrap()).unwrap();
+        m.set_share_target(7, Target::from_difficulty(1e-6).unwrap())
+            .unwrap();
         m.new_job(7, 3, job("q", 0, false, 0x1d00_ffff));
         m.set_active(Some(7));
         // Force the share target to MAX to make every nonce a share.
@@ -715,10 +745,26 @@ mod tests {
                 t.task.share_target = Target::MAX;
             }
         }
-        let task = m.lock().tasks.values().find(|t| t.device == 0).unwrap().task.clone();
+        let task = m
+            .lock()
+            .tasks
+            .values()
+            .find(|t| t.device == 0)
+            .unwrap()
+            .task
+            .clone();
         let en2 = task.extranonce2.value(0).unwrap();
         for nonce in 0..(SHARE_QUEUE as u32 + 50) {
-            m.solution(0, Solution { task: task.id, extranonce2: en2.clone(), version: task.job.version(), ntime: task.job.ntime(), nonce });
+            m.solution(
+                0,
+                Solution {
+                    task: task.id,
+                    extranonce2: en2.clone(),
+                    version: task.job.version(),
+                    ntime: task.job.ntime(),
+                    nonce,
+                },
+            );
         }
         assert_eq!(status.snapshot().throttled, 50);
         let t0 = Instant::now();
@@ -729,7 +775,10 @@ mod tests {
         assert_eq!(taken, SUBMIT_BURST as usize);
         assert!(matches!(m.take_share(7, 3, t0), Take::Wait(_)));
         // A share of another connection is stale, never submitted.
-        assert!(matches!(m.take_share(7, 4, t0 + Duration::from_secs(10)), Take::Empty));
+        assert!(matches!(
+            m.take_share(7, 4, t0 + Duration::from_secs(10)),
+            Take::Empty
+        ));
         assert!(status.snapshot().stale > 0);
     }
 }

@@ -161,6 +161,21 @@ impl Status {
         });
     }
 
+    /// Shows pool `id` (at the end) if it is not shown yet, so counters a
+    /// new driver reports are never lost; [`Status::set_pools`] orders it.
+    pub fn ensure_pool(&self, id: u64, url: &str, user: &str) {
+        self.update(|c| {
+            if !c.pools.iter().any(|p| p.id == id) {
+                c.pools.push(PoolStatus {
+                    id,
+                    url: url.to_string(),
+                    user: user.to_string(),
+                    ..Default::default()
+                });
+            }
+        });
+    }
+
     /// Applies `f` to pool `id`'s status (if it is shown).
     pub fn update_pool(&self, id: u64, f: impl FnOnce(&mut PoolStatus)) {
         self.update(|c| {

@@ -121,6 +121,7 @@ async fn grid_emergency_over_mqtt_and_surplus_over_http_pause_and_resume_within_
                 PolicyEntry {
                     name: "grid-emergency".into(),
                     plugin: "grid-emergency".into(),
+                    enabled: true,
                     fail_safe: "pause".into(),
                     config: table(&[
                         ("signal", "demand_response".into()),
@@ -131,6 +132,7 @@ async fn grid_emergency_over_mqtt_and_surplus_over_http_pause_and_resume_within_
                 PolicyEntry {
                     name: "surplus-only".into(),
                     plugin: "surplus-only".into(),
+                    enabled: true,
                     fail_safe: "pause".into(),
                     config: table(&[
                         ("signal", "grid_export".into()),
@@ -253,6 +255,7 @@ async fn a_hostile_policy_gets_its_fail_safe_not_a_crash() {
                 c.policies = vec![PolicyEntry {
                     name: "hostile".into(),
                     plugin: env!("HASHWATT_HOSTILE_POLICY_WASM").into(),
+                    enabled: true,
                     fail_safe: fail_safe.into(),
                     config: table(&[("signal", "hostile".into())]),
                 }];
@@ -327,6 +330,7 @@ async fn a_third_party_policy_cannot_read_an_http_feed_its_manifest_does_not_dec
         c.policies = vec![PolicyEntry {
             name: "hostile".into(),
             plugin: env!("HASHWATT_HOSTILE_POLICY_WASM").into(),
+            enabled: true,
             fail_safe: "pause".into(),
             config: table(&[("signal", "hostile".into())]),
         }];

@@ -51,6 +51,7 @@ async fn status_signals_reports_and_override_over_http() {
             c.policies = vec![PolicyEntry {
                 name: "grid-emergency".into(),
                 plugin: "grid-emergency".into(),
+                enabled: true,
                 fail_safe: "pause".into(),
                 config: [
                     ("signal".to_string(), toml::Value::from("demand_response")),

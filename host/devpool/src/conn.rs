@@ -376,8 +376,8 @@ impl Conn {
             .unwrap_or("?")
             .to_string();
         match self.check_share(params) {
-            Ok((difficulty, rolled)) => {
-                self.shared.record_accepted(&user, rolled);
+            Ok((difficulty, rolled, ntime_rolled)) => {
+                self.shared.record_accepted(&user, rolled, ntime_rolled);
                 info!(peer = %self.peer, %user, %job_id, difficulty, version_rolled = rolled, "share accepted");
                 Ok(Value::Bool(true))
             }
@@ -391,7 +391,7 @@ impl Conn {
     }
 
     /// Returns the job difficulty and whether the version was rolled.
-    fn check_share(&mut self, params: &[Value]) -> Result<(f64, bool), Reject> {
+    fn check_share(&mut self, params: &[Value]) -> Result<(f64, bool, bool), Reject> {
         let sub = share::parse_submit(params)?;
         if !self.subscribed {
             return Err(Reject::NotSubscribed);
@@ -420,7 +420,11 @@ impl Conn {
             return Err(Reject::LowDifficulty);
         }
         sent.accepted_headers.insert(candidate.header);
-        Ok((sent.difficulty, candidate.version_rolled))
+        Ok((
+            sent.difficulty,
+            candidate.version_rolled,
+            candidate.ntime_rolled,
+        ))
     }
 
     fn handle_event(&mut self, ev: Event) {

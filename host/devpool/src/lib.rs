@@ -105,6 +105,8 @@ pub struct Stats {
     pub accepted: u64,
     /// Accepted shares whose header version differs from the job version.
     pub accepted_version_rolled: u64,
+    /// Accepted shares whose header ntime differs from the job's.
+    pub accepted_ntime_rolled: u64,
     /// Rejected shares by Stratum error code (20..=25).
     pub rejected: BTreeMap<i64, u64>,
     /// Sum of all rejected shares.
@@ -212,11 +214,14 @@ impl Shared {
         s.active_connections = s.active_connections.saturating_sub(1);
     }
 
-    pub(crate) fn record_accepted(&self, user: &str, version_rolled: bool) {
+    pub(crate) fn record_accepted(&self, user: &str, version_rolled: bool, ntime_rolled: bool) {
         let mut s = lock(&self.stats);
         s.accepted += 1;
         if version_rolled {
             s.accepted_version_rolled += 1;
+        }
+        if ntime_rolled {
+            s.accepted_ntime_rolled += 1;
         }
         *s.by_user.entry(user.to_string()).or_default() += 1;
         s.last_accepted = Some(Instant::now());

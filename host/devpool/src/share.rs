@@ -103,6 +103,8 @@ pub(crate) struct Candidate {
     pub hash_be: [u8; 32],
     /// True when the header version differs from the job version.
     pub version_rolled: bool,
+    /// True when the header ntime differs from the job's ntime.
+    pub ntime_rolled: bool,
 }
 
 impl Candidate {
@@ -183,6 +185,7 @@ pub(crate) fn evaluate(
         header,
         hash_be,
         version_rolled: version != job.version,
+        ntime_rolled: ntime != job.ntime,
     })
 }
 

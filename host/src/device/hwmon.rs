@@ -100,6 +100,10 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].label, "k10temp Tctl");
         assert!((r[0].temp_c - 54.25).abs() < 1e-9);
-        assert!(CpuSensors::discover(Path::new("/nonexistent")).read().is_empty());
+        assert!(
+            CpuSensors::discover(Path::new("/nonexistent"))
+                .read()
+                .is_empty()
+        );
     }
 }

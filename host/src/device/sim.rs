@@ -112,7 +112,8 @@ fn step_fields(task: &Task, step: u64) -> Option<(Vec<u8>, u32, u32)> {
     let v = task.versions.start + (step / ntimes) % versions;
     let en2_index = u128::from(step / ntimes / versions);
     let en2 = task.extranonce2.value(en2_index)?;
-    let version = rolled_version(task.job.version(), task.job.version_mask(), v % space);
+    // Rolled versions first (index 1, 2, …), as the CPU does.
+    let version = rolled_version(task.job.version(), task.job.version_mask(), (v + 1) % space);
     Some((en2, version, task.job.ntime().saturating_add(offset)))
 }
 

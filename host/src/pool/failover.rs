@@ -29,10 +29,10 @@ impl Failover {
         }
     }
 
-    /// The pools in priority order (ids). Health of pools that stay is kept;
-    /// pools no longer listed are forgotten.
+    /// The pools mined on, in priority order (ids). Health is kept for
+    /// every pool, listed or not, so a pool that reports before it is listed
+    /// (or while disabled) is not lost; [`Failover::forget`] drops a removed one.
     pub fn set_order(&mut self, order: Vec<u64>) {
-        self.healthy_since.retain(|id, _| order.contains(id));
         if self.active.is_some_and(|a| !order.contains(&a)) {
             self.active = None;
         }
@@ -44,11 +44,13 @@ impl Failover {
         &self.order
     }
 
+    /// Forgets a removed pool.
+    pub fn forget(&mut self, id: u64) {
+        self.healthy_since.remove(&id);
+    }
+
     /// Records that pool `id` became healthy or unhealthy at `now`.
     pub fn set_healthy(&mut self, id: u64, healthy: bool, now: Instant) {
-        if !self.order.contains(&id) {
-            return;
-        }
         if healthy {
             self.healthy_since.entry(id).or_insert(now);
         } else {
@@ -145,9 +147,21 @@ mod tests {
         f.set_healthy(1, true, t0);
         assert_eq!(f.decide(t0), Some(0));
         f.set_order(vec![1, 0]);
-        assert_eq!(f.decide(t0 + HOLD), Some(1), "the new first pool, healthy for the hold");
+        assert_eq!(
+            f.decide(t0 + HOLD),
+            Some(1),
+            "the new first pool, healthy for the hold"
+        );
         f.set_order(vec![0]);
+        f.forget(1);
         assert_eq!(f.decide(t0 + HOLD), Some(0), "pool 1 was removed");
+        f.set_healthy(5, true, t0);
+        f.set_order(vec![5, 0]);
+        assert_eq!(
+            f.decide(t0 + HOLD),
+            Some(5),
+            "health reported before listing counts"
+        );
     }
 
     #[test]

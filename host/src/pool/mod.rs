@@ -18,11 +18,11 @@ pub use failover::Failover;
 
 use crate::config::PoolEntry;
 use crate::miner::{Miner, PoolId, Take};
-use crate::ratelimit::{LogDecision, LogLimiter};
 use crate::plugin::pool::{
     CallOutput, LogLevel, PoolAction, PoolConfig, PoolPlugin, PoolPluginPre, ShareSubmission,
 };
 use crate::plugin::{Limits, PluginError, call_blocking};
+use crate::ratelimit::{LogDecision, LogLimiter};
 use crate::status::{PoolState, Status};
 
 /// Time allowed for a TCP connect or a write to the pool.
@@ -49,7 +49,12 @@ pub fn now() -> Instant {
 impl PoolSelector {
     /// A selector over the pools `order` (ids, priority order) with
     /// fail-back hold time `hold`.
-    pub fn new(order: Vec<PoolId>, hold: Duration, miner: Arc<Miner>, status: Arc<Status>) -> Arc<Self> {
+    pub fn new(
+        order: Vec<PoolId>,
+        hold: Duration,
+        miner: Arc<Miner>,
+        status: Arc<Status>,
+    ) -> Arc<Self> {
         let mut failover = Failover::new(0, hold);
         failover.set_order(order);
         Arc::new(PoolSelector {
@@ -75,6 +80,13 @@ impl PoolSelector {
     pub fn set_order(&self, order: Vec<PoolId>) {
         let mut f = self.lock();
         f.set_order(order);
+        self.apply(&mut f);
+    }
+
+    /// Forgets a removed pool.
+    pub fn forget(&self, id: PoolId) {
+        let mut f = self.lock();
+        f.forget(id);
         self.apply(&mut f);
     }
 
@@ -243,7 +255,8 @@ impl PoolDriver {
             let (host, port) = redirect
                 .clone()
                 .unwrap_or((entry.url.host.clone(), entry.url.port));
-            let connect = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect((host.as_str(), port)));
+            let connect =
+                tokio::time::timeout(IO_TIMEOUT, TcpStream::connect((host.as_str(), port)));
             let stream = tokio::select! {
                 r = connect => r,
                 _ = shutdown.changed() => return,
@@ -251,14 +264,22 @@ impl PoolDriver {
             let stream = match stream {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    self.connect_failed(&span, format!("cannot connect to {host}:{port}: {e}"), &mut redirect);
+                    self.connect_failed(
+                        &span,
+                        format!("cannot connect to {host}:{port}: {e}"),
+                        &mut redirect,
+                    );
                     if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
                         return;
                     }
                     continue;
                 }
                 Err(_) => {
-                    self.connect_failed(&span, format!("connecting to {host}:{port} timed out"), &mut redirect);
+                    self.connect_failed(
+                        &span,
+                        format!("connecting to {host}:{port} timed out"),
+                        &mut redirect,
+                    );
                     if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
                         return;
                     }
@@ -334,7 +355,9 @@ impl PoolDriver {
                 }
                 Next::Backoff => {
                     let delay = backoff.next_delay();
-                    span.in_scope(|| warn!(reason = %ended.reason, ?delay, "disconnected from pool"));
+                    span.in_scope(
+                        || warn!(reason = %ended.reason, ?delay, "disconnected from pool"),
+                    );
                     if sleep_or_shutdown(delay, &mut shutdown).await {
                         return;
                     }
@@ -616,7 +639,8 @@ impl PoolDriver {
                         }
                     }
                     let in_flight = pending.len() as u64;
-                    self.status.update_pool(self.id, |p| p.in_flight = in_flight);
+                    self.status
+                        .update_pool(self.id, |p| p.in_flight = in_flight);
                 }
                 PoolAction::Reconnect { host, port, after } => {
                     return Err(Ended::new(

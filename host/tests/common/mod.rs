@@ -57,12 +57,24 @@ pub async fn try_appliance_with(
     threads: usize,
     tweak: impl FnOnce(&mut Config),
 ) -> anyhow::Result<App> {
-    // Under target/tmp (cargo's scratch dir for integration tests), not /tmp.
-    let state = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+    let mut config = config(pools, threads);
+    tweak(&mut config);
+    App::start(config).await
+}
+
+/// A fresh state dir under cargo's target/tmp.
+pub fn state_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "hashwatt-test-{}-{}",
         std::process::id(),
         rand_suffix()
-    ));
+    ))
+}
+
+/// The test configuration: the given pools, in order, with a fresh state dir.
+pub fn config(pools: &[SocketAddr], threads: usize) -> Config {
+    // Under target/tmp (cargo's scratch dir for integration tests), not /tmp.
+    let state = state_dir();
     let config = Config {
         pools: pools
             .iter()
@@ -71,6 +83,7 @@ pub async fn try_appliance_with(
                 user: "test.worker".into(),
                 password: "x".into(),
                 plugin: None,
+                enabled: true,
             })
             .collect(),
         threads,
@@ -93,9 +106,7 @@ pub async fn try_appliance_with(
         signals: Vec::new(),
         policies: Vec::new(),
     };
-    let mut config = config;
-    tweak(&mut config);
-    App::start(config).await
+    config
 }
 
 fn rand_suffix() -> u64 {
