@@ -75,7 +75,7 @@ pub fn state_dir() -> std::path::PathBuf {
 pub fn config(pools: &[SocketAddr], threads: usize) -> Config {
     // Under target/tmp (cargo's scratch dir for integration tests), not /tmp.
     let state = state_dir();
-    let config = Config {
+    Config {
         pools: pools
             .iter()
             .map(|a| PoolEntry {
@@ -105,8 +105,7 @@ pub fn config(pools: &[SocketAddr], threads: usize) -> Config {
         energy: Default::default(),
         signals: Vec::new(),
         policies: Vec::new(),
-    };
-    config
+    }
 }
 
 fn rand_suffix() -> u64 {
