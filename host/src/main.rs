@@ -132,6 +132,14 @@ enum BenchCommand {
     },
 }
 
+/// Whether log lines get ANSI colours: only on a terminal (not in a file
+/// or journald), and never when `NO_COLOR` is set to anything non-empty.
+fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -139,6 +147,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
