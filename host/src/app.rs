@@ -22,7 +22,7 @@ use crate::plugin::{Limits, Runtime, builtin};
 use crate::policy::actuator::{CpuActuator, PowerModel};
 use crate::policy::arbiter::{Override, Verdict};
 use crate::policy::clock::{Clock, SystemClock};
-use crate::policy::engine::{EngineConfig, EngineStatus, FailSafe, PolicyEngine, PolicySpec};
+use crate::policy::engine::{EngineConfig, EngineStatus, PolicyEngine, PolicySpec};
 use crate::policy::signal::{SignalHub, SignalSpec};
 use crate::policy::sources::{
     AllowList,
@@ -541,9 +541,8 @@ fn add_policy(
             }
         }
     }
-    let fail_safe = FailSafe::parse(&entry.fail_safe)?;
     engine.add_policy(
-        PolicySpec::new(&entry.name, fail_safe),
+        PolicySpec::new(&entry.name, entry.fail_safe),
         Arc::new(PolicyPluginFactory::new(pre, &json, limits)),
     )?;
     info!(

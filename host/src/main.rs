@@ -217,6 +217,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                         user: "demo.worker1".into(),
                         password: String::new(),
                         plugin: None,
+                        settings: Default::default(),
                     }],
                     threads: 0,
                     backend: "auto".into(),

@@ -71,6 +71,7 @@ pub async fn try_appliance_with(
                 user: "test.worker".into(),
                 password: "x".into(),
                 plugin: None,
+                settings: Default::default(),
             })
             .collect(),
         threads,
