@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use hashwatt::app::App;
-use hashwatt::config::{Config, ConfigError, PoolEntry};
+use hashwatt::config::{self, Config, ConfigError, PoolEntry};
 use tracing::{error, info};
 
 #[derive(Parser)]
@@ -194,9 +194,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    // Validate the config before anything starts: a bad file changes nothing.
+    // Validate the config before anything starts: a bad file changes
+    // nothing (no state dir, no workers) and exits with status 2.
     let config = match &args.config {
-        Some(path) => Some(Config::load(path)?),
+        Some(path) => {
+            let text = config::read(path)?;
+            let config = Config::parse(path, &text)?;
+            config::preflight(&config, path, &text)?;
+            Some(config)
+        }
         None => None,
     };
     runtime()?.block_on(async move {

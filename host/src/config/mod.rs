@@ -14,6 +14,10 @@
 //!
 //! Both report [`ConfigError::Invalid`] with the line of the field.
 
+mod preflight;
+
+pub use preflight::preflight;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
