@@ -27,7 +27,7 @@ use crate::policy::Mode;
 use crate::policy::actuator::{Actuator, PowerModel};
 use crate::policy::arbiter::{Override, Verdict};
 use crate::policy::clock::{Clock, SystemClock};
-use crate::policy::engine::{EngineConfig, EngineStatus, FailSafe, PolicyEngine, PolicySpec};
+use crate::policy::engine::{EngineConfig, EngineStatus, PolicyEngine, PolicySpec};
 use crate::policy::signal::{SignalHub, SignalSpec};
 use crate::policy::sources::{
     AllowList,
@@ -536,9 +536,8 @@ pub(crate) fn add_policy(
             }
         }
     }
-    let fail_safe = FailSafe::parse(&entry.fail_safe)?;
     engine.add_policy(
-        PolicySpec::new(&entry.name, fail_safe),
+        PolicySpec::new(&entry.name, entry.fail_safe),
         Arc::new(PolicyPluginFactory::new(pre, &json, limits)),
     )?;
     info!(

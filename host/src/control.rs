@@ -579,7 +579,9 @@ impl Appliance {
                         "this appliance runs without a configuration file".into(),
                     ));
                 };
-                next = Config::load(path)?;
+                let text = crate::config::read(path)?;
+                next = Config::parse(path, &text)?;
+                crate::config::preflight(&next, path, &text)?;
                 let restart = restart_needed(&current, &next);
                 if !restart.is_empty() {
                     warn!(
@@ -643,7 +645,13 @@ impl Appliance {
                 }
             }
         }
-        next.validate(&self.config_name())?;
+        // The same checks as a file at start, through the plugins too; run
+        // off the async threads (policies are compiled to check them).
+        let checked = next.clone();
+        let name = self.config_name();
+        tokio::task::spawn_blocking(move || checked.validate(&name))
+            .await
+            .map_err(|e| CommandError::Failed(e.to_string()))??;
         // Which running pool each configured pool is (None: new), so the
         // drivers of pools that stay keep running.
         let order = pool_identities(&slots, &current, &next);

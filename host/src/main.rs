@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use hashwatt::app::{App, StartOptions};
-use hashwatt::config::{Config, ConfigError, PoolEntry};
+use hashwatt::config::{self, Config, ConfigError, PoolEntry};
 use hashwatt::control::Command as ControlCommand;
 use tracing::{error, info};
 
@@ -141,6 +141,14 @@ enum BenchCommand {
     },
 }
 
+/// Whether log lines get ANSI colours: only on a terminal (not in a file
+/// or journald), and never when `NO_COLOR` is set to anything non-empty.
+fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -148,6 +156,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -194,9 +203,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    // Validate the config before anything starts: a bad file changes nothing.
+    // Validate the config before anything starts: a bad file changes
+    // nothing (no state dir, no workers) and exits with status 2.
     let config = match &args.config {
-        Some(path) => Some(Config::load(path)?),
+        Some(path) => {
+            let text = config::read(path)?;
+            let config = Config::parse(path, &text)?;
+            config::preflight(&config, path, &text)?;
+            Some(config)
+        }
         None => None,
     };
     runtime()?.block_on(async move {
@@ -218,6 +233,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                         password: String::new(),
                         plugin: None,
                         enabled: true,
+                        settings: Default::default(),
                     }],
                     threads: 0,
                     backend: "auto".into(),

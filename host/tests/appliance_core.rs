@@ -32,6 +32,7 @@ fn pool_entry(addr: std::net::SocketAddr) -> PoolEntry {
         password: "x".into(),
         plugin: None,
         enabled: true,
+        settings: Default::default(),
     }
 }
 
@@ -233,7 +234,7 @@ async fn pools_and_policies_change_while_mining_and_are_persisted() {
             name: "grid-emergency".into(),
             plugin: "grid-emergency".into(),
             enabled: false,
-            fail_safe: "pause".into(),
+            fail_safe: hashwatt::policy::engine::FailSafe::Pause,
             config: policy_config,
         });
         std::fs::create_dir_all(&config.state_dir).unwrap();

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use hashwatt::app::App;
 use hashwatt::config::{HttpSignal, MqttSignal, PolicyEntry, SignalEntry};
 use hashwatt::policy::Mode;
+use hashwatt::policy::engine::FailSafe;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Hashes done over `window`.
@@ -122,7 +123,7 @@ async fn grid_emergency_over_mqtt_and_surplus_over_http_pause_and_resume_within_
                     name: "grid-emergency".into(),
                     plugin: "grid-emergency".into(),
                     enabled: true,
-                    fail_safe: "pause".into(),
+                    fail_safe: FailSafe::Pause,
                     config: table(&[
                         ("signal", "demand_response".into()),
                         ("release_delay_s", 0.into()),
@@ -133,7 +134,7 @@ async fn grid_emergency_over_mqtt_and_surplus_over_http_pause_and_resume_within_
                     name: "surplus-only".into(),
                     plugin: "surplus-only".into(),
                     enabled: true,
-                    fail_safe: "pause".into(),
+                    fail_safe: FailSafe::Pause,
                     config: table(&[
                         ("signal", "grid_export".into()),
                         ("threshold_kw", 1.0.into()),
@@ -256,7 +257,10 @@ async fn a_hostile_policy_gets_its_fail_safe_not_a_crash() {
                     name: "hostile".into(),
                     plugin: env!("HASHWATT_HOSTILE_POLICY_WASM").into(),
                     enabled: true,
-                    fail_safe: fail_safe.into(),
+                    fail_safe: match fail_safe {
+                        "run" => FailSafe::Run,
+                        _ => FailSafe::Pause,
+                    },
                     config: table(&[("signal", "hostile".into())]),
                 }];
             })
@@ -331,7 +335,7 @@ async fn a_third_party_policy_cannot_read_an_http_feed_its_manifest_does_not_dec
             name: "hostile".into(),
             plugin: env!("HASHWATT_HOSTILE_POLICY_WASM").into(),
             enabled: true,
-            fail_safe: "pause".into(),
+            fail_safe: FailSafe::Pause,
             config: table(&[("signal", "hostile".into())]),
         }];
     })

@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use hashwatt::config::{PolicyEntry, SignalEntry};
+use hashwatt::policy::engine::FailSafe;
 use serde_json::Value;
 
 /// A blocking HTTP call on a worker thread: (status, body).
@@ -52,7 +53,7 @@ async fn status_signals_reports_and_override_over_http() {
                 name: "grid-emergency".into(),
                 plugin: "grid-emergency".into(),
                 enabled: true,
-                fail_safe: "pause".into(),
+                fail_safe: FailSafe::Pause,
                 config: [
                     ("signal".to_string(), toml::Value::from("demand_response")),
                     ("release_delay_s".into(), 0.into()),

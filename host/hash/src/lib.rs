@@ -99,6 +99,28 @@ pub fn available() -> Vec<Arc<dyn Backend>> {
     v
 }
 
+/// The name of every backend hashwatt has, on any CPU and architecture
+/// (`available` lists the subset this CPU runs). Lets a configuration tell
+/// a misspelt name from a backend this machine cannot run.
+pub const ALL_BACKENDS: &[&str] = &[
+    "avx512-x16",
+    "sha-ni-x4-avx",
+    "sha-ni-x4",
+    "sha-ni-x4-vl",
+    "sha-ni-x2-avx",
+    "sha-ni-x2",
+    "sha-ni-x2-vl",
+    "sha-ni-x3-avx",
+    "sha-ni-x3",
+    "sha-ni-x3-vl",
+    "sha-ni-x1-avx",
+    "sha-ni-x1",
+    "sha-ni-x1-vl",
+    "avx2-x8",
+    "armv8-sha2-x2",
+    "scalar",
+];
+
 /// The backend called `name`, if this CPU supports it.
 pub fn by_name(name: &str) -> Option<Arc<dyn Backend>> {
     available().into_iter().find(|b| b.name() == name)
@@ -256,6 +278,13 @@ pub fn select(name: Option<&str>) -> Result<Selected, HashError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_available_backend_is_listed_in_all_backends() {
+        for b in available() {
+            assert!(ALL_BACKENDS.contains(&b.name()), "{} missing", b.name());
+        }
+    }
 
     #[test]
     fn block_125552() {

@@ -46,9 +46,6 @@ pub enum EngineError {
     /// The policy's persistent state could not be loaded.
     #[error(transparent)]
     State(#[from] StateError),
-    /// A fail-safe name other than "pause" or "run".
-    #[error("fail_safe must be \"pause\" or \"run\", not {0:?}")]
-    BadFailSafe(String),
 }
 
 /// Measurements the host provides to every evaluation (meter, hashrate,
@@ -72,7 +69,9 @@ pub struct HostReadings {
 }
 
 /// What applies for a policy that trapped, timed out or broke its limits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// In the configuration file: `fail_safe = "pause"` or `"run"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FailSafe {
     /// Stop mining (the safe choice where energy is expensive or scarce).
     Pause,
@@ -81,15 +80,6 @@ pub enum FailSafe {
 }
 
 impl FailSafe {
-    /// Parses the configuration value ("pause" | "run").
-    pub fn parse(s: &str) -> Result<Self, EngineError> {
-        match s {
-            "pause" => Ok(FailSafe::Pause),
-            "run" => Ok(FailSafe::Run),
-            other => Err(EngineError::BadFailSafe(other.into())),
-        }
-    }
-
     fn mode(self) -> Mode {
         match self {
             FailSafe::Pause => Mode::Pause,

@@ -84,6 +84,7 @@ pub fn config(pools: &[SocketAddr], threads: usize) -> Config {
                 password: "x".into(),
                 plugin: None,
                 enabled: true,
+                settings: Default::default(),
             })
             .collect(),
         threads,

@@ -23,9 +23,16 @@ impl From<ConfigError> for String {
 }
 
 /// Parses a policy's JSON config; serde's message names the offending field
-/// (use `#[serde(deny_unknown_fields)]` so typos are caught).
+/// (use `#[serde(deny_unknown_fields)]` so typos are caught). The JSON is
+/// written by the host from the operator's TOML, so the message leaves out
+/// serde_json's line and column, which would point into that JSON.
 pub fn parse<T: DeserializeOwned>(json: &str) -> Result<T, ConfigError> {
-    serde_json::from_str(json).map_err(|e| ConfigError::Parse(e.to_string()))
+    serde_json::from_str(json).map_err(|e| {
+        let full = e.to_string();
+        let position = format!(" at line {} column {}", e.line(), e.column());
+        let message = full.strip_suffix(&position).unwrap_or(&full);
+        ConfigError::Parse(message.to_string())
+    })
 }
 
 /// Rejects a non-finite number, and a negative one unless `allow_negative`.
@@ -72,5 +79,29 @@ impl OnUnknown {
         };
         // Unknown inputs may come back any moment: ask again soon.
         Decision::new(self.mode(), format!("{what}; on_unknown = {name}")).next_eval_ms(5_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Settings {
+        threshold_kw: f64,
+    }
+
+    #[test]
+    fn unknown_field_is_named_without_a_json_position() {
+        let e = parse::<Settings>(r#"{"treshold_kw": 1.0}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid config: unknown field `treshold_kw`, expected `threshold_kw`"
+        );
+        let e = parse::<Settings>(r#"{"threshold_kw": "x"}"#).unwrap_err();
+        assert!(e.to_string().contains("invalid type"), "{e}");
+        assert!(!e.to_string().contains("column"), "{e}");
     }
 }
