@@ -37,7 +37,11 @@ async fn setup_with_budget(mode: &str, budget_ms: u64) -> Setup {
         1,
         move |c| {
             c.allow_unsigned_plugins = true;
-            c.failback_secs = 2;
+            // No fail-back by the clock: the test hands mining back to the
+            // primary itself once the failover pool has proved it mines, so
+            // nothing here depends on hashrate or wall-clock time (the hold
+            // itself is tested on an explicit clock in pool::failover).
+            c.failback_secs = 3600;
             c.pools[0].plugin = Some(env!("HASHWATT_HOSTILE_WASM").to_string());
             c.pools[0].password = mode;
             c.plugin_limits.call_timeout_ms = budget_ms;
@@ -90,8 +94,23 @@ async fn plugin_failure_fails_over_with_budget(mode: &str, expected: &[&str], bu
             .await,
             "{mode}: shares did not continue on the failover pool"
         );
-        // The restarted plugin (fresh instance from the pre-instance) mines
-        // again and, after the hold time, mining returns to the primary.
+        // The restarted plugin (fresh instance from the pre-instance) is
+        // healthy again: with the failover pool disabled through the command
+        // path, mining returns to it.
+        assert!(
+            common::wait_for(Duration::from_secs(30), || app.counters().pools[0].state
+                == PoolState::Healthy)
+            .await,
+            "{mode}: the restarted plugin is not healthy: {:?}",
+            app.counters().pools[0]
+        );
+        let secondary_id = app.counters().pools[1].id;
+        app.execute(hashwatt::control::Command::SetPoolEnabled {
+            id: secondary_id,
+            enabled: false,
+        })
+        .await
+        .expect("disable the failover pool");
         assert!(
             common::wait_for(Duration::from_secs(30), || app.counters().active_pool
                 == Some(0))

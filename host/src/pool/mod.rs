@@ -332,8 +332,8 @@ impl PoolDriver {
             // Only a session that worked for a while resets the back-off: a
             // pool that hands out a job and drops us (or asks to reconnect)
             // at once is retried ever more slowly, never in a tight loop.
-            if got_job && now().saturating_duration_since(started) >= HEALTHY_SESSION {
-                backoff.reset();
+            let healthy = got_job && now().saturating_duration_since(started) >= HEALTHY_SESSION;
+            if healthy {
                 if failures
                     .back()
                     .is_none_or(|t| now().saturating_duration_since(*t) > Duration::from_secs(60))
@@ -354,7 +354,7 @@ impl PoolDriver {
                     });
                 }
                 Next::Backoff => {
-                    let delay = backoff.next_delay();
+                    let delay = retry_delay(&mut backoff, healthy, None);
                     span.in_scope(
                         || warn!(reason = %ended.reason, ?delay, "disconnected from pool"),
                     );
@@ -406,9 +406,7 @@ impl PoolDriver {
                         });
                         redirect = Some((target_host, target_port));
                     }
-                    // The pool's own delay, and the back-off on top once
-                    // reconnects repeat without a healthy session between.
-                    let delay = after.min(MAX_RECONNECT_DELAY).max(backoff.next_delay());
+                    let delay = retry_delay(&mut backoff, healthy, Some(after));
                     if sleep_or_shutdown(delay, &mut shutdown).await {
                         return;
                     }
@@ -673,6 +671,22 @@ impl PoolDriver {
     }
 }
 
+/// How long to wait before connecting again. A session that worked for a
+/// while (`healthy`) starts the back-off over; otherwise every retry waits
+/// longer, whatever ended it — a pool that drops us, or asks to be
+/// reconnected to (`requested`: its own delay, capped), at once and again
+/// is retried ever more slowly, never in a tight loop.
+fn retry_delay(backoff: &mut Backoff, healthy: bool, requested: Option<Duration>) -> Duration {
+    if healthy {
+        backoff.reset();
+    }
+    let delay = backoff.next_delay();
+    match requested {
+        Some(after) => after.min(MAX_RECONNECT_DELAY).max(delay),
+        None => delay,
+    }
+}
+
 /// Sleeps until `at`, or forever without one.
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
@@ -686,5 +700,32 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) ->
     tokio::select! {
         _ = tokio::time::sleep(d) => *shutdown.borrow(),
         _ = shutdown.changed() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_reconnect_requests_back_off_like_failures() {
+        let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+        // A pool answering every connection with `client.reconnect` (wait 0).
+        let waits: Vec<Duration> = (0..8)
+            .map(|_| retry_delay(&mut b, false, Some(Duration::ZERO)))
+            .collect();
+        let total: Duration = waits.iter().sum();
+        for pair in waits.windows(2) {
+            assert!(pair[1] > pair[0].mul_f64(0.5), "{waits:?}");
+        }
+        // 250 ms doubling: 63.75 s over eight tries, ±25 % jitter.
+        assert!(total >= Duration::from_secs(47), "{total:?}");
+        // A healthy session in between starts over at the shortest delay.
+        assert!(retry_delay(&mut b, true, Some(Duration::ZERO)) <= Duration::from_millis(313));
+        // The pool's own delay is honoured, but capped.
+        assert_eq!(
+            retry_delay(&mut b, true, Some(Duration::from_secs(3600))),
+            MAX_RECONNECT_DELAY
+        );
     }
 }
