@@ -378,7 +378,17 @@ fn kill_9_during_config_writes_leaves_the_old_or_the_new_file() {
     let path = dir.join("hashwatt.toml");
     let mut a = common::config(&["127.0.0.1:3333".parse().unwrap()], 1);
     // Big enough that a torn write would be likely without the rename.
-    a.trusted_keys = (0..2000).map(|i| format!("{i:064x}")).collect();
+    a.signals = (0..2000)
+        .map(|i| SignalEntry {
+            name: format!("signal_{i}"),
+            ttl_secs: 60,
+            min: None,
+            max: None,
+            http: None,
+            mqtt: None,
+            file: None,
+        })
+        .collect();
     let mut b = a.clone();
     b.pools.push(pool_entry("127.0.0.1:4444".parse().unwrap()));
     let (ta, tb) = (a.to_toml().unwrap(), b.to_toml().unwrap());
@@ -464,6 +474,63 @@ async fn sigterm_stops_cleanly_with_the_energy_checkpoint_on_disk() {
                 == 0)
             .await
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_pool_and_per_device_counters_are_right() {
+    common::bounded(Duration::from_secs(120), async {
+        // The primary refuses every other valid share; the secondary none.
+        let primary = devpool_with(|c| {
+            c.difficulty = 0.0005;
+            c.reject_every = Some(2);
+        })
+        .await;
+        let secondary = common::devpool(0.0005).await;
+        let app = common::appliance(&[primary.local_addr(), secondary.local_addr()], 1).await;
+        assert!(
+            common::wait_for(Duration::from_secs(60), || primary.stats().rejected_total
+                >= 4)
+            .await
+        );
+        // Fail over: kill the primary, shares go on at the secondary.
+        primary.clone().shutdown().await;
+        assert!(
+            common::wait_for(Duration::from_secs(60), || secondary.stats().accepted >= 4
+                && app.counters().pools[1].accepted >= 4)
+            .await
+        );
+        let (p, s) = (primary.stats(), secondary.stats());
+        let c = app.counters();
+        eprintln!("primary {p:?}\nsecondary {s:?}\nhost {c:?}");
+        // Every verdict the pools gave is counted once, on the right pool.
+        assert!(c.pools[0].rejected >= 4);
+        assert!(c.pools[0].rejected <= p.rejected_total);
+        assert!(c.pools[0].accepted <= p.accepted);
+        assert_eq!(c.pools[1].rejected, 0);
+        assert!(c.pools[1].accepted <= s.accepted);
+        assert_eq!(
+            c.rejected_total(),
+            c.pools[0].rejected + c.pools[1].rejected
+        );
+        assert_eq!(c.accepted, c.pools[0].accepted + c.pools[1].accepted);
+        // One pool's disconnect does not reset another's in-flight count.
+        assert_eq!(
+            c.in_flight,
+            c.pools.iter().map(|p| p.in_flight).sum::<u64>()
+        );
+        assert_eq!(
+            c.pools[0].in_flight, 0,
+            "the dead pool has nothing in flight"
+        );
+        // The device reported at least every share the pools judged.
+        assert_eq!(c.devices.len(), 1);
+        assert!(c.devices[0].solutions >= c.accepted + c.rejected_total());
+        assert_eq!(c.devices[0].hardware_errors, 0);
+        let snap = app.handle().snapshot();
+        assert_eq!(snap.devices[0].units.len(), 1, "one thread");
+        app.shutdown().await;
     })
     .await;
 }

@@ -64,6 +64,8 @@ struct Conn {
     subscription_id: String,
     subscribed: bool,
     users: HashSet<String>,
+    /// Valid shares seen on this connection (for `reject_every`).
+    valid_shares: u64,
     version_mask: u32,
     difficulty: f64,
     jobs: VecDeque<SentJob>,
@@ -175,6 +177,7 @@ impl Conn {
             subscription_id,
             subscribed: false,
             users: HashSet::new(),
+            valid_shares: 0,
             version_mask: 0,
             difficulty,
             jobs: VecDeque::new(),
@@ -375,7 +378,14 @@ impl Conn {
             .and_then(Value::as_str)
             .unwrap_or("?")
             .to_string();
-        match self.check_share(params) {
+        let checked = self.check_share(params).and_then(|ok| {
+            self.valid_shares += 1;
+            match self.shared.config.reject_every {
+                Some(n) if n > 0 && self.valid_shares % n == 0 => Err(Reject::Deliberate),
+                _ => Ok(ok),
+            }
+        });
+        match checked {
             Ok((difficulty, rolled, ntime_rolled)) => {
                 self.shared.record_accepted(&user, rolled, ntime_rolled);
                 info!(peer = %self.peer, %user, %job_id, difficulty, version_rolled = rolled, "share accepted");

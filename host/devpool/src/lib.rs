@@ -59,6 +59,9 @@ pub struct DevPoolConfig {
     /// `0x207fffff` serves regtest work, whose block target is far easier
     /// than any share target (a miner must still only submit shares).
     pub nbits: u32,
+    /// Refuse every n-th valid share (code 20), so miners' rejected-share
+    /// handling and counters can be exercised; `None`: refuse none.
+    pub reject_every: Option<u64>,
 }
 
 impl Default for DevPoolConfig {
@@ -74,6 +77,7 @@ impl Default for DevPoolConfig {
             version_mask: 0x1fff_e000,
             merkle_branches: 3,
             nbits: job::JOB_NBITS,
+            reject_every: None,
         }
     }
 }

@@ -54,6 +54,10 @@ pub(crate) enum Reject {
     /// mining.subscribe was not called on this connection.
     #[error("not subscribed")]
     NotSubscribed,
+    /// A valid share refused on purpose (`DevPoolConfig::reject_every`),
+    /// as a pool under load or mid-retarget does.
+    #[error("rejected by the devpool's reject_every setting")]
+    Deliberate,
 }
 
 impl Reject {
@@ -66,7 +70,8 @@ impl Reject {
             | Reject::Extranonce2Size { .. }
             | Reject::NtimeRange
             | Reject::VersionNotNegotiated
-            | Reject::VersionOutsideMask => 20,
+            | Reject::VersionOutsideMask
+            | Reject::Deliberate => 20,
             Reject::JobNotFound | Reject::Stale => 21,
             Reject::Duplicate => 22,
             Reject::LowDifficulty => 23,
