@@ -31,6 +31,7 @@
 pub mod framing;
 pub mod jsonrpc;
 pub mod session;
+pub mod settings;
 pub mod target;
 pub mod types;
 
