@@ -450,6 +450,7 @@ async fn watch_installed(
                     password: entry.password.clone(),
                     user_agent: USER_AGENT.to_string(),
                     version_rolling: true,
+                    settings: Default::default(),
                 };
                 let limits = Limits {
                     call_timeout: Duration::from_millis(config.plugin_limits.call_timeout_ms),

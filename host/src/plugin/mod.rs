@@ -15,6 +15,7 @@ pub mod cli;
 pub mod package;
 pub mod policy;
 pub mod pool;
+mod wake;
 
 use std::sync::Arc;
 use std::thread;
