@@ -3,7 +3,7 @@
 //! independence, and no trap on any input.
 
 use hashwatt::plugin::pool::{CallOutput, PoolAction, PoolConfig, PoolPlugin, PoolPluginPre};
-use hashwatt::plugin::{Limits, Runtime, builtin};
+use hashwatt::plugin::{Limits, PluginError, Runtime, builtin};
 use hashwatt_work::{Target, hash_to_display};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -296,6 +296,66 @@ fn one_byte_chunks_match_whole() {
     let bytes = transcript();
     let chunks: Vec<&[u8]> = bytes.chunks(1).collect();
     assert_eq!(run_chunks(&chunks), run_chunks(&[&bytes]));
+}
+
+/// A component that exports only the named (empty) interface instances:
+/// enough for the host's version check, which reads the exports' names.
+fn component_exporting(names: &[&str]) -> Vec<u8> {
+    let exports: String = names
+        .iter()
+        .map(|n| format!("(export \"{n}\" (instance $empty))\n"))
+        .collect();
+    wat::parse_str(format!("(component (instance $empty) {exports})")).unwrap()
+}
+
+#[test]
+fn a_component_built_for_pool_0_1_0_is_refused_with_both_versions() {
+    let runtime = Runtime::new().unwrap();
+    let old = component_exporting(&["hashwatt:pool/types@0.1.0", "hashwatt:pool/session@0.1.0"]);
+    let e = PoolPluginPre::new(&runtime, "oldpool", &old).err().unwrap();
+    match &e {
+        PluginError::WorldVersion {
+            name,
+            package,
+            found,
+            supported,
+            ..
+        } => {
+            assert_eq!(name, "oldpool");
+            assert_eq!(*package, "hashwatt:pool");
+            assert_eq!(found, "0.1.0");
+            assert_eq!(*supported, "0.2.0");
+        }
+        other => panic!("expected WorldVersion, got {other}"),
+    }
+    assert_eq!(
+        e.to_string(),
+        "plugin oldpool was built for hashwatt:pool@0.1.0; this host supports \
+         hashwatt:pool@0.2.0 — rebuild it against wit/pool 0.2.0"
+    );
+    // A later minor version is refused the same way; a patch release is
+    // not refused for its version (this one then fails to link instead).
+    let newer = component_exporting(&["hashwatt:pool/session@0.3.0"]);
+    let e = PoolPluginPre::new(&runtime, "newpool", &newer)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&e, PluginError::WorldVersion { found, .. } if found == "0.3.0"),
+        "{e}"
+    );
+    let patch = component_exporting(&["hashwatt:pool/session@0.2.7"]);
+    let e = PoolPluginPre::new(&runtime, "patch", &patch).err().unwrap();
+    assert!(matches!(e, PluginError::Load { .. }), "{e}");
+    // Something that is no pool plugin at all says so.
+    let policy = component_exporting(&["hashwatt:policy/policy@0.1.0"]);
+    let e = PoolPluginPre::new(&runtime, "notapool", &policy)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&e, PluginError::Load { reason, .. }
+            if reason.contains("hashwatt:pool/session@0.2.0") && reason.contains("hashwatt:policy/policy@0.1.0")),
+        "{e}"
+    );
 }
 
 #[test]

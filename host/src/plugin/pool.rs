@@ -1,5 +1,5 @@
-//! Host side of the `hashwatt:pool@0.2.0` world: asks a plugin which URL
-//! schemes it speaks and whether a
+//! Host side of the `hashwatt:pool@0.2.0` world: checks that a component
+//! was built for it, asks it which URL schemes it speaks and whether a
 //! pool's settings suit it, instantiates it, drives its session and turns
 //! what it returns into validated [`PoolAction`]s and a wake-up time.
 //! Nothing a plugin returns reaches the miner unchecked.
@@ -29,8 +29,13 @@ use bindings::hashwatt::pool::types as wit;
 
 /// The WIT package pool plugins implement.
 pub const POOL_PACKAGE: &str = "hashwatt:pool";
-/// The version of [`POOL_PACKAGE`] this host implements (`wit/pool`).
+/// The version of [`POOL_PACKAGE`] this host implements (`wit/pool`); a
+/// component built for another minor version (any other major) is refused
+/// with [`PluginError::WorldVersion`]. Patch releases are compatible.
 pub const POOL_WORLD_VERSION: &str = "0.2.0";
+/// The interface whose export version decides which contract a component
+/// was built for.
+const SESSION_INTERFACE: &str = "hashwatt:pool/session";
 
 /// Most URL schemes one plugin may claim.
 pub const MAX_URL_SCHEMES: usize = 16;
@@ -193,7 +198,9 @@ impl PoolPluginPre {
 
     /// Links an already compiled (e.g. cached) pool plugin component.
     ///
-    /// Refuses a component whose
+    /// Refuses a component built for another version of the contract with
+    /// [`PluginError::WorldVersion`] (decided from its exports, before
+    /// linking, so the operator learns what to rebuild), and one whose
     /// `plugin-info.url-schemes` traps or claims invalid schemes with
     /// [`PluginError::Trap`] / [`PluginError::Load`]; the schemes are asked
     /// once, here, on a throwaway instance with the default [`Limits`].
@@ -202,6 +209,7 @@ impl PoolPluginPre {
         name: &str,
         component: &wasmtime::component::Component,
     ) -> Result<Self, PluginError> {
+        check_world(runtime, name, component)?;
         let load_err = |e: wasmtime::Error| PluginError::Load {
             name: name.into(),
             reason: format!("{e:#}"),
@@ -508,6 +516,59 @@ fn convert(
         }
     }
     Ok(out)
+}
+
+/// Refuses a component that does not export the session interface at the
+/// contract version this host implements, saying which version it was
+/// built for. Decided from the component's type, not from a link error.
+fn check_world(
+    runtime: &Runtime,
+    name: &str,
+    component: &wasmtime::component::Component,
+) -> Result<(), PluginError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty
+        .exports(runtime.engine())
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let supported = semver::Version::parse(POOL_WORLD_VERSION)
+        .map_err(|e| PluginError::Engine(format!("bad POOL_WORLD_VERSION: {e}")))?;
+    let mut found = None;
+    for export in &exports {
+        let Some(rest) = export.strip_prefix(SESSION_INTERFACE) else {
+            continue;
+        };
+        let Some(version) = rest.strip_prefix('@') else {
+            // `hashwatt:pool/session` without a version, or another
+            // interface that merely starts with the same letters.
+            continue;
+        };
+        match semver::Version::parse(version) {
+            Ok(v)
+                if v.major == supported.major && v.minor == supported.minor && v.pre.is_empty() =>
+            {
+                return Ok(());
+            }
+            _ => found = Some(version.to_string()),
+        }
+    }
+    match found {
+        Some(found) => Err(PluginError::WorldVersion {
+            name: name.into(),
+            package: POOL_PACKAGE,
+            found,
+            supported: POOL_WORLD_VERSION,
+            wit: "wit/pool",
+        }),
+        None => Err(PluginError::Load {
+            name: name.into(),
+            reason: format!(
+                "it does not export {SESSION_INTERFACE}@{POOL_WORLD_VERSION}, so it is not a pool \
+                 plugin for this host (it exports [{}])",
+                truncate(&exports.join(", "), 512)
+            ),
+        }),
+    }
 }
 
 /// Checks what `plugin-info.url-schemes` answered: 1..=16 schemes, each a
