@@ -448,7 +448,9 @@ pub(crate) async fn watch_installed(
                     user: entry.user.clone(),
                     password: entry.password.clone(),
                     user_agent: USER_AGENT.to_string(),
-                    version_rolling: true, // a trial only: the driver offers what its devices can do
+                    // A trial only: the driver offers what its devices can do.
+                    version_rolling: true,
+                    settings: crate::plugin::pool::settings_map(&entry.settings),
                 };
                 let limits = Limits {
                     call_timeout: Duration::from_millis(config.plugin_limits.call_timeout_ms),

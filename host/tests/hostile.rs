@@ -45,6 +45,7 @@ fn config(password: &str) -> PoolConfig {
         password: password.into(),
         user_agent: "hashwatt-test".into(),
         version_rolling: false,
+        settings: Default::default(),
     }
 }
 
@@ -143,9 +144,9 @@ fn logs(out: &CallOutput) -> Vec<&str> {
 /// Subscribes, authorizes and gets one job, as a correct client must.
 fn handshake(p: &mut PoolPlugin) {
     let hello = p.connected(0).unwrap();
-    let more = p.received(&answers(&requests(&hello))).unwrap();
-    p.received(&answers(&requests(&more))).unwrap();
-    let out = p.received(&notify()).unwrap();
+    let more = p.received(0, &answers(&requests(&hello))).unwrap();
+    p.received(0, &answers(&requests(&more))).unwrap();
+    let out = p.received(0, &notify()).unwrap();
     assert!(out.rejected.is_empty(), "{:?}", out.rejected);
     assert_eq!(jobs(&out), vec!["bf"], "{:?}", out.actions);
 }
@@ -154,7 +155,7 @@ fn handshake(p: &mut PoolPlugin) {
 fn trigger(p: &mut PoolPlugin) -> (Result<CallOutput, PluginError>, Duration) {
     handshake(p);
     let start = Instant::now();
-    let result = p.received(TRIGGER);
+    let result = p.received(0, TRIGGER);
     (result, start.elapsed())
 }
 
@@ -184,7 +185,7 @@ fn limit_reason(result: Result<CallOutput, PluginError>) -> String {
 /// instance from the same pre-compiled plugin works.
 fn assert_dead_then_restartable(mut p: PoolPlugin, reason: &str) {
     assert_eq!(p.dead(), Some(reason));
-    for again in [p.received(&notify()), p.tick(1_000), p.connected(2_000)] {
+    for again in [p.received(0, &notify()), p.tick(1_000), p.connected(2_000)] {
         assert_eq!(trap_reason(again), reason);
     }
     assert!(matches!(
@@ -248,7 +249,7 @@ fn oversized_send_is_refused() {
     assert!(reason.contains("send"), "{reason}");
     // A limit error drops the output but leaves the instance usable.
     assert!(p.dead().is_none());
-    let out = p.received(&notify()).unwrap();
+    let out = p.received(0, &notify()).unwrap();
     assert_eq!(jobs(&out), vec!["bf"]);
 
     // The full 100 MB: under default limits the plugin cannot even build it.
@@ -313,7 +314,7 @@ fn invalid_jobs_are_rejected_and_the_session_goes_on() {
             .any(|a| matches!(a, PoolAction::SetShareTarget(_)))
     );
     // Still a working client afterwards.
-    assert_eq!(jobs(&p.received(&notify()).unwrap()), vec!["bf"]);
+    assert_eq!(jobs(&p.received(0, &notify()).unwrap()), vec!["bf"]);
 }
 
 /// Runs a probe mode and returns its log lines (`<area>: …`).
@@ -328,7 +329,7 @@ fn probe(area: &str) -> Vec<String> {
         .collect();
     eprintln!("{area} probe ({took:?}):\n  {}", lines.join("\n  "));
     // Still a working client afterwards.
-    assert_eq!(jobs(&p.received(&notify()).unwrap()), vec!["bf"]);
+    assert_eq!(jobs(&p.received(0, &notify()).unwrap()), vec!["bf"]);
     lines
 }
 
@@ -415,7 +416,7 @@ fn misbehaving_in_the_constructor_or_on_connect_traps() {
 fn without_a_mode_it_is_a_correct_client() {
     let mut p = hostile("x");
     handshake(&mut p);
-    let out = p.received(TRIGGER).unwrap();
+    let out = p.received(0, TRIGGER).unwrap();
     assert!(out.rejected.is_empty());
     assert!(
         logs(&out)
@@ -445,12 +446,77 @@ fn neighbours_are_unaffected() {
         let (result, took) = trigger(&mut hostile_with(mode, Limits::default()));
         eprintln!("{mode}: {:?} in {took:?}", result.as_ref().err());
         // The real plugin and another hostile instance carry on as before.
-        let out = neighbour.received(&notify()).unwrap();
+        let out = neighbour.received(0, &notify()).unwrap();
         assert_eq!(jobs(&out), vec!["bf"], "neighbour after {mode}");
-        let out = survivor.received(&notify()).unwrap();
+        let out = survivor.received(0, &notify()).unwrap();
         assert_eq!(jobs(&out), vec!["bf"], "survivor after {mode}");
         let out = neighbour.tick(1_000).unwrap();
         assert!(out.rejected.is_empty());
     }
     assert!(neighbour.dead().is_none() && survivor.dead().is_none());
+}
+
+/// `validate-settings` runs on a throwaway instance before anything else:
+/// whatever the plugin does there ends in a typed error (or a refusal the
+/// host cuts to size) and leaves the plugin loadable.
+#[test]
+fn validate_settings_is_sandboxed_and_limited() {
+    let check = |mode: &str, limits: Limits| {
+        let settings = json!({ "hostile": mode }).to_string();
+        let start = Instant::now();
+        let verdict = hostile_pre().validate_settings(&settings, limits);
+        (verdict, start.elapsed())
+    };
+    for mode in ["loop", "memory", "unreachable", "panic", "stack"] {
+        let (verdict, took) = check(mode, Limits::default());
+        match verdict {
+            Err(PluginError::Trap { name, reason }) => {
+                eprintln!("validate-settings {mode}: {reason:?} after {took:?}");
+                assert_eq!(name, "hostile");
+            }
+            other => panic!("{mode}: expected a trap, got {other:?}"),
+        }
+        assert!(took < Duration::from_secs(5), "{mode} took {took:?}");
+    }
+    // A refusal longer than the string limit is cut, not refused outright.
+    let limits = Limits::default();
+    let max = limits.max_string_bytes;
+    let (verdict, _) = check(&format!("big-send:{}", 4 * max), limits);
+    let message = verdict.unwrap().unwrap_err();
+    assert!(message.len() <= max + 4, "{} bytes", message.len());
+    // The sandbox holds here too.
+    let (verdict, _) = check("fs", patient());
+    let message = verdict.unwrap().unwrap_err();
+    let lines: Vec<String> = message
+        .trim_start_matches("hostile Fs: ")
+        .split("; ")
+        .map(str::to_string)
+        .collect();
+    assert_all_denied(&lines, 4);
+    // And nothing stuck to the plugin: settings check and sessions work.
+    assert_eq!(
+        hostile_pre()
+            .validate_settings("{}", Limits::default())
+            .unwrap(),
+        Ok(())
+    );
+    assert_eq!(hostile_pre().url_schemes().unwrap(), vec!["stratum+tcp"]);
+    handshake(&mut hostile("x"));
+}
+
+/// The host ticks only when asked: a session that is never answered still
+/// times out, from the wake-up it asked for.
+#[test]
+fn requested_wake_ups_drive_the_timeouts() {
+    let mut p = hostile("x");
+    let hello = p.connected(0).unwrap();
+    assert_eq!(hello.wake_at_ms, Some(30_000));
+    let out = p.tick(30_000).unwrap();
+    assert!(
+        out.actions
+            .iter()
+            .any(|a| matches!(a, PoolAction::Fail(r) if r == "mining.subscribe timed out")),
+        "{:?}",
+        out.actions
+    );
 }

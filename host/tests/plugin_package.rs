@@ -16,7 +16,7 @@ use hashwatt::plugin::package::{
 use hashwatt::plugin::pool::{PoolConfig, PoolPluginPre};
 use hashwatt::plugin::{Limits, Runtime, builtin};
 
-const MANIFEST: &str = "name = \"stratum-v1\"\nversion = \"1.0.0\"\nkind = \"pool\"\nworld = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.1.0\"\n\n[capabilities]\npool_endpoints = [\"*\"]\nstate_quota_bytes = 0\n";
+const MANIFEST: &str = "name = \"stratum-v1\"\nversion = \"1.0.0\"\nkind = \"pool\"\nworld = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.2.0\"\n\n[capabilities]\npool_endpoints = [\"*\"]\nstate_quota_bytes = 0\n";
 
 /// Writes an unsigned package with `manifest` and the Stratum V1 component.
 fn unsigned_package(root: &Path, sub: &str, manifest: &str) -> PathBuf {
@@ -53,6 +53,7 @@ fn pool_config() -> PoolConfig {
         password: "x".into(),
         user_agent: "hashwatt-test".into(),
         version_rolling: false,
+        settings: Default::default(),
     }
 }
 
@@ -209,7 +210,7 @@ fn signed_but_invalid_manifests_are_refused() {
     .unwrap_err();
     assert!(e.to_string().contains("network"), "{e}");
 
-    let future = MANIFEST.replace("world_version = \"0.1.0\"", "world_version = \"0.2.0\"");
+    let future = MANIFEST.replace("world_version = \"0.2.0\"", "world_version = \"0.3.0\"");
     let e =
         package::load_package(&force_signed(tmp.path(), "future", &future, &k), &t).unwrap_err();
     assert!(
@@ -222,7 +223,7 @@ fn signed_but_invalid_manifests_are_refused() {
         ),
         "{e}"
     );
-    assert!(e.to_string().contains("hashwatt:pool@0.1.x"), "{e}");
+    assert!(e.to_string().contains("hashwatt:pool@0.2.x"), "{e}");
 
     let mixed = MANIFEST.replace("kind = \"pool\"", "kind = \"policy\"");
     let e = package::load_package(&force_signed(tmp.path(), "mixed", &mixed, &k), &t).unwrap_err();
@@ -257,7 +258,7 @@ fn policy_manifest_around_a_pool_component_is_a_kind_mismatch() {
         ),
         "{e}"
     );
-    assert!(e.to_string().contains("hashwatt:pool/session@0.1.0"), "{e}");
+    assert!(e.to_string().contains("hashwatt:pool/session@0.2.0"), "{e}");
     assert!(
         cli::list(&state, &t).unwrap().is_empty(),
         "nothing installed"

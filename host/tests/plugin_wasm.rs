@@ -3,7 +3,7 @@
 //! independence, and no trap on any input.
 
 use hashwatt::plugin::pool::{CallOutput, PoolAction, PoolConfig, PoolPlugin, PoolPluginPre};
-use hashwatt::plugin::{Limits, Runtime, builtin};
+use hashwatt::plugin::{Limits, PluginError, Runtime, builtin};
 use hashwatt_work::{Target, hash_to_display};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -30,6 +30,7 @@ fn plugin(version_rolling: bool) -> PoolPlugin {
         password: "x".into(),
         user_agent: "hashwatt-test".into(),
         version_rolling,
+        settings: Default::default(),
     };
     pre().instantiate(&config, Limits::default()).unwrap()
 }
@@ -107,30 +108,33 @@ fn stratum_vectors_from_pool_bytes_to_block_hash() {
         let hello = p.connected(0).unwrap();
         let reqs = sent(&hello);
         let mut out = p
-            .received(&answer(
-                &reqs,
-                v["extranonce1"].as_str().unwrap(),
-                v["extranonce2_size"].as_u64().unwrap(),
-                mask,
-            ))
+            .received(
+                0,
+                &answer(
+                    &reqs,
+                    v["extranonce1"].as_str().unwrap(),
+                    v["extranonce2_size"].as_u64().unwrap(),
+                    mask,
+                ),
+            )
             .unwrap();
         // authorize and extranonce.subscribe follow the subscribe result.
         let more = answer(&sent(&out), "", 0, None);
-        out.actions.extend(p.received(&more).unwrap().actions);
+        out.actions.extend(p.received(0, &more).unwrap().actions);
         if let Some(d) = v["difficulty"].as_f64() {
             let line = format!(
                 "{}\n",
                 json!({"id": null, "method": "mining.set_difficulty", "params": [d]})
             );
             out.actions
-                .extend(p.received(line.as_bytes()).unwrap().actions);
+                .extend(p.received(0, line.as_bytes()).unwrap().actions);
         }
         let notify = format!(
             "{}\n",
             json!({"id": null, "method": "mining.notify", "params": v["notify_params"]})
         );
         out.actions
-            .extend(p.received(notify.as_bytes()).unwrap().actions);
+            .extend(p.received(0, notify.as_bytes()).unwrap().actions);
         assert!(out.rejected.is_empty(), "{name}: {:?}", out.rejected);
 
         let job = out
@@ -203,7 +207,7 @@ fn stratum_vectors_from_pool_bytes_to_block_hash() {
             nonce,
             version,
         };
-        let submit_req = sent(&p.share_found(&share).unwrap());
+        let submit_req = sent(&p.share_found(0, &share).unwrap());
         let params = submit_req[0]["params"].as_array().unwrap();
         assert_eq!(submit_req[0]["method"], "mining.submit");
         assert_eq!(params[1], submit["job_id"]);
@@ -248,7 +252,7 @@ fn run_chunks(chunks: &[&[u8]]) -> Vec<String> {
         .map(|a| format!("{a:?}"))
         .collect();
     for c in chunks {
-        let out = p.received(c).unwrap();
+        let out = p.received(0, c).unwrap();
         log.extend(out.actions.iter().map(|a| format!("{a:?}")));
         log.extend(out.rejected.iter().map(|r| r.to_string()));
     }
@@ -279,9 +283,9 @@ proptest! {
     fn no_input_makes_the_plugin_trap(garbage in proptest::collection::vec(any::<u8>(), 0..4096)) {
         let mut p = plugin(true);
         p.connected(0).unwrap();
-        prop_assert!(p.received(&garbage).is_ok());
+        prop_assert!(p.received(0, &garbage).is_ok());
         let odd_subscribe: &[u8] = b"\n{\"id\":1,\"result\":[[],\"zz\",99],\"error\":null}\n";
-        let second = p.received(odd_subscribe);
+        let second = p.received(0, odd_subscribe);
         prop_assert!(second.is_ok());
         prop_assert!(p.tick(120_000).is_ok());
     }
@@ -292,4 +296,121 @@ fn one_byte_chunks_match_whole() {
     let bytes = transcript();
     let chunks: Vec<&[u8]> = bytes.chunks(1).collect();
     assert_eq!(run_chunks(&chunks), run_chunks(&[&bytes]));
+}
+
+/// A component that exports only the named (empty) interface instances:
+/// enough for the host's version check, which reads the exports' names.
+fn component_exporting(names: &[&str]) -> Vec<u8> {
+    let exports: String = names
+        .iter()
+        .map(|n| format!("(export \"{n}\" (instance $empty))\n"))
+        .collect();
+    wat::parse_str(format!("(component (instance $empty) {exports})")).unwrap()
+}
+
+#[test]
+fn a_component_built_for_pool_0_1_0_is_refused_with_both_versions() {
+    let runtime = Runtime::new().unwrap();
+    let old = component_exporting(&["hashwatt:pool/types@0.1.0", "hashwatt:pool/session@0.1.0"]);
+    let e = PoolPluginPre::new(&runtime, "oldpool", &old).err().unwrap();
+    match &e {
+        PluginError::WorldVersion {
+            name,
+            package,
+            found,
+            supported,
+            ..
+        } => {
+            assert_eq!(name, "oldpool");
+            assert_eq!(*package, "hashwatt:pool");
+            assert_eq!(found, "0.1.0");
+            assert_eq!(*supported, "0.2.0");
+        }
+        other => panic!("expected WorldVersion, got {other}"),
+    }
+    assert_eq!(
+        e.to_string(),
+        "plugin oldpool was built for hashwatt:pool@0.1.0; this host supports \
+         hashwatt:pool@0.2.0 — rebuild it against wit/pool 0.2.0"
+    );
+    // A later minor version is refused the same way; a patch release is
+    // not refused for its version (this one then fails to link instead).
+    let newer = component_exporting(&["hashwatt:pool/session@0.3.0"]);
+    let e = PoolPluginPre::new(&runtime, "newpool", &newer)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&e, PluginError::WorldVersion { found, .. } if found == "0.3.0"),
+        "{e}"
+    );
+    let patch = component_exporting(&["hashwatt:pool/session@0.2.7"]);
+    let e = PoolPluginPre::new(&runtime, "patch", &patch).err().unwrap();
+    assert!(matches!(e, PluginError::Load { .. }), "{e}");
+    // Something that is no pool plugin at all says so.
+    let policy = component_exporting(&["hashwatt:policy/policy@0.1.0"]);
+    let e = PoolPluginPre::new(&runtime, "notapool", &policy)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&e, PluginError::Load { reason, .. }
+            if reason.contains("hashwatt:pool/session@0.2.0") && reason.contains("hashwatt:policy/policy@0.1.0")),
+        "{e}"
+    );
+}
+
+#[test]
+fn plugin_info_url_schemes_and_settings() {
+    assert_eq!(pre().url_schemes().unwrap(), vec!["stratum+tcp"]);
+    let check = |json: &str| pre().validate_settings(json, Limits::default()).unwrap();
+    assert_eq!(check("{}"), Ok(()));
+    assert_eq!(check(r#"{"suggest_difficulty": 2048}"#), Ok(()));
+    assert_eq!(
+        check(r#"{"suggest_difficulty": 2048, "diff": 1}"#),
+        Err("settings.diff: unknown setting (known: suggest_difficulty)".into())
+    );
+    assert_eq!(
+        check(r#"{"suggest_difficulty": "lots"}"#),
+        Err(r#"settings.suggest_difficulty: expected a positive number, got "lots""#.into())
+    );
+}
+
+#[test]
+fn settings_reach_the_session_and_wake_ups_reach_the_host() {
+    let mut settings = serde_json::Map::new();
+    settings.insert("suggest_difficulty".into(), json!(1024));
+    let config = PoolConfig {
+        url: "stratum+tcp://127.0.0.1:3333".into(),
+        host: "127.0.0.1".into(),
+        port: 3333,
+        user: "worker".into(),
+        password: "x".into(),
+        user_agent: "hashwatt-test".into(),
+        version_rolling: false,
+        settings,
+    };
+    let mut p = pre().instantiate(&config, Limits::default()).unwrap();
+    let hello = p.connected(1_000).unwrap();
+    let methods: Vec<Value> = sent(&hello).iter().map(|m| m["method"].clone()).collect();
+    assert_eq!(
+        methods,
+        vec![
+            json!("mining.subscribe"),
+            json!("mining.suggest_difficulty")
+        ]
+    );
+    assert_eq!(sent(&hello)[1]["params"], json!([1024]));
+    assert_eq!(hello.wake_at_ms, Some(31_000));
+    let out = p
+        .received(2_000, &answer(&sent(&hello)[..1], "00", 4, None))
+        .unwrap();
+    assert_eq!(out.wake_at_ms, Some(32_000));
+    let out = p.tick(32_000).unwrap();
+    assert!(
+        out.actions
+            .iter()
+            .any(|a| matches!(a, PoolAction::Fail(r) if r == "mining.authorize timed out")),
+        "{:?}",
+        out.actions
+    );
+    assert_eq!(out.wake_at_ms, None, "a failed session asks for nothing");
 }

@@ -1,9 +1,16 @@
-//! Untrusted plugin jobs and share targets through the host's validation
-//! (`Job::validate`, `Target::from_slice`): validation must never panic, and
-//! whatever it accepts must be safe to mine (every accessor and header
-//! builder works on it, with the sizes the job promised).
+//! Untrusted plugin jobs, share targets and wake-up times through the
+//! host's validation (`Job::validate`, `Target::from_slice`, `wake_delay`):
+//! validation must never panic, whatever it accepts must be safe to mine
+//! (every accessor and header builder works on it, with the sizes the job
+//! promised), and any `wake-at` a plugin returns (`hashwatt:pool@0.2.0`)
+//! becomes a wait within the host's bounds that a clock can always add.
 
 #![no_main]
+
+// The host's wake-up clamp, compiled from its source (it needs only std),
+// so this fuzz workspace does not build the whole host.
+#[path = "../../src/plugin/wake.rs"]
+mod wake;
 
 use arbitrary::Arbitrary;
 use hashwatt_work::job::{
@@ -88,6 +95,9 @@ struct Input {
     nonce: u32,
     roll: u64,
     hash: [u8; 32],
+    /// A `wake-at` a plugin might return, and the host's clock then.
+    wake_at_ms: u64,
+    now_ms: u64,
 }
 
 fn spec(input: Kind) -> WorkKindSpec {
@@ -150,7 +160,27 @@ fuzz_target!(|input: Input| {
         }
     }
     let _ = Target::from_nbits(input.nbits).map(|t| t.difficulty());
+
+    check_wake(input.wake_at_ms, input.now_ms);
 });
+
+/// Any wake-up time gives a bounded wait: at least the minimum (a plugin
+/// cannot make the host spin), at most the maximum (an instant that far
+/// ahead always exists), and exactly the time left in between.
+fn check_wake(wake_at_ms: u64, now_ms: u64) {
+    use wake::{MAX_WAKE_DELAY, MIN_WAKE_DELAY, wake_delay};
+    let d = wake_delay(wake_at_ms, now_ms);
+    assert!(d >= MIN_WAKE_DELAY && d <= MAX_WAKE_DELAY, "{d:?}");
+    let left = wake_at_ms.saturating_sub(now_ms);
+    let min = MIN_WAKE_DELAY.as_millis() as u64;
+    let max = MAX_WAKE_DELAY.as_millis() as u64;
+    if (min..=max).contains(&left) {
+        assert_eq!(d.as_millis() as u64, left);
+    }
+    // Later requests never wait less.
+    assert!(wake_delay(wake_at_ms.saturating_add(1), now_ms) >= d);
+    assert!(std::time::Instant::now().checked_add(d).is_some());
+}
 
 /// Whatever validation accepts keeps the WIT contract's promises.
 fn check_accepted(spec: &JobSpec, job: &Job, extranonce2: &[u8], nonce: u32, roll: u64) {

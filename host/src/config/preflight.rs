@@ -20,6 +20,7 @@ use super::{Config, ConfigError, PluginSource, PolicyEntry, PoolEntry, Problem};
 use crate::plugin::cli as plugin_cli;
 use crate::plugin::package::{MAX_WASM_BYTES, PluginKind, Trust, VerifiedPackage};
 use crate::plugin::policy::{PolicyLimits, PolicyPluginPre};
+use crate::plugin::pool::PoolPluginPre;
 use crate::plugin::{PluginError, Runtime, builtin};
 
 /// Runs every check that needs the plugin runtime on a configuration that
@@ -30,39 +31,73 @@ pub fn preflight(config: &Config, path: &Path, text: &str) -> Result<(), ConfigE
 }
 
 fn check(config: &Config) -> Result<(), Problem> {
-    for (i, pool) in config.pools.iter().enumerate() {
-        check_pool(config, i, pool)?;
-    }
-    if config.policies.is_empty() {
-        return Ok(());
-    }
     let runtime = Runtime::new()
-        .map_err(|e| Problem::new("policies", format!("cannot check the policies: {e}")))?;
+        .map_err(|e| Problem::new("(top level)", format!("cannot start the plugin runtime: {e}")))?;
+    let mut builtin_pool: Option<PoolPluginPre> = None;
+    for (i, pool) in config.pools.iter().enumerate() {
+        check_pool(config, &runtime, &mut builtin_pool, i, pool)?;
+    }
     for (i, policy) in config.policies.iter().enumerate() {
         check_policy(config, &runtime, i, policy)?;
     }
     Ok(())
 }
 
-/// The URL schemes the plugin of `pool` handles, if known before it runs.
-/// `None` for third-party plugins: until the pool contract lets a plugin
-/// name its schemes, such a plugin is trusted to handle its pool's URL.
-fn claimed_schemes(pool: &PoolEntry) -> Option<&'static [&'static str]> {
-    match pool.plugin {
-        None => Some(builtin::builtin_url_schemes()),
-        Some(_) => None,
-    }
-}
-
-fn check_pool(config: &Config, i: usize, pool: &PoolEntry) -> Result<(), Problem> {
-    if let Some(schemes) = claimed_schemes(pool)
-        && !schemes.contains(&pool.url.scheme.as_str())
-    {
+/// Checks a pool against its plugin: the plugin must load (package
+/// verified, file allowed), claim the URL's scheme (the pool contract's
+/// `url-schemes`) and accept the pool's `settings` (`validate-settings`).
+fn check_pool(
+    config: &Config,
+    runtime: &Runtime,
+    builtin_pool: &mut Option<PoolPluginPre>,
+    i: usize,
+    pool: &PoolEntry,
+) -> Result<(), Problem> {
+    let at = |message: String| Problem::new(format!("pools[{i}].plugin"), message);
+    let (pre, label) = match &pool.plugin {
+        None => {
+            if builtin_pool.is_none() {
+                let pre = PoolPluginPre::new(runtime, "stratum-v1", builtin::STRATUM_V1)
+                    .map_err(|e| at(format!("the built-in Stratum V1 plugin: {e}")))?;
+                *builtin_pool = Some(pre);
+            }
+            let Some(pre) = builtin_pool.clone() else {
+                return Ok(());
+            };
+            (pre, "the built-in Stratum V1 plugin".to_string())
+        }
+        Some(spec) => {
+            let wasm = match PluginSource::parse(spec).map_err(at)? {
+                PluginSource::Package(name) => {
+                    let package = installed(config, name, PluginKind::Pool).map_err(at)?;
+                    if !package
+                        .manifest
+                        .capabilities
+                        .allows_endpoint(&pool.url.host, pool.url.port)
+                    {
+                        return Err(at(format!(
+                            "package {name:?} may not connect to {}:{}: its manifest's \
+                             pool_endpoints do not list it",
+                            pool.url.host, pool.url.port
+                        )));
+                    }
+                    package.wasm
+                }
+                PluginSource::File(file) => unsigned_file(config, file, true)
+                    .map_err(at)?
+                    .unwrap_or_default(),
+            };
+            let pre = PoolPluginPre::new(runtime, spec, &wasm).map_err(|e| at(e.to_string()))?;
+            (pre, format!("plugin {spec:?}"))
+        }
+    };
+    let schemes = pre.url_schemes().map_err(|e| at(e.to_string()))?;
+    if !schemes.iter().any(|s| s == &pool.url.scheme) {
         return Err(Problem::new(
             format!("pools[{i}].url"),
             format!(
-                "no pool plugin handles `{}://` URLs: the built-in Stratum V1 plugin handles {}; \
-                 for another protocol set `plugin` to a pool plugin that handles it",
+                "{label} does not handle `{}://` URLs; it handles {}. For another protocol \
+                 set `plugin` to a pool plugin that handles it",
                 pool.url.scheme,
                 schemes
                     .iter()
@@ -72,30 +107,22 @@ fn check_pool(config: &Config, i: usize, pool: &PoolEntry) -> Result<(), Problem
             ),
         ));
     }
-    let Some(spec) = &pool.plugin else {
-        return Ok(());
+    let settings = crate::plugin::pool::settings_json(&crate::plugin::pool::settings_map(
+        &pool.settings,
+    ));
+    let limits = crate::plugin::Limits {
+        call_timeout: Duration::from_millis(config.plugin_limits.call_timeout_ms.max(100)),
+        memory_bytes: config.plugin_limits.memory_mib << 20,
+        ..crate::plugin::Limits::default()
     };
-    let at = |message: String| Problem::new(format!("pools[{i}].plugin"), message);
-    match PluginSource::parse(spec).map_err(at)? {
-        PluginSource::Package(name) => {
-            let package = installed(config, name, PluginKind::Pool).map_err(at)?;
-            if !package
-                .manifest
-                .capabilities
-                .allows_endpoint(&pool.url.host, pool.url.port)
-            {
-                return Err(at(format!(
-                    "package {name:?} may not connect to {}:{}: its manifest's \
-                     pool_endpoints do not list it",
-                    pool.url.host, pool.url.port
-                )));
-            }
-        }
-        PluginSource::File(file) => {
-            unsigned_file(config, file, false).map_err(at)?;
-        }
+    match pre.validate_settings(&settings, limits) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(Problem::new(format!("pools[{i}].settings"), reason)),
+        Err(e) => Err(Problem::new(
+            format!("pools[{i}].settings"),
+            format!("{label} failed while checking the settings: {e}"),
+        )),
     }
-    Ok(())
 }
 
 fn check_policy(

@@ -4,8 +4,9 @@
 //!
 //! * compile: the component from its bytes (paid once per host start
 //!   without a cache);
-//! * load from the precompiled cache ([`super::cache`]), linked and ready
-//!   to instantiate (paid once per host start with a warm cache);
+//! * load from the precompiled cache ([`super::cache`]), version-checked,
+//!   linked, its URL schemes asked on a throwaway instance, and ready to
+//!   instantiate (paid once per host start with a warm cache);
 //! * instantiate: a fresh instance and session from the pre-linked plugin
 //!   (paid on every plugin restart);
 //! * call overhead: one `received` call carrying one typical
@@ -216,7 +217,7 @@ pub fn run(iterations: usize) -> anyhow::Result<PluginBenchReport> {
     let mut empty_call = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let start = Instant::now();
-        let out = plugin.received(&[])?;
+        let out = plugin.received(0, &[])?;
         empty_call.push(start.elapsed());
         std::hint::black_box(out);
     }
@@ -226,7 +227,7 @@ pub fn run(iterations: usize) -> anyhow::Result<PluginBenchReport> {
     let mut notify_to_work = Vec::with_capacity(iterations);
     for line in &lines {
         let start = Instant::now();
-        let out = plugin.received(line)?;
+        let out = plugin.received(0, line)?;
         let called = start.elapsed();
         let job = first_job(&out)?;
         let extranonce2 = vec![0u8; job.extranonce2_size()];
@@ -308,6 +309,7 @@ fn config() -> PoolConfig {
         password: "x".into(),
         user_agent: "hashwatt-bench".into(),
         version_rolling: true,
+        settings: Default::default(),
     }
 }
 
@@ -345,11 +347,11 @@ fn handshake(plugin: &mut PoolPlugin) -> anyhow::Result<()> {
         if replies.is_empty() {
             break;
         }
-        out = plugin.received(&replies)?;
+        out = plugin.received(0, &replies)?;
     }
     let difficulty = b"{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[65536]}\n";
-    plugin.received(difficulty)?;
-    let out = plugin.received(&notify_line(0))?;
+    plugin.received(0, difficulty)?;
+    let out = plugin.received(0, &notify_line(0))?;
     first_job(&out)?;
     Ok(())
 }

@@ -31,10 +31,3 @@ pub const POLICIES: &[(&str, &[u8])] = &[
 pub fn policy(name: &str) -> Option<&'static [u8]> {
     POLICIES.iter().find(|(n, _)| *n == name).map(|(_, w)| *w)
 }
-
-/// The URL schemes the built-in pool plugin (Stratum V1) handles: a pool
-/// without `plugin = "…"` must use one of these. To be replaced by asking
-/// the plugin itself (the pool contract's `url-schemes` export).
-pub fn builtin_url_schemes() -> &'static [&'static str] {
-    &["stratum+tcp"]
-}

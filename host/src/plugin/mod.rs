@@ -15,6 +15,7 @@ pub mod cli;
 pub mod package;
 pub mod policy;
 pub mod pool;
+mod wake;
 
 use std::sync::Arc;
 use std::thread;
@@ -40,6 +41,24 @@ pub enum PluginError {
         name: String,
         /// What went wrong.
         reason: String,
+    },
+    /// The component was built for a version of the plugin contract this
+    /// host does not implement (read from its exports): it must be rebuilt.
+    #[error(
+        "plugin {name} was built for {package}@{found}; this host supports {package}@{supported} \
+         — rebuild it against {wit} {supported}"
+    )]
+    WorldVersion {
+        /// Plugin name.
+        name: String,
+        /// The WIT package, e.g. `hashwatt:pool`.
+        package: &'static str,
+        /// The version the component exports, e.g. `0.1.0`.
+        found: String,
+        /// The version this host implements, e.g. `0.2.0`.
+        supported: &'static str,
+        /// Where the contract lives in the source tree, e.g. `wit/pool`.
+        wit: &'static str,
     },
     /// The plugin trapped, ran out of time or memory: the instance is dead.
     #[error("plugin {name} trapped: {reason}")]

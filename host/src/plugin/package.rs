@@ -222,7 +222,7 @@ impl fmt::Display for PluginKind {
 /// WIT package versions this host implements: `(package, major, minor)`;
 /// any patch release of those is compatible.
 pub const SUPPORTED_WORLDS: &[(&str, u64, u64)] =
-    &[("hashwatt:pool", 0, 1), ("hashwatt:policy", 0, 1)];
+    &[("hashwatt:pool", 0, 2), ("hashwatt:policy", 0, 1)];
 
 /// A parsed and checked `plugin.toml`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -994,7 +994,7 @@ pub(crate) fn unique_suffix() -> String {
 mod tests {
     use super::*;
 
-    const POOL: &str = "name = \"stratum-v1\"\nversion = \"1.2.3\"\nkind = \"pool\"\nworld = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.1.0\"\n[capabilities]\npool_endpoints = [\"*\", \"pool.example.com:3333\", \"[::1]:4444\"]\nstate_quota_bytes = 4096\n";
+    const POOL: &str = "name = \"stratum-v1\"\nversion = \"1.2.3\"\nkind = \"pool\"\nworld = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.2.0\"\n[capabilities]\npool_endpoints = [\"*\", \"pool.example.com:3333\", \"[::1]:4444\"]\nstate_quota_bytes = 4096\n";
 
     fn err(text: &str) -> String {
         Manifest::parse(text).unwrap_err().to_string()
@@ -1055,25 +1055,29 @@ mod tests {
 
     #[test]
     fn world_checks() {
-        let e = Manifest::parse(&POOL.replace("0.1.0", "0.2.0")).unwrap_err();
+        let e = Manifest::parse(&POOL.replace("0.2.0", "0.3.0")).unwrap_err();
         assert!(
             matches!(&e, ManifestError::UnsupportedWorld { field, .. } if field == "world_version"),
             "{e}"
         );
-        let e = Manifest::parse(&POOL.replace("0.1.0", "0.1.0-rc.1")).unwrap_err();
+        let e = Manifest::parse(&POOL.replace("0.2.0", "0.2.0-rc.1")).unwrap_err();
         assert!(matches!(e, ManifestError::UnsupportedWorld { .. }), "{e}");
         let e = Manifest::parse(&POOL.replace("hashwatt:pool/", "acme:pool/")).unwrap_err();
         assert!(
             matches!(&e, ManifestError::UnsupportedWorld { field, .. } if field == "world"),
             "{e}"
         );
-        let e = Manifest::parse(&POOL.replace("hashwatt:pool/pool-plugin", "hashwatt:policy/p"))
-            .unwrap_err();
+        let policy_world = POOL
+            .replace("hashwatt:pool/pool-plugin", "hashwatt:policy/p")
+            .replace("0.2.0", "0.1.0");
+        let e = Manifest::parse(&policy_world).unwrap_err();
         assert!(matches!(e, ManifestError::KindMismatch { .. }), "{e}");
         let e = Manifest::parse(&POOL.replace("hashwatt:pool/pool-plugin", "hashwatt-pool"))
             .unwrap_err();
         assert!(matches!(e, ManifestError::Invalid { .. }), "{e}");
-        assert!(Manifest::parse(&POOL.replace("0.1.0", "0.1.9")).is_ok());
+        assert!(Manifest::parse(&POOL.replace("0.2.0", "0.2.9")).is_ok());
+        // A manifest for the previous pool contract is refused too.
+        assert!(Manifest::parse(&POOL.replace("0.2.0", "0.1.0")).is_err());
     }
 
     #[test]

@@ -1,15 +1,20 @@
-//! Host side of the `hashwatt:pool` world: instantiates a pool plugin,
-//! drives its session and turns what it returns into validated
-//! [`PoolAction`]s. Nothing a plugin returns reaches the miner unchecked.
+//! Host side of the `hashwatt:pool@0.2.0` world: checks that a component
+//! was built for it, asks it which URL schemes it speaks and whether a
+//! pool's settings suit it, instantiates it, drives its session and turns
+//! what it returns into validated [`PoolAction`]s and a wake-up time.
+//! Nothing a plugin returns reaches the miner unchecked.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hashwatt_work::{Job, JobSpec, Target, WorkKindSpec};
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
+pub use super::wake::{MAX_WAKE_DELAY, MIN_WAKE_DELAY, wake_delay};
 use super::{
-    Limits, PluginError, PluginState, Runtime, deadline_ticks, describe_trap, limited_store,
+    Limits, PluginError, PluginState, Runtime, call_blocking, deadline_ticks, describe_trap,
+    limited_store,
 };
 
 mod bindings {
@@ -21,6 +26,21 @@ mod bindings {
 
 use bindings::exports::hashwatt::pool::session as wit_session;
 use bindings::hashwatt::pool::types as wit;
+
+/// The WIT package pool plugins implement.
+pub const POOL_PACKAGE: &str = "hashwatt:pool";
+/// The version of [`POOL_PACKAGE`] this host implements (`wit/pool`); a
+/// component built for another minor version (any other major) is refused
+/// with [`PluginError::WorldVersion`]. Patch releases are compatible.
+pub const POOL_WORLD_VERSION: &str = "0.2.0";
+/// The interface whose export version decides which contract a component
+/// was built for.
+const SESSION_INTERFACE: &str = "hashwatt:pool/session";
+
+/// Most URL schemes one plugin may claim.
+pub const MAX_URL_SCHEMES: usize = 16;
+/// Longest URL scheme a plugin may claim, in bytes.
+pub const MAX_URL_SCHEME_LEN: usize = 32;
 
 /// The pool as the plugin sees it.
 #[derive(Clone, Debug)]
@@ -37,8 +57,35 @@ pub struct PoolConfig {
     pub password: String,
     /// User agent to announce.
     pub user_agent: String,
-    /// Whether the host can roll versions (BIP 320).
+    /// Whether the host can roll versions (BIP 320); the plugin offers
+    /// version rolling to the pool only when this is true.
     pub version_rolling: bool,
+    /// The pool's `settings` table from the operator's configuration, for
+    /// the plugin (empty when none); check it first with
+    /// [`PoolPluginPre::validate_settings`].
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl PoolConfig {
+    /// [`Self::settings`] as the JSON object text the plugin receives.
+    pub fn settings_json(&self) -> String {
+        settings_json(&self.settings)
+    }
+}
+
+/// A pool's `settings` table from the configuration as the JSON object the
+/// contract hands to the plugin (TOML dates become strings).
+pub fn settings_map(table: &toml::Table) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(table) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// Settings as the JSON object text plugins receive (WIT `pool-config.settings`
+/// and `plugin-info.validate-settings`).
+pub fn settings_json(settings: &serde_json::Map<String, serde_json::Value>) -> String {
+    serde_json::Value::Object(settings.clone()).to_string()
 }
 
 /// A share handed to the plugin for submission.
@@ -132,6 +179,10 @@ pub struct CallOutput {
     pub actions: Vec<PoolAction>,
     /// Actions the host refused, with reasons (to be logged).
     pub rejected: Vec<ActionError>,
+    /// The last `wake-at` of the call: when (on the `now_ms` clock) the
+    /// plugin wants its next `tick`. `None` leaves an earlier request as it
+    /// was. Turn it into a wait with [`wake_delay`], which clamps it.
+    pub wake_at_ms: Option<u64>,
 }
 
 /// A compiled pool plugin, ready to be instantiated cheaply many times.
@@ -142,7 +193,9 @@ pub struct PoolPluginPre {
     pre: bindings::PoolPluginPre<PluginState>,
     /// The endpoints an installed package's manifest allows (`None`: any
     /// the operator configures, for built-in and operator-supplied files).
-    endpoints: Option<std::sync::Arc<crate::plugin::package::Capabilities>>,
+    endpoints: Option<Arc<crate::plugin::package::Capabilities>>,
+    /// What `plugin-info.url-schemes` answered when the plugin was loaded.
+    url_schemes: Arc<[String]>,
 }
 
 impl PoolPluginPre {
@@ -153,11 +206,19 @@ impl PoolPluginPre {
     }
 
     /// Links an already compiled (e.g. cached) pool plugin component.
+    ///
+    /// Refuses a component built for another version of the contract with
+    /// [`PluginError::WorldVersion`] (decided from its exports, before
+    /// linking, so the operator learns what to rebuild), and one whose
+    /// `plugin-info.url-schemes` traps or claims invalid schemes with
+    /// [`PluginError::Trap`] / [`PluginError::Load`]; the schemes are asked
+    /// once, here, on a throwaway instance with the default [`Limits`].
     pub fn from_component(
         runtime: &Runtime,
         name: &str,
         component: &wasmtime::component::Component,
     ) -> Result<Self, PluginError> {
+        check_world(runtime, name, component)?;
         let load_err = |e: wasmtime::Error| PluginError::Load {
             name: name.into(),
             reason: format!("{e:#}"),
@@ -167,11 +228,66 @@ impl PoolPluginPre {
             .instantiate_pre(component)
             .map_err(load_err)?;
         let pre = bindings::PoolPluginPre::new(instance_pre).map_err(load_err)?;
-        Ok(PoolPluginPre {
+        let mut plugin = PoolPluginPre {
             name: name.into(),
             runtime: runtime.clone(),
             pre,
             endpoints: None,
+            url_schemes: Arc::from(Vec::new()),
+        };
+        let limits = Limits::default();
+        let schemes = plugin.with_throwaway(&limits, |info, store| info.call_url_schemes(store))?;
+        plugin.url_schemes = Arc::from(check_url_schemes(name, schemes)?);
+        Ok(plugin)
+    }
+
+    /// The URL schemes the plugin claims (e.g. `["stratum+tcp"]`), lowercase
+    /// and checked, as `plugin-info.url-schemes` answered when the plugin was
+    /// loaded. The host picks a pool's plugin by its URL's scheme.
+    ///
+    /// Never fails today (the answer is taken and checked in
+    /// [`Self::from_component`]); the `Result` leaves room to ask lazily.
+    pub fn url_schemes(&self) -> Result<Vec<String>, PluginError> {
+        Ok(self.url_schemes.to_vec())
+    }
+
+    /// Asks the plugin whether `settings_json` (a pool's `settings` as a
+    /// JSON object, see [`settings_json`]) suits it, before anything starts,
+    /// on a throwaway instance under `limits`.
+    ///
+    /// `Ok(Err(message))`: the plugin refused the settings; the message
+    /// (cut to `limits.max_string_bytes`) names the key and is for the
+    /// operator. `Err(_)`: the plugin trapped or ran out of time or memory.
+    pub fn validate_settings(
+        &self,
+        settings_json: &str,
+        limits: Limits,
+    ) -> Result<Result<(), String>, PluginError> {
+        let verdict = self.with_throwaway(&limits, |info, store| {
+            info.call_validate_settings(store, settings_json)
+        })?;
+        Ok(verdict.map_err(|m| truncate(&m, limits.max_string_bytes)))
+    }
+
+    /// Runs `f` against `plugin-info` on a fresh instance in its own
+    /// limited store (dropped afterwards), under the setup time budget.
+    fn with_throwaway<T>(
+        &self,
+        limits: &Limits,
+        f: impl FnOnce(
+            &bindings::exports::hashwatt::pool::plugin_info::Guest,
+            &mut Store<PluginState>,
+        ) -> wasmtime::Result<T>,
+    ) -> Result<T, PluginError> {
+        let trap = |e: wasmtime::Error| PluginError::Trap {
+            name: self.name.clone(),
+            reason: describe_trap(&e),
+        };
+        call_blocking(|| {
+            let (mut store, setup_budget) = limited_store(&self.runtime, limits);
+            let instance = self.pre.instantiate(&mut store).map_err(trap)?;
+            store.set_epoch_deadline(setup_budget);
+            f(instance.hashwatt_pool_plugin_info(), &mut store).map_err(trap)
         })
     }
 
@@ -214,6 +330,7 @@ impl PoolPluginPre {
             password: config.password.clone(),
             user_agent: config.user_agent.clone(),
             version_rolling: config.version_rolling,
+            settings: config.settings_json(),
         };
         store.set_epoch_deadline(setup_budget);
         let session = instance
@@ -251,18 +368,23 @@ impl PoolPlugin {
         self.call(|i, s, r| i.call_connected(s, r, now_ms))
     }
 
-    /// Bytes arrived from the pool.
-    pub fn received(&mut self, bytes: &[u8]) -> Result<CallOutput, PluginError> {
-        self.call(|i, s, r| i.call_received(s, r, bytes))
+    /// Bytes arrived from the pool at `now_ms`.
+    pub fn received(&mut self, now_ms: u64, bytes: &[u8]) -> Result<CallOutput, PluginError> {
+        self.call(|i, s, r| i.call_received(s, r, now_ms, bytes))
     }
 
-    /// Time passed.
+    /// The wake-up the plugin asked for ([`CallOutput::wake_at_ms`]) is
+    /// due; call only then.
     pub fn tick(&mut self, now_ms: u64) -> Result<CallOutput, PluginError> {
         self.call(|i, s, r| i.call_tick(s, r, now_ms))
     }
 
-    /// The host found a share.
-    pub fn share_found(&mut self, share: &ShareSubmission) -> Result<CallOutput, PluginError> {
+    /// The host found a share at `now_ms`.
+    pub fn share_found(
+        &mut self,
+        now_ms: u64,
+        share: &ShareSubmission,
+    ) -> Result<CallOutput, PluginError> {
         let wit_share = wit::Share {
             id: share.id,
             job_id: share.job_id.clone(),
@@ -271,7 +393,7 @@ impl PoolPlugin {
             nonce: share.nonce,
             version: share.version,
         };
-        self.call(|i, s, r| i.call_share_found(s, r, &wit_share))
+        self.call(|i, s, r| i.call_share_found(s, r, now_ms, &wit_share))
     }
 
     /// The connection closed.
@@ -398,6 +520,99 @@ fn convert(
             wit::Action::Fail(reason) => out
                 .actions
                 .push(PoolAction::Fail(truncate(&reason, max_str))),
+            // Any u64 is a time; `wake_delay` clamps it when it is used.
+            wit::Action::WakeAt(at_ms) => out.wake_at_ms = Some(at_ms),
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses a component that does not export the session interface at the
+/// contract version this host implements, saying which version it was
+/// built for. Decided from the component's type, not from a link error.
+fn check_world(
+    runtime: &Runtime,
+    name: &str,
+    component: &wasmtime::component::Component,
+) -> Result<(), PluginError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty
+        .exports(runtime.engine())
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let supported = semver::Version::parse(POOL_WORLD_VERSION)
+        .map_err(|e| PluginError::Engine(format!("bad POOL_WORLD_VERSION: {e}")))?;
+    let mut found = None;
+    for export in &exports {
+        let Some(rest) = export.strip_prefix(SESSION_INTERFACE) else {
+            continue;
+        };
+        let Some(version) = rest.strip_prefix('@') else {
+            // `hashwatt:pool/session` without a version, or another
+            // interface that merely starts with the same letters.
+            continue;
+        };
+        match semver::Version::parse(version) {
+            Ok(v)
+                if v.major == supported.major && v.minor == supported.minor && v.pre.is_empty() =>
+            {
+                return Ok(());
+            }
+            _ => found = Some(version.to_string()),
+        }
+    }
+    match found {
+        Some(found) => Err(PluginError::WorldVersion {
+            name: name.into(),
+            package: POOL_PACKAGE,
+            found,
+            supported: POOL_WORLD_VERSION,
+            wit: "wit/pool",
+        }),
+        None => Err(PluginError::Load {
+            name: name.into(),
+            reason: format!(
+                "it does not export {SESSION_INTERFACE}@{POOL_WORLD_VERSION}, so it is not a pool \
+                 plugin for this host (it exports [{}])",
+                truncate(&exports.join(", "), 512)
+            ),
+        }),
+    }
+}
+
+/// Checks what `plugin-info.url-schemes` answered: 1..=16 schemes, each a
+/// lowercase URL scheme (RFC 3986: a letter, then letters, digits, `+`,
+/// `-`, `.`) of at most 32 bytes. Duplicates are dropped.
+fn check_url_schemes(name: &str, schemes: Vec<String>) -> Result<Vec<String>, PluginError> {
+    let refuse = |reason: String| PluginError::Load {
+        name: name.into(),
+        reason,
+    };
+    if schemes.is_empty() || schemes.len() > MAX_URL_SCHEMES {
+        return Err(refuse(format!(
+            "it claims {} URL schemes (1..={MAX_URL_SCHEMES})",
+            schemes.len()
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(schemes.len());
+    for scheme in schemes {
+        let valid = scheme.len() <= MAX_URL_SCHEME_LEN
+            && scheme
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase())
+            && scheme.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.')
+            });
+        if !valid {
+            return Err(refuse(format!(
+                "it claims the invalid URL scheme {:?} (expected a lowercase letter, then \
+                 lowercase letters, digits, `+`, `-` or `.`; at most {MAX_URL_SCHEME_LEN} bytes)",
+                truncate(&scheme, 64)
+            )));
+        }
+        if !out.contains(&scheme) {
+            out.push(scheme);
         }
     }
     Ok(out)
@@ -550,7 +765,99 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_last_wake_at_of_a_call_counts() {
+        let out = convert(
+            "t",
+            &Limits::default(),
+            vec![
+                wit::Action::WakeAt(5_000),
+                wit::Action::Send(b"x\n".to_vec()),
+                wit::Action::WakeAt(3_000),
+            ],
+        )
+        .unwrap();
+        assert_eq!(out.wake_at_ms, Some(3_000));
+        assert!(matches!(&out.actions[..], [PoolAction::Send(_)]));
+        assert_eq!(convert_one(wit::Action::Fail("x".into())).wake_at_ms, None);
+        // Wake-ups count against the action limit like any action.
+        let limits = Limits::default();
+        let flood = vec![wit::Action::WakeAt(1); limits.max_actions + 1];
+        assert!(matches!(
+            convert("t", &limits, flood),
+            Err(PluginError::Limit { .. })
+        ));
+    }
+
+    #[test]
+    fn wake_delays_are_clamped() {
+        let ms = Duration::from_millis;
+        assert_eq!(wake_delay(31_000, 1_000), ms(30_000));
+        assert_eq!(wake_delay(1_000, 1_000), MIN_WAKE_DELAY);
+        assert_eq!(wake_delay(0, u64::MAX), MIN_WAKE_DELAY);
+        assert_eq!(wake_delay(1_005, 1_000), MIN_WAKE_DELAY);
+        assert_eq!(wake_delay(u64::MAX, 0), MAX_WAKE_DELAY);
+        assert_eq!(wake_delay(7_200_000, 0), MAX_WAKE_DELAY);
+    }
+
+    #[test]
+    fn url_schemes_are_checked() {
+        let ok = |v: &[&str]| check_url_schemes("t", v.iter().map(|s| s.to_string()).collect());
+        assert_eq!(ok(&["stratum+tcp"]).unwrap(), vec!["stratum+tcp"]);
+        assert_eq!(
+            ok(&["stratum2+tcp", "stratum2+ssl", "stratum2+tcp"]).unwrap(),
+            vec!["stratum2+tcp", "stratum2+ssl"]
+        );
+        assert_eq!(ok(&["a.b-c+1"]).unwrap(), vec!["a.b-c+1"]);
+        let long = "a".repeat(MAX_URL_SCHEME_LEN + 1);
+        let many = vec!["s"; MAX_URL_SCHEMES + 1];
+        for bad in [
+            &[][..],
+            &many[..],
+            &["Stratum+tcp"],
+            &["1stratum"],
+            &["stratum+tcp://"],
+            &["strat um"],
+            &[""],
+            &[long.as_str()],
+        ] {
+            let e = ok(bad).unwrap_err();
+            assert!(
+                matches!(&e, PluginError::Load { reason, .. } if reason.contains("URL scheme")),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_world_version_matches_what_packages_may_declare() {
+        let v = semver::Version::parse(POOL_WORLD_VERSION).unwrap();
+        assert!(
+            crate::plugin::package::SUPPORTED_WORLDS.contains(&(POOL_PACKAGE, v.major, v.minor)),
+            "package.rs SUPPORTED_WORLDS must list {POOL_PACKAGE}@{POOL_WORLD_VERSION}"
+        );
+        let wit = include_str!("../../../wit/pool/pool.wit");
+        assert!(
+            wit.contains(&format!("package {POOL_PACKAGE}@{POOL_WORLD_VERSION};")),
+            "wit/pool/pool.wit is not {POOL_PACKAGE}@{POOL_WORLD_VERSION}"
+        );
+    }
+
+    #[test]
+    fn settings_travel_as_a_json_object() {
+        let mut settings = serde_json::Map::new();
+        assert_eq!(settings_json(&settings), "{}");
+        settings.insert("suggest_difficulty".into(), serde_json::json!(512));
+        assert_eq!(settings_json(&settings), r#"{"suggest_difficulty":512}"#);
+    }
+
     proptest! {
+        #[test]
+        fn any_wake_time_gives_a_bounded_delay(at in any::<u64>(), now in any::<u64>()) {
+            let d = wake_delay(at, now);
+            prop_assert!((MIN_WAKE_DELAY..=MAX_WAKE_DELAY).contains(&d));
+        }
+
         #[test]
         fn arbitrary_jobs_never_panic(
             id in ".{0,300}",

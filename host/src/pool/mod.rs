@@ -20,6 +20,7 @@ use crate::config::PoolEntry;
 use crate::miner::{Miner, PoolId, Take};
 use crate::plugin::pool::{
     CallOutput, LogLevel, PoolAction, PoolConfig, PoolPlugin, PoolPluginPre, ShareSubmission,
+    wake_delay,
 };
 use crate::plugin::{Limits, PluginError, call_blocking};
 use crate::ratelimit::{LogDecision, LogLimiter};
@@ -425,6 +426,7 @@ impl PoolDriver {
             password: self.entry.password.clone(),
             user_agent: self.user_agent.clone(),
             version_rolling: self.miner.can_roll_version(),
+            settings: crate::plugin::pool::settings_map(&self.entry.settings),
         }
     }
 
@@ -495,10 +497,16 @@ impl PoolDriver {
         let Some(ready) = self.miner.share_ready(self.id) else {
             return Ended::new("pool was removed", Next::Shutdown);
         };
+        // When the plugin next wants a `tick` (it asks with `wake-at`; every
+        // connection starts without a request).
+        let mut wake: Option<tokio::time::Instant> = None;
         let out = match call_blocking(|| plugin.connected(now_ms())) {
             Ok(out) => out,
             Err(e) => return e.into(),
         };
+        if let Some(at) = out.wake_at_ms {
+            wake = Some(tokio::time::Instant::now() + wake_delay(at, now_ms()));
+        }
         if let Err(ended) = self
             .apply(out, &mut writer, connection, &mut pending, got_job, logs)
             .await
@@ -506,8 +514,6 @@ impl PoolDriver {
             return ended;
         }
         let mut buf = vec![0u8; 16 * 1024];
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // When the submit rate is used up: wait this long before the next take.
         let mut submit_wait: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
         loop {
@@ -515,7 +521,7 @@ impl PoolDriver {
             let out = tokio::select! {
                 read = reader.read(&mut buf) => match read {
                     Ok(0) => return Ended::new("pool closed the connection", Next::Backoff),
-                    Ok(n) => call_blocking(|| plugin.received(&buf[..n])),
+                    Ok(n) => call_blocking(|| plugin.received(now_ms(), &buf[..n])),
                     Err(e) => return Ended::new(format!("read error: {e}"), Next::Backoff),
                 },
                 _ = ready.notified(), if wait_until.is_none() => {
@@ -548,11 +554,15 @@ impl PoolDriver {
                                 nonce: share.nonce,
                                 version: share.version,
                             };
-                            call_blocking(|| plugin.share_found(&submission))
+                            call_blocking(|| plugin.share_found(now_ms(), &submission))
                         }
                     }
                 }
-                _ = tick.tick() => call_blocking(|| plugin.tick(now_ms())),
+                // Ticks only when the plugin asked; the request is used up.
+                _ = tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)), if wake.is_some() => {
+                    wake = None;
+                    call_blocking(|| plugin.tick(now_ms()))
+                }
                 _ = shutdown.changed() => return Ended::new("shutting down", Next::Shutdown),
                 Ok(()) = self.updates.changed() => return Ended::new("plugin updated", Next::Upgrade),
             };
@@ -560,6 +570,9 @@ impl PoolDriver {
                 Ok(out) => out,
                 Err(e) => return e.into(),
             };
+            if let Some(at) = out.wake_at_ms {
+                wake = Some(tokio::time::Instant::now() + wake_delay(at, now_ms()));
+            }
             if let Err(ended) = self
                 .apply(out, &mut writer, connection, &mut pending, got_job, logs)
                 .await

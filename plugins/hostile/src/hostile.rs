@@ -14,6 +14,11 @@
 //!   complete a line containing [`TRIGGER`], each time), `connected` (in
 //!   every `connected` call) or `new` (in the constructor; modes that return
 //!   actions queue them for the next call).
+//!
+//! `validate-settings` has no session and no password: it misbehaves when
+//! the settings hold `"hostile": "<mode>[:<n>]"` (see
+//! [`Hostile::validate_settings`]) and otherwise checks them as the Stratum
+//! V1 plugin does.
 
 use std::hint::black_box;
 
@@ -155,6 +160,27 @@ pub struct Hostile {
 const MAX_LINE_KEPT: usize = 64 * 1024;
 
 impl PoolMachine for Hostile {
+    /// The Stratum V1 scheme: until triggered this is that client.
+    fn url_schemes() -> Vec<String> {
+        <Session as PoolMachine>::url_schemes()
+    }
+
+    /// Misbehaves as settings `{"hostile": "<mode>"}` say: the trapping
+    /// modes trap, `big-send:<n>` refuses with an `n`-byte message, the
+    /// others refuse with what their probes logged (so a test sees whether
+    /// the sandbox holds here too). Other settings are checked as the
+    /// Stratum V1 plugin checks them.
+    fn validate_settings(settings: &str) -> Result<(), String> {
+        let spec = serde_json::from_str::<serde_json::Value>(settings)
+            .ok()
+            .and_then(|v| v.get("hostile").and_then(|m| m.as_str()).map(str::to_owned));
+        match spec.as_deref().map(parse_password) {
+            Some(Ok(Some((mode, _)))) => Err(refusal(mode)),
+            Some(Err(e)) => Err(format!("hostile: {e}")),
+            Some(Ok(None)) | None => <Session as PoolMachine>::validate_settings(settings),
+        }
+    }
+
     /// A session for `config`; misbehaves in the constructor for `@new`.
     fn new(config: PoolConfig) -> Self {
         let mut pending = Vec::new();
@@ -191,10 +217,10 @@ impl PoolMachine for Hostile {
 
     /// See `Session::received`; misbehaves after the session's own actions
     /// when these bytes complete a line holding [`TRIGGER`].
-    fn received(&mut self, bytes: &[u8]) -> Vec<Action> {
+    fn received(&mut self, now_ms: u64, bytes: &[u8]) -> Vec<Action> {
         let triggered = self.scan(bytes);
         let mut out = self.take_pending();
-        out.extend(self.session.received(bytes));
+        out.extend(self.session.received(now_ms, bytes));
         if let Some((mode, When::Trigger)) = self.config {
             for _ in 0..triggered {
                 out.extend(misbehave(mode));
@@ -211,9 +237,9 @@ impl PoolMachine for Hostile {
     }
 
     /// See `Session::share_found`.
-    fn share_found(&mut self, share: Share) -> Vec<Action> {
+    fn share_found(&mut self, now_ms: u64, share: Share) -> Vec<Action> {
         let mut out = self.take_pending();
-        out.extend(self.session.share_found(share));
+        out.extend(self.session.share_found(now_ms, share));
         out
     }
 
@@ -258,6 +284,22 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 fn log(level: LogLevel, message: String) -> Action {
     Action::Log(LogEntry { level, message })
+}
+
+/// What `validate-settings` answers in `mode` (after trapping, for the
+/// trapping modes, it never answers).
+fn refusal(mode: Mode) -> String {
+    if let Mode::BigSend(n) = mode {
+        return "x".repeat(n);
+    }
+    let lines: Vec<String> = misbehave(mode)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Log(l) => Some(l.message),
+            _ => None,
+        })
+        .collect();
+    format!("hostile {mode:?}: {}", lines.join("; "))
 }
 
 /// Does what `mode` says: traps for the trapping modes, else returns the
@@ -556,14 +598,18 @@ mod tests {
     fn trigger_split_across_chunks_fires_once_per_line() {
         let mut p = plugin("flood:2");
         let (a, b) = TRIGGER_LINE.split_at(25);
-        assert!(logs(&p.received(a)).iter().all(|l| !l.starts_with("flood")));
-        let out = p.received(b);
+        assert!(
+            logs(&p.received(1, a))
+                .iter()
+                .all(|l| !l.starts_with("flood"))
+        );
+        let out = p.received(1, b);
         assert_eq!(
             logs(&out).iter().filter(|l| l.starts_with("flood")).count(),
             2
         );
         let twice = [TRIGGER_LINE, TRIGGER_LINE].concat();
-        let out = p.received(&twice);
+        let out = p.received(1, &twice);
         assert_eq!(
             logs(&out).iter().filter(|l| l.starts_with("flood")).count(),
             4
@@ -573,8 +619,10 @@ mod tests {
     #[test]
     fn without_a_trigger_it_is_a_plain_client() {
         let mut p = plugin("flood:2");
-        let out =
-            p.received(b"{\"id\":null,\"method\":\"client.show_message\",\"params\":[\"hi\"]}\n");
+        let out = p.received(
+            1,
+            b"{\"id\":null,\"method\":\"client.show_message\",\"params\":[\"hi\"]}\n",
+        );
         assert_eq!(logs(&out), vec!["pool message: hi"]);
     }
 
@@ -609,7 +657,7 @@ mod tests {
     #[test]
     fn invalid_jobs_each_break_a_rule() {
         let mut p = plugin("invalid-job");
-        let out = p.received(TRIGGER_LINE);
+        let out = p.received(1, TRIGGER_LINE);
         let jobs: Vec<&Job> = out
             .iter()
             .filter_map(|a| match a {
@@ -640,7 +688,7 @@ mod tests {
             ("env", "env: ", 3),
         ] {
             let mut p = plugin(mode);
-            let out = p.received(TRIGGER_LINE);
+            let out = p.received(1, TRIGGER_LINE);
             let probe: Vec<&str> = logs(&out)
                 .into_iter()
                 .filter(|l| l.starts_with(area))
@@ -650,9 +698,30 @@ mod tests {
     }
 
     #[test]
+    fn validate_settings_misbehaves_on_request() {
+        let validate = <Hostile as PoolMachine>::validate_settings;
+        assert_eq!(
+            validate(r#"{"hostile": "big-send:10"}"#),
+            Err("x".repeat(10))
+        );
+        let env = validate(r#"{"hostile": "env"}"#).unwrap_err();
+        assert!(env.starts_with("hostile Env: env: "), "{env}");
+        let bad = validate(r#"{"hostile": "flood:lots"}"#).unwrap_err();
+        assert!(bad.starts_with("hostile: bad size"), "{bad}");
+        // Anything else is checked as the Stratum V1 plugin checks it.
+        assert_eq!(validate(r#"{"suggest_difficulty": 2}"#), Ok(()));
+        let typo = validate(r#"{"suggest_dificulty": 2}"#).unwrap_err();
+        assert!(typo.contains("unknown setting"), "{typo}");
+        assert_eq!(
+            <Hostile as PoolMachine>::url_schemes(),
+            vec!["stratum+tcp".to_string()]
+        );
+    }
+
+    #[test]
     fn long_lines_do_not_grow_the_scanner() {
         let mut p = plugin("x");
-        p.received(&vec![b'a'; 3 * MAX_LINE_KEPT]);
+        p.received(1, &vec![b'a'; 3 * MAX_LINE_KEPT]);
         assert!(p.line.len() <= MAX_LINE_KEPT);
     }
 }

@@ -5,7 +5,8 @@
 //! `received` call it then misbehaves the way `pool-config.password` asks
 //! (see [`Mode`]): run forever, exhaust memory or the stack, trap, return
 //! oversized or invalid actions, or probe the WASI sandbox for files,
-//! sockets and environment and log what it found.
+//! sockets and environment and log what it found. `validate-settings`
+//! misbehaves the same way for settings `{"hostile": "<mode>"}`.
 //!
 //! Never ship it: it exists so the host's tests can prove that nothing a
 //! plugin does hurts the appliance.
@@ -18,7 +19,7 @@
 //! assert_eq!((mode, when), (Mode::Flood(3), When::Trigger));
 //! let mut plugin = Hostile::new(PoolConfig { password: "flood:3".into(), ..PoolConfig::default() });
 //! plugin.connected(0);
-//! let out = plugin.received(b"{\"id\":null,\"method\":\"hostile.trigger\",\"params\":[]}\n");
+//! let out = plugin.received(1, b"{\"id\":null,\"method\":\"hostile.trigger\",\"params\":[]}\n");
 //! let floods = out.iter().filter(|a| matches!(a, Action::Log(l) if l.message.starts_with("flood"))).count();
 //! assert_eq!(floods, 3);
 //! ```
@@ -34,6 +35,8 @@ pub mod framing;
 pub mod jsonrpc;
 #[path = "../../stratum-v1/src/session.rs"]
 pub mod session;
+#[path = "../../stratum-v1/src/settings.rs"]
+pub mod settings;
 #[path = "../../stratum-v1/src/target.rs"]
 pub mod target;
 #[path = "../../stratum-v1/src/types.rs"]

@@ -1,6 +1,7 @@
-//! The wasm component wrapper: exports the `hashwatt:pool@0.1.0`
-//! `pool-plugin` world by delegating to a native [`PoolMachine`] and
-//! converting between the generated WIT types and the core's mirror types.
+//! The wasm component wrapper: exports the `hashwatt:pool@0.2.0`
+//! `pool-plugin` world (`plugin-info` and `session`) by delegating to a
+//! native [`PoolMachine`] and converting between the generated WIT types
+//! and the core's mirror types.
 //!
 //! The crate including this module names its machine `crate::Exported`
 //! (the Stratum V1 session here; the hostile test plugin compiles this same
@@ -9,6 +10,7 @@
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
+use exports::hashwatt::pool::plugin_info;
 use exports::hashwatt::pool::session::{Guest, GuestSession};
 use hashwatt::pool::types as wit;
 
@@ -29,6 +31,16 @@ impl<M: PoolMachine> Guest for Plugin<M> {
     type Session = PluginSession<M>;
 }
 
+impl<M: PoolMachine> plugin_info::Guest for Plugin<M> {
+    fn url_schemes() -> Vec<String> {
+        M::url_schemes()
+    }
+
+    fn validate_settings(settings: String) -> Result<(), String> {
+        M::validate_settings(&settings)
+    }
+}
+
 impl<M: PoolMachine> GuestSession for PluginSession<M> {
     fn new(config: wit::PoolConfig) -> Self {
         PluginSession(RefCell::new(M::new(core::PoolConfig {
@@ -39,6 +51,7 @@ impl<M: PoolMachine> GuestSession for PluginSession<M> {
             password: config.password,
             user_agent: config.user_agent,
             version_rolling: config.version_rolling,
+            settings: config.settings,
         })))
     }
 
@@ -46,23 +59,26 @@ impl<M: PoolMachine> GuestSession for PluginSession<M> {
         convert(self.0.borrow_mut().connected(now_ms))
     }
 
-    fn received(&self, bytes: Vec<u8>) -> Vec<wit::Action> {
-        convert(self.0.borrow_mut().received(&bytes))
+    fn received(&self, now_ms: u64, bytes: Vec<u8>) -> Vec<wit::Action> {
+        convert(self.0.borrow_mut().received(now_ms, &bytes))
     }
 
     fn tick(&self, now_ms: u64) -> Vec<wit::Action> {
         convert(self.0.borrow_mut().tick(now_ms))
     }
 
-    fn share_found(&self, share: wit::Share) -> Vec<wit::Action> {
-        convert(self.0.borrow_mut().share_found(core::Share {
-            id: share.id,
-            job_id: share.job_id,
-            extranonce2: share.extranonce2,
-            ntime: share.ntime,
-            nonce: share.nonce,
-            version: share.version,
-        }))
+    fn share_found(&self, now_ms: u64, share: wit::Share) -> Vec<wit::Action> {
+        convert(self.0.borrow_mut().share_found(
+            now_ms,
+            core::Share {
+                id: share.id,
+                job_id: share.job_id,
+                extranonce2: share.extranonce2,
+                ntime: share.ntime,
+                nonce: share.nonce,
+                version: share.version,
+            },
+        ))
     }
 
     fn disconnected(&self, reason: String) {
@@ -120,6 +136,7 @@ fn action(a: core::Action) -> wit::Action {
             message: entry.message,
         }),
         core::Action::Fail(reason) => wit::Action::Fail(reason),
+        core::Action::WakeAt(at_ms) => wit::Action::WakeAt(at_ms),
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! The protocol logic is a pure-Rust, sans-IO core ([`Session`]) that
 //! compiles natively for tests and fuzzing. On `wasm32` the `component`
-//! module wraps it in the `hashwatt:pool@0.1.0` `pool-plugin` world.
+//! module wraps it in the `hashwatt:pool@0.2.0` `pool-plugin` world: it
+//! claims the `stratum+tcp` URL scheme and accepts the per-pool
+//! [`settings`] `suggest_difficulty`.
 //!
 //! Driving the core natively (as the host's tests or a fuzzer can):
 //!
@@ -14,16 +16,20 @@
 //!     user_agent: "hashwatt/0.1.0".into(),
 //!     ..PoolConfig::default()
 //! });
-//! // The handshake: one `mining.subscribe` line to send.
+//! // The handshake: one `mining.subscribe` line to send, and a wake-up for
+//! // its 30 s timeout (the host ticks the session only when asked).
 //! let actions = session.connected(0);
-//! assert!(matches!(&actions[..], [Action::Send(line)] if line.ends_with(b"\n")));
-//! // Bytes from the pool, chunked however TCP delivered them.
-//! let mut actions = session.received(b"{\"id\":1,\"result\":[[],\"0800\",4],");
-//! actions.extend(session.received(b"\"error\":null}\n"));
+//! assert!(matches!(&actions[..], [Action::Send(line), Action::WakeAt(30_000)] if line.ends_with(b"\n")));
+//! // Bytes from the pool at 5 ms, chunked however TCP delivered them: half
+//! // a line changes nothing but the reminder of the pending timeout.
+//! let actions = session.received(5, b"{\"id\":1,\"result\":[[],\"0800\",4],");
+//! assert_eq!(actions, [Action::WakeAt(30_000)]);
+//! let actions = session.received(5, b"\"error\":null}\n");
 //! // Default share target (difficulty 1), then authorize and
-//! // extranonce.subscribe requests.
+//! // extranonce.subscribe requests, timed from 5 ms.
 //! assert!(matches!(actions[0], Action::SetShareTarget(_)));
 //! assert_eq!(actions.iter().filter(|a| matches!(a, Action::Send(_))).count(), 2);
+//! assert_eq!(actions.last(), Some(&Action::WakeAt(30_005)));
 //! ```
 
 #![warn(missing_docs)]
@@ -31,6 +37,7 @@
 pub mod framing;
 pub mod jsonrpc;
 pub mod session;
+pub mod settings;
 pub mod target;
 pub mod types;
 

@@ -4,6 +4,11 @@
 //! shares found, connection closed) and gets back the [`Action`]s to
 //! perform. Nothing here blocks, allocates sockets or reads a clock, so the
 //! same code runs inside the wasm component, in native tests and in fuzzers.
+//!
+//! Every call that carries the time ends, while a request is outstanding,
+//! with an [`Action::WakeAt`] for the earliest deadline (see
+//! [`Session::next_deadline`]): the host ticks the session only when asked,
+//! so the session asks for every timeout it keeps.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -12,12 +17,15 @@ use thiserror::Error;
 
 use crate::framing::LineBuffer;
 use crate::jsonrpc::{self, Message};
+use crate::settings::{Settings, SettingsError};
 use crate::target;
 use crate::types::{
     Action, ExtendedWork, Job, LogEntry, LogLevel, PoolConfig, PoolMachine, ReconnectRequest,
     Share, ShareOutcome, ShareResult, WorkKind,
 };
 
+/// The URL scheme this plugin claims (WIT `plugin-info.url-schemes`).
+pub const URL_SCHEME: &str = "stratum+tcp";
 /// Version bits this client asks to roll (BIP 320 general-purpose bits).
 pub const VERSION_ROLLING_MASK: u32 = 0x1fff_e000;
 /// A handshake request (configure, subscribe, authorize) unanswered this
@@ -73,6 +81,7 @@ enum RequestKind {
     Subscribe,
     Authorize,
     ExtranonceSubscribe,
+    SuggestDifficulty,
     Submit { share_id: u64 },
 }
 
@@ -83,7 +92,19 @@ impl RequestKind {
             RequestKind::Subscribe => "mining.subscribe",
             RequestKind::Authorize => "mining.authorize",
             RequestKind::ExtranonceSubscribe => "mining.extranonce.subscribe",
+            RequestKind::SuggestDifficulty => "mining.suggest_difficulty",
             RequestKind::Submit { .. } => "mining.submit",
+        }
+    }
+
+    /// How long an answer may take; `None` for requests that many pools
+    /// never answer and whose silence changes nothing (a late or missing
+    /// reply to `mining.suggest_difficulty` is simply dropped).
+    fn timeout_ms(self) -> Option<u64> {
+        match self {
+            RequestKind::Submit { .. } => Some(SHARE_TIMEOUT_MS),
+            RequestKind::SuggestDifficulty => None,
+            _ => Some(HANDSHAKE_TIMEOUT_MS),
         }
     }
 }
@@ -116,6 +137,9 @@ struct Extranonce {
 #[derive(Debug, Clone)]
 pub struct Session {
     config: PoolConfig,
+    /// `config.settings` parsed; an error fails every connection (the host
+    /// should have refused the settings through `validate-settings`).
+    settings: Result<Settings, SettingsError>,
     phase: Phase,
     lines: LineBuffer,
     next_id: u64,
@@ -144,6 +168,7 @@ impl Session {
     /// A session for the configured pool; no I/O happens until `connected`.
     pub fn new(config: PoolConfig) -> Self {
         Session {
+            settings: Settings::parse(&config.settings),
             config,
             phase: Phase::Offline,
             lines: LineBuffer::new(),
@@ -183,6 +208,34 @@ impl Session {
         self.authorized
     }
 
+    /// When the session next needs a `tick`: the earliest deadline of its
+    /// outstanding requests (handshake and share timeouts; shares held for
+    /// the authorize reply end with the authorize timeout). `None` when
+    /// nothing is timed, e.g. offline or with every request answered.
+    /// Calls that carry the time end with an [`Action::WakeAt`] for it.
+    pub fn next_deadline(&self) -> Option<u64> {
+        if self.phase != Phase::Online {
+            return None;
+        }
+        self.pending
+            .values()
+            .filter_map(|p| p.kind.timeout_ms().map(|t| p.sent_ms.saturating_add(t)))
+            .min()
+    }
+
+    /// Checks a pool's settings JSON without creating a session (WIT
+    /// `plugin-info.validate-settings`).
+    pub fn validate_settings(settings: &str) -> Result<(), SettingsError> {
+        Settings::parse(settings).map(drop)
+    }
+
+    /// Asks for a tick at [`Self::next_deadline`], if there is one.
+    fn wake(&self, out: &mut Vec<Action>) {
+        if let Some(at) = self.next_deadline() {
+            out.push(Action::WakeAt(at));
+        }
+    }
+
     /// A new connection is open: reset connection state, send the handshake.
     pub fn connected(&mut self, now_ms: u64) -> Vec<Action> {
         self.now_ms = now_ms;
@@ -198,6 +251,15 @@ impl Session {
         self.early_notify = None;
         self.job_versions.clear();
         let mut out = Vec::new();
+        let suggest = match &self.settings {
+            Ok(settings) => settings.suggest_difficulty_param(),
+            Err(e) => {
+                let reason = format!("invalid settings: {e}");
+                self.fail(&mut out, reason);
+                return out;
+            }
+        };
+        // Only a device that can roll may offer to (BIP 310).
         if self.config.version_rolling {
             let params = json!([
                 ["version-rolling"],
@@ -218,17 +280,29 @@ impl Session {
             None => json!([self.config.user_agent]),
         };
         self.resuming = self.subscription_id.is_some();
-        self.request(
+        let subscribed = self.request(
             &mut out,
             RequestKind::Subscribe,
             "mining.subscribe",
             &params,
         );
+        // Right after subscribe, as cgminer and the Bitaxe firmware send it.
+        if let Some(difficulty) = suggest.filter(|_| subscribed) {
+            self.request(
+                &mut out,
+                RequestKind::SuggestDifficulty,
+                "mining.suggest_difficulty",
+                &json!([difficulty]),
+            );
+        }
+        self.wake(&mut out);
         out
     }
 
-    /// Bytes arrived from the pool, in whatever chunks TCP produced.
-    pub fn received(&mut self, bytes: &[u8]) -> Vec<Action> {
+    /// Bytes arrived from the pool at `now_ms`, in whatever chunks TCP
+    /// produced.
+    pub fn received(&mut self, now_ms: u64, bytes: &[u8]) -> Vec<Action> {
+        self.now_ms = self.now_ms.max(now_ms);
         let mut out = Vec::new();
         if self.phase != Phase::Online {
             return out;
@@ -246,10 +320,12 @@ impl Session {
                 self.fail(&mut out, format!("protocol error: {e}"));
             }
         }
+        self.wake(&mut out);
         out
     }
 
-    /// Time passed: time out handshake requests and unanswered shares.
+    /// A requested wake-up (or any later time): time out handshake
+    /// requests and unanswered shares, then ask for the next deadline.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
         self.now_ms = self.now_ms.max(now_ms);
         let mut out = Vec::new();
@@ -261,11 +337,9 @@ impl Session {
             .pending
             .iter()
             .filter(|(_, p)| {
-                let limit = match p.kind {
-                    RequestKind::Submit { .. } => SHARE_TIMEOUT_MS,
-                    _ => HANDSHAKE_TIMEOUT_MS,
-                };
-                now.saturating_sub(p.sent_ms) >= limit
+                p.kind
+                    .timeout_ms()
+                    .is_some_and(|limit| now.saturating_sub(p.sent_ms) >= limit)
             })
             .map(|(id, p)| (*id, *p))
             .collect();
@@ -300,11 +374,14 @@ impl Session {
                 }
             }
         }
+        self.wake(&mut out);
         out
     }
 
-    /// The host found a share: submit it.
-    pub fn share_found(&mut self, share: Share) -> Vec<Action> {
+    /// The host found a share at `now_ms`: submit it (or hold it while
+    /// `mining.authorize` is unanswered).
+    pub fn share_found(&mut self, now_ms: u64, share: Share) -> Vec<Action> {
+        self.now_ms = self.now_ms.max(now_ms);
         let mut out = Vec::new();
         if self.phase != Phase::Online {
             out.push(share_result(
@@ -327,9 +404,10 @@ impl Session {
                     ShareOutcome::Rejected("not yet authorized".into()),
                 ));
             }
-            return out;
+        } else {
+            self.submit(share, &mut out);
         }
-        self.submit(share, &mut out);
+        self.wake(&mut out);
         out
     }
 
@@ -479,12 +557,12 @@ impl Session {
                 }
                 Ok(())
             }
-            RequestKind::ExtranonceSubscribe => {
+            RequestKind::ExtranonceSubscribe | RequestKind::SuggestDifficulty => {
                 if let Some(reason) = jsonrpc::error_text(error) {
                     log(
                         out,
                         LogLevel::Debug,
-                        format!("mining.extranonce.subscribe not supported: {reason}"),
+                        format!("{} not supported: {reason}", pending.kind.name()),
                     );
                 }
                 Ok(())
@@ -790,20 +868,26 @@ impl Session {
 }
 
 impl PoolMachine for Session {
+    fn url_schemes() -> Vec<String> {
+        vec![URL_SCHEME.to_string()]
+    }
+    fn validate_settings(settings: &str) -> Result<(), String> {
+        Session::validate_settings(settings).map_err(|e| e.to_string())
+    }
     fn new(config: PoolConfig) -> Self {
         Session::new(config)
     }
     fn connected(&mut self, now_ms: u64) -> Vec<Action> {
         Session::connected(self, now_ms)
     }
-    fn received(&mut self, bytes: &[u8]) -> Vec<Action> {
-        Session::received(self, bytes)
+    fn received(&mut self, now_ms: u64, bytes: &[u8]) -> Vec<Action> {
+        Session::received(self, now_ms, bytes)
     }
     fn tick(&mut self, now_ms: u64) -> Vec<Action> {
         Session::tick(self, now_ms)
     }
-    fn share_found(&mut self, share: Share) -> Vec<Action> {
-        Session::share_found(self, share)
+    fn share_found(&mut self, now_ms: u64, share: Share) -> Vec<Action> {
+        Session::share_found(self, now_ms, share)
     }
     fn disconnected(&mut self, reason: &str) {
         Session::disconnected(self, reason)

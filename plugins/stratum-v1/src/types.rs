@@ -1,4 +1,4 @@
-//! Plain Rust mirrors of the `hashwatt:pool@0.1.0` WIT types.
+//! Plain Rust mirrors of the `hashwatt:pool@0.2.0` WIT types.
 //!
 //! The core state machine speaks these types so it can be compiled, tested
 //! and fuzzed natively; `component.rs` converts them to and from the
@@ -34,8 +34,12 @@ pub struct PoolConfig {
     pub password: String,
     /// User agent announced in `mining.subscribe` and `client.get_version`.
     pub user_agent: String,
-    /// Whether the host can roll version bits, so BIP 310 should be negotiated.
+    /// Whether the host can roll version bits, so BIP 310 should be
+    /// negotiated; when false `mining.configure` is never sent.
     pub version_rolling: bool,
+    /// The pool's plugin settings as a JSON object (see
+    /// [`crate::settings::Settings`]); empty counts as `{}`.
+    pub settings: String,
 }
 
 /// Host-assembled coinbase work (mirrors WIT `extended-work`).
@@ -156,21 +160,29 @@ pub enum Action {
     Log(LogEntry),
     /// The session cannot go on; the host closes and reconnects with back-off.
     Fail(String),
+    /// Call `tick` when the host's monotonic clock reaches this many ms;
+    /// replaces any earlier request.
+    WakeAt(u64),
 }
 
 /// A sans-IO pool-protocol state machine: what the component glue drives.
 /// [`crate::Session`] is the real client; test plugins wrap it to misbehave.
 pub trait PoolMachine: 'static {
+    /// The URL schemes this machine speaks (WIT `plugin-info.url-schemes`).
+    fn url_schemes() -> Vec<String>;
+    /// Checks a pool's settings JSON before any session exists (WIT
+    /// `plugin-info.validate-settings`); the error names the bad key.
+    fn validate_settings(settings: &str) -> Result<(), String>;
     /// A machine for the pool `config` describes; no I/O until `connected`.
     fn new(config: PoolConfig) -> Self;
     /// A connection opened at `now_ms`.
     fn connected(&mut self, now_ms: u64) -> Vec<Action>;
-    /// Bytes arrived, chunked however TCP delivered them.
-    fn received(&mut self, bytes: &[u8]) -> Vec<Action>;
-    /// Time passed.
+    /// Bytes arrived at `now_ms`, chunked however TCP delivered them.
+    fn received(&mut self, now_ms: u64, bytes: &[u8]) -> Vec<Action>;
+    /// The time an [`Action::WakeAt`] asked for has come.
     fn tick(&mut self, now_ms: u64) -> Vec<Action>;
-    /// The host found a share on one of this pool's jobs.
-    fn share_found(&mut self, share: Share) -> Vec<Action>;
+    /// The host found a share on one of this pool's jobs at `now_ms`.
+    fn share_found(&mut self, now_ms: u64, share: Share) -> Vec<Action>;
     /// The connection closed.
     fn disconnected(&mut self, reason: &str);
 }

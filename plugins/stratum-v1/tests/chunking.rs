@@ -52,30 +52,34 @@ fn share(id: u64) -> Share {
     }
 }
 
-/// Run a session over `bytes` cut at the given sorted positions.
+/// Run a session over `bytes` cut at the given sorted positions; returns
+/// the actions without wake-ups (each call asks for one, so their number
+/// depends on the chunking) and the deadline the session ends up with.
 ///
 /// Two shares are submitted right after connecting, before any byte
 /// arrives, so they take request ids 3 and 4 (after configure = 1 and
 /// subscribe = 2); authorize and extranonce.subscribe then get 5 and 6.
-fn run(bytes: &[u8], cuts: &[usize]) -> Vec<Action> {
+fn run(bytes: &[u8], cuts: &[usize]) -> (Vec<Action>, Option<u64>) {
     let mut s = Session::new(config(true));
     let mut actions = s.connected(0);
-    actions.extend(s.share_found(share(1)));
-    actions.extend(s.share_found(share(2)));
+    actions.extend(s.share_found(10, share(1)));
+    actions.extend(s.share_found(10, share(2)));
     let mut start = 0;
     for &cut in cuts.iter().chain(std::iter::once(&bytes.len())) {
         let cut = cut.clamp(start, bytes.len());
-        actions.extend(s.received(&bytes[start..cut]));
+        actions.extend(s.received(20, &bytes[start..cut]));
         start = cut;
     }
-    actions
+    (without_wakes(&actions), s.next_deadline())
 }
 
 #[test]
 fn transcript_is_meaningful() {
     let bytes = transcript(b"");
-    let a = run(&bytes, &[]);
+    let (a, deadline) = run(&bytes, &[]);
     assert!(fails(&a).is_empty(), "{:?}", fails(&a));
+    // Every request was answered: nothing is left to time.
+    assert_eq!(deadline, None);
     assert_eq!(jobs(&a).len(), 2);
     assert_eq!(targets(&a).len(), 2);
     assert_eq!(
@@ -142,8 +146,8 @@ proptest! {
         let mut s = Session::new(config(true));
         s.connected(0);
         for c in &chunks {
-            let _ = s.received(c);
-            let _ = s.share_found(share(9));
+            let _ = s.received(0, c);
+            let _ = s.share_found(0, share(9));
         }
         let _ = s.tick(now);
     }
@@ -160,10 +164,10 @@ proptest! {
         }
         let mut s = Session::new(config(true));
         s.connected(0);
-        let _ = s.received(&bytes);
-        let _ = s.share_found(share(1));
+        let _ = s.received(0, &bytes);
+        let _ = s.share_found(0, share(1));
         let _ = s.tick(now);
         let _ = s.connected(now);
-        let _ = s.received(&bytes);
+        let _ = s.received(0, &bytes);
     }
 }

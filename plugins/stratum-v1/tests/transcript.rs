@@ -11,11 +11,13 @@ use stratum_v1::{Action, LogLevel, ReconnectRequest, Session, Share, ShareOutcom
 fn handshake_without_version_rolling() {
     let mut s = Session::new(config(false));
     let a = s.connected(0);
-    assert_eq!(a.len(), 1);
+    assert_eq!(a.len(), 2);
     assert_eq!(
         sent(&a),
         vec![json!({"id": 1, "method": "mining.subscribe", "params": [UA]})]
     );
+    // The subscribe's timeout, as the wake-up the host ticks for.
+    assert_eq!(a[1], Action::WakeAt(30_000));
     let a = feed(&mut s, subscribe_result(1, "08000002", 4));
     assert_eq!(
         targets(&a),
@@ -145,14 +147,17 @@ fn notify_vector_docs_example() {
     // The share from the vector: nonce = header's last 4 bytes as LE u32.
     let nonce = u32::from_le_bytes(header[76..80].try_into().unwrap());
     assert_eq!(nonce, 0xb295_7c02);
-    let a = s.share_found(Share {
-        id: 77,
-        job_id: "bf".into(),
-        extranonce2: en2,
-        ntime: 0x504e_86ed,
-        nonce,
-        version: 2,
-    });
+    let a = s.share_found(
+        0,
+        Share {
+            id: 77,
+            job_id: "bf".into(),
+            extranonce2: en2,
+            ntime: 0x504e_86ed,
+            nonce,
+            version: 2,
+        },
+    );
     let req = sent(&a);
     assert_eq!(req.len(), 1);
     assert_eq!(req[0]["method"], "mining.submit");
@@ -205,14 +210,17 @@ fn notify_vector_branches_and_version_rolling_submit() {
     let header_version = u32::from_le_bytes(header[0..4].try_into().unwrap());
     let nonce = u32::from_le_bytes(header[76..80].try_into().unwrap());
     let ntime = u32::from_le_bytes(header[68..72].try_into().unwrap());
-    let a = s.share_found(Share {
-        id: 5,
-        job_id: "6a1f".into(),
-        extranonce2: en2,
-        ntime,
-        nonce,
-        version: header_version,
-    });
+    let a = s.share_found(
+        0,
+        Share {
+            id: 5,
+            job_id: "6a1f".into(),
+            extranonce2: en2,
+            ntime,
+            nonce,
+            version: header_version,
+        },
+    );
     let req = sent(&a);
     let sub = &v["submit"];
     assert_eq!(
@@ -323,14 +331,17 @@ fn share_rejection_formats() {
     ];
     for (n, (result, error, want)) in cases.into_iter().enumerate() {
         let share_id = 100 + n as u64;
-        let a = s.share_found(Share {
-            id: share_id,
-            job_id: "j".into(),
-            extranonce2: vec![0, 0, 0, 1],
-            ntime: 1,
-            nonce: 2,
-            version: 0x2000_0000,
-        });
+        let a = s.share_found(
+            0,
+            Share {
+                id: share_id,
+                job_id: "j".into(),
+                extranonce2: vec![0, 0, 0, 1],
+                ntime: 1,
+                nonce: 2,
+                version: 0x2000_0000,
+            },
+        );
         let req = sent(&a);
         // No version rolling: exactly five params.
         assert_eq!(req[0]["params"].as_array().unwrap().len(), 5);
@@ -385,7 +396,10 @@ fn set_difficulty_targets() {
         assert_eq!(targets(&a), vec![want], "difficulty {d}");
     }
     // The raw JSON text "0.001" (not re-encoded by serde_json) gives the same.
-    let a = s.received(b"{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[0.001]}\n");
+    let a = s.received(
+        0,
+        b"{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[0.001]}\n",
+    );
     assert_eq!(
         targets(&a),
         vec!["000003e7fc180000000000000000000000000000000000000000000000000000"]
@@ -450,8 +464,9 @@ fn shares_found_before_the_authorize_reply_are_submitted_after_it() {
     let mut s = Session::new(config(false));
     s.connected(0);
     feed(&mut s, subscribe_result(1, "08000002", 4));
-    let a = s.share_found(share(1));
-    assert!(a.is_empty(), "held, not sent: {a:?}");
+    let a = s.share_found(0, share(1));
+    // Held, not sent; the authorize timeout still bounds how long.
+    assert_eq!(a, vec![Action::WakeAt(30_000)]);
     let a = feed(&mut s, json!({"id": 2, "result": true, "error": null}));
     let submits: Vec<Value> = sent(&a)
         .into_iter()
@@ -466,7 +481,7 @@ fn shares_found_before_the_authorize_reply_are_submitted_after_it() {
     let mut s = Session::new(config(false));
     s.connected(0);
     feed(&mut s, subscribe_result(1, "08000002", 4));
-    s.share_found(share(5));
+    s.share_found(0, share(5));
     let a = feed(
         &mut s,
         json!({"id": 2, "result": false, "error": [24, "Unauthorized worker", null]}),
@@ -522,14 +537,14 @@ fn a_share_rolled_outside_a_changed_mask_is_not_submitted() {
         version,
     };
     // Bit 28 was in the old mask, not in the new one.
-    let a = s.share_found(share(1, job.version | 0x1000_0000));
+    let a = s.share_found(0, share(1, job.version | 0x1000_0000));
     assert!(sent(&a).is_empty());
     assert!(matches!(
         &share_results(&a)[..],
         [(1, ShareOutcome::Rejected(_))]
     ));
     // Bits inside the new mask are submitted as usual.
-    let a = s.share_found(share(2, job.version | 0x0000_2000));
+    let a = s.share_found(0, share(2, job.version | 0x0000_2000));
     assert_eq!(sent(&a)[0]["params"][5], "00002000");
 }
 
@@ -707,7 +722,10 @@ fn client_requests() {
         vec!["pool message: maintenance at 12:00"]
     );
 
-    let a = s.received(b"{\"id\":\"v1\",\"method\":\"client.get_version\",\"params\":[]}\n");
+    let a = s.received(
+        0,
+        b"{\"id\":\"v1\",\"method\":\"client.get_version\",\"params\":[]}\n",
+    );
     assert_eq!(
         sent(&a),
         vec![json!({"id": "v1", "result": UA, "error": null})]
@@ -745,7 +763,8 @@ fn handshake_timeouts() {
     s.connected(1_000);
     feed(&mut s, subscribe_result(2, "00", 4));
     feed(&mut s, json!({"id": 3, "result": true, "error": null}));
-    assert!(s.tick(30_999).is_empty());
+    // An early tick finds nothing due and asks again for the same time.
+    assert_eq!(s.tick(30_999), vec![Action::WakeAt(31_000)]);
     let a = s.tick(31_000);
     assert!(fails(&a).is_empty(), "{a:?}");
     assert_eq!(
@@ -758,16 +777,16 @@ fn handshake_timeouts() {
     s.connected(1_000);
     assert_eq!(fails(&s.tick(31_000)), vec!["mining.subscribe timed out"]);
 
-    // Authorize timing out.
+    // Authorize timing out: timed from when the subscribe reply came.
     let mut s = Session::new(config(false));
     s.connected(0);
-    s.tick(10_000);
-    feed(&mut s, subscribe_result(1, "00", 4));
+    let a = feed_at(&mut s, 10_000, subscribe_result(1, "00", 4));
+    assert_eq!(wake(&a), Some(40_000));
     assert!(fails(&s.tick(39_999)).is_empty());
     assert_eq!(fails(&s.tick(40_000)), vec!["mining.authorize timed out"]);
     // Failed sessions ignore further input until reconnected.
     assert!(s.tick(100_000).is_empty());
-    assert!(s.received(b"{\"id\":2,\"result\":true}\n").is_empty());
+    assert!(s.received(0, b"{\"id\":2,\"result\":true}\n").is_empty());
 }
 
 #[test]
@@ -782,9 +801,9 @@ fn share_timeout_and_disconnect() {
         nonce: 0,
         version: 0,
     };
-    s.share_found(share(1));
+    s.share_found(0, share(1));
     s.tick(20_000);
-    let late = sent(&s.share_found(share(2)));
+    let late = sent(&s.share_found(0, share(2)));
     assert!(share_results(&s.tick(64_999)).is_empty());
     assert_eq!(
         share_results(&s.tick(65_000)),
@@ -792,7 +811,7 @@ fn share_timeout_and_disconnect() {
     );
     // Disconnect forgets share 2: its late answer is not reported.
     s.disconnected("reset by peer");
-    let rejected = s.share_found(share(3));
+    let rejected = s.share_found(0, share(3));
     assert_eq!(
         share_results(&rejected),
         vec![(3, ShareOutcome::Rejected("not connected to pool".into()))]
@@ -832,15 +851,18 @@ fn protocol_errors() {
     ];
     for (bytes, want) in cases {
         let (mut s, _) = ready(false, "00", 4);
-        let a = s.received(&bytes);
+        let a = s.received(0, &bytes);
         let f = fails(&a);
         assert_eq!(f.len(), 1, "{want}");
         assert!(f[0].starts_with(want), "{} vs {want}", f[0]);
         assert_eq!(logs(&a, LogLevel::Error), f);
         // The buffer is dropped and later input ignored until reconnect.
         assert!(
-            s.received(b"{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[2]}\n")
-                .is_empty()
+            s.received(
+                0,
+                b"{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[2]}\n"
+            )
+            .is_empty()
         );
         // A reconnect starts clean.
         let a = s.connected(0);
@@ -856,11 +878,11 @@ fn protocol_errors() {
 #[test]
 fn framing_is_independent_of_crlf_and_empty_lines() {
     let (mut s, _) = ready(false, "00", 4);
-    let a = s.received(
+    let a = s.received(0,
         b"\r\n\n{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[2]}\r\n\r\n{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[1]}",
     );
     assert_eq!(targets(&a).len(), 1);
-    let a = s.received(b"\n");
+    let a = s.received(0, b"\n");
     assert_eq!(targets(&a).len(), 1);
 }
 
@@ -887,16 +909,267 @@ fn no_error_spelled_false_or_empty_counts_as_success() {
     assert!(fails(&a).is_empty());
     assert!(s.is_authorized());
     for (n, error) in [json!([]), json!({}), json!(false)].into_iter().enumerate() {
-        let a = s.share_found(Share {
-            id: n as u64,
+        let a = s.share_found(
+            0,
+            Share {
+                id: n as u64,
+                job_id: "j".into(),
+                extranonce2: vec![0; 4],
+                ntime: 0,
+                nonce: 0,
+                version: 0,
+            },
+        );
+        let id = sent(&a)[0]["id"].clone();
+        let a = feed(&mut s, json!({"id": id, "result": true, "error": error}));
+        assert_eq!(share_results(&a), vec![(n as u64, ShareOutcome::Accepted)]);
+    }
+}
+
+#[test]
+fn every_call_asks_for_the_earliest_deadline() {
+    let share = |id| Share {
+        id,
+        job_id: "j".into(),
+        extranonce2: vec![0; 4],
+        ntime: 0,
+        nonce: 0,
+        version: 0,
+    };
+    let mut s = Session::new(config(false));
+    assert_eq!(s.next_deadline(), None, "offline: nothing to time");
+    // subscribe at 1 s: due at 31 s.
+    assert_eq!(wake(&s.connected(1_000)), Some(31_000));
+    // authorize and extranonce.subscribe at 2 s: due at 32 s.
+    assert_eq!(
+        wake(&feed_at(&mut s, 2_000, subscribe_result(1, "00", 4))),
+        Some(32_000)
+    );
+    // A share held for the authorize reply waits no longer than it.
+    assert_eq!(wake(&s.share_found(2_500, share(1))), Some(32_000));
+    let a = feed_at(
+        &mut s,
+        3_000,
+        json!({"id": 2, "result": true, "error": null}),
+    );
+    let submit = sent(&a)[0]["id"].clone();
+    // The held share went out at 3 s (due at 63 s); extranonce.subscribe
+    // is still due first.
+    assert_eq!(wake(&a), Some(32_000));
+    let a = feed_at(
+        &mut s,
+        4_000,
+        json!({"id": 3, "result": true, "error": null}),
+    );
+    assert_eq!(wake(&a), Some(63_000));
+    // A share found at 10 s is due at 70 s; the earlier one stays first.
+    let later = sent(&s.share_found(10_000, share(2)))[0]["id"].clone();
+    assert_eq!(s.next_deadline(), Some(63_000));
+    feed_at(
+        &mut s,
+        11_000,
+        json!({"id": submit, "result": true, "error": null}),
+    );
+    assert_eq!(s.next_deadline(), Some(70_000));
+    // The last answer leaves nothing to time: no wake-up at all.
+    let a = feed_at(
+        &mut s,
+        12_000,
+        json!({"id": later, "result": true, "error": null}),
+    );
+    assert_eq!(wake(&a), None);
+    assert_eq!(s.next_deadline(), None);
+    // Offline and failed sessions ask for nothing.
+    s.disconnected("bye");
+    assert_eq!(s.next_deadline(), None);
+    s.connected(20_000);
+    let a = s.received(21_000, b"not json\n");
+    assert_eq!(fails(&a).len(), 1);
+    assert_eq!(wake(&a), None);
+}
+
+/// A host that ticks only when asked, as the 0.2.0 contract says: every
+/// timeout still fires, at its time and not a tick later.
+#[test]
+fn timeouts_fire_when_only_the_requested_ticks_come() {
+    let mut s = Session::new(config(true));
+    let mut pending_wake = wake(&s.connected(0));
+    let a = feed_at(
+        &mut s,
+        500,
+        json!({"id": 2, "result": [[], "00", 4], "error": null}),
+    );
+    pending_wake = wake(&a).or(pending_wake);
+    let authorize = sent(&a)[0]["id"].clone();
+    let a = feed_at(
+        &mut s,
+        700,
+        json!({"id": authorize, "result": true, "error": null}),
+    );
+    pending_wake = wake(&a).or(pending_wake);
+    let a = s.share_found(
+        1_000,
+        Share {
+            id: 7,
             job_id: "j".into(),
             extranonce2: vec![0; 4],
             ntime: 0,
             nonce: 0,
             version: 0,
-        });
-        let id = sent(&a)[0]["id"].clone();
-        let a = feed(&mut s, json!({"id": id, "result": true, "error": error}));
-        assert_eq!(share_results(&a), vec![(n as u64, ShareOutcome::Accepted)]);
+        },
+    );
+    pending_wake = wake(&a).or(pending_wake);
+    // Neither configure nor extranonce.subscribe nor the share is answered.
+    let mut ticks = Vec::new();
+    let mut log = Vec::new();
+    while let Some(at) = pending_wake.take() {
+        ticks.push(at);
+        let a = s.tick(at);
+        log.extend(logs(&a, LogLevel::Info));
+        log.extend(
+            share_results(&a)
+                .into_iter()
+                .map(|(id, o)| format!("share {id}: {o:?}")),
+        );
+        pending_wake = wake(&a);
+        assert!(ticks.len() < 10, "ticks never stop: {ticks:?}");
     }
+    // configure (sent at 0) at 30 s, extranonce.subscribe (at 500 ms) at
+    // 30.5 s, the share (at 1 s) at 61 s; then no more ticks.
+    assert_eq!(ticks, vec![30_000, 30_500, 61_000]);
+    assert_eq!(
+        log,
+        vec![
+            "version rolling not negotiated: mining.configure not answered".to_string(),
+            "share 7: Rejected(\"no response from pool\")".to_string(),
+        ]
+    );
+    assert!(s.is_authorized());
+}
+
+#[test]
+fn suggest_difficulty_follows_subscribe() {
+    let settings = json!({"suggest_difficulty": 512});
+    let mut s = Session::new(config_with(false, settings.clone()));
+    let a = s.connected(0);
+    assert_eq!(
+        sent(&a),
+        vec![
+            json!({"id": 1, "method": "mining.subscribe", "params": [UA]}),
+            json!({"id": 2, "method": "mining.suggest_difficulty", "params": [512]}),
+        ]
+    );
+    // Many pools never answer it: it is not timed.
+    assert_eq!(wake(&a), Some(30_000));
+    let a = feed(&mut s, subscribe_result(1, "00", 4));
+    let ids: Vec<u64> = sent(&a).iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![3, 4], "authorize and extranonce.subscribe");
+    // An answer, positive or not, is taken quietly.
+    let a = feed(&mut s, json!({"id": 2, "result": true, "error": null}));
+    assert!(without_wakes(&a).is_empty(), "{a:?}");
+    let mut s = Session::new(config_with(false, settings.clone()));
+    s.connected(0);
+    let a = feed(
+        &mut s,
+        json!({"id": 2, "result": null, "error": [20, "Unsupported method", null]}),
+    );
+    assert!(fails(&a).is_empty());
+    assert_eq!(
+        logs(&a, LogLevel::Debug),
+        vec!["mining.suggest_difficulty not supported: 20: Unsupported method"]
+    );
+
+    // With version rolling: configure, subscribe, then the suggestion; a
+    // fractional difficulty goes out as it was written.
+    let mut s = Session::new(config_with(true, json!({"suggest_difficulty": 0.5})));
+    let methods: Vec<Value> = sent(&s.connected(0))
+        .iter()
+        .map(|m| json!([m["method"], m["params"]]))
+        .collect();
+    assert_eq!(methods[0][0], "mining.configure");
+    assert_eq!(methods[1][0], "mining.subscribe");
+    assert_eq!(methods[2], json!(["mining.suggest_difficulty", [0.5]]));
+    // And again on every reconnect.
+    s.disconnected("reset");
+    let again = sent(&s.connected(1_000));
+    assert_eq!(again[2]["method"], "mining.suggest_difficulty");
+}
+
+#[test]
+fn settings_are_checked_strictly() {
+    assert_eq!(
+        Session::validate_settings(r#"{"suggest_difficulty": 1024}"#),
+        Ok(())
+    );
+    assert_eq!(Session::validate_settings("{}"), Ok(()));
+    let e = Session::validate_settings(r#"{"suggest_difficulty": 1024, "worker": "x"}"#)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "settings.worker: unknown setting (known: suggest_difficulty)"
+    );
+    let e = Session::validate_settings(r#"{"suggest_difficulty": "1024"}"#)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "settings.suggest_difficulty: expected a positive number, got \"1024\""
+    );
+    // A session handed settings the host should have refused fails every
+    // connection with the reason, rather than mining with other settings.
+    let mut s = Session::new(config_with(false, json!({"suggest_difficulty": -1})));
+    for now in [0, 5_000] {
+        let a = s.connected(now);
+        assert!(sent(&a).is_empty());
+        assert_eq!(
+            fails(&a),
+            vec![
+                "invalid settings: settings.suggest_difficulty: expected a positive number, got -1"
+            ]
+        );
+        assert_eq!(wake(&a), None);
+        s.disconnected("failed");
+    }
+}
+
+#[test]
+fn no_version_rolling_offer_when_the_device_cannot_roll() {
+    let mut s = Session::new(config_with(false, json!({"suggest_difficulty": 64})));
+    let mut seen = Vec::new();
+    for now in [0, 60_000] {
+        let a = s.connected(now);
+        seen.extend(sent(&a));
+        let a = feed(
+            &mut s,
+            json!({"id": seen[0]["id"], "result": [[["mining.notify", "s1"]], "00", 4], "error": null}),
+        );
+        seen.extend(sent(&a));
+        s.disconnected("again");
+    }
+    assert!(
+        seen.iter().all(|m| m["method"] != "mining.configure"),
+        "{seen:?}"
+    );
+    // A pool pushing a mask anyway changes nothing, and shares carry no
+    // version bits.
+    let (mut s, ids) = ready(false, "00", 4);
+    feed(
+        &mut s,
+        json!({"id": null, "method": "mining.set_version_mask", "params": ["1fffe000"]}),
+    );
+    assert_eq!(s.version_mask(), 0);
+    let submit = sent(&s.share_found(
+        0,
+        Share {
+            id: 1,
+            job_id: "j".into(),
+            extranonce2: vec![0; 4],
+            ntime: 1,
+            nonce: 2,
+            version: 0x2000_4000,
+        },
+    ));
+    assert_eq!(submit[0]["id"], ids.extranonce_subscribe + 1);
+    assert_eq!(submit[0]["params"].as_array().unwrap().len(), 5);
 }

@@ -1,8 +1,11 @@
 //! Drives `stratum_v1::Session` with whatever a hostile or broken pool could
-//! send, chunked arbitrarily and interleaved with ticks, shares and
-//! reconnects. The session must never panic; every line it asks to send must
-//! be newline-terminated JSON; and how the bytes were chunked must not change
-//! what it does.
+//! send, chunked arbitrarily and interleaved with ticks (at arbitrary times
+//! and at the times the session asked for), shares and reconnects, under
+//! arbitrary settings. The session must never panic; every line it asks to
+//! send must be newline-terminated JSON; every call asks for at most one
+//! wake-up, last, for exactly the deadline the session reports; a tick at
+//! that deadline always moves it on; and how the bytes were chunked must not
+//! change what it does.
 
 #![no_main]
 
@@ -13,7 +16,7 @@ use stratum_v1::{Action, PoolConfig, Session, Share};
 
 /// JSON a pool might put anywhere, biased towards what Stratum uses (hex
 /// strings, small numbers, arrays).
-#[derive(Arbitrary, Debug)]
+#[derive(Arbitrary, Debug, Clone)]
 enum Json {
     Null,
     Bool(bool),
@@ -183,8 +186,12 @@ enum Op {
     },
     /// Raw bytes straight into `received`.
     Bytes(Vec<u8>),
-    /// Time advances by this many milliseconds.
+    /// Time advances by this many milliseconds, then the session is ticked
+    /// (whether or not it asked: it must tolerate early ticks).
     Tick(u32),
+    /// Time advances to the wake-up the session asked for, and it is ticked
+    /// then, as the host does.
+    Wake,
     /// The host found a share for the `job`-th job seen (or any id).
     Share {
         job: u8,
@@ -197,11 +204,59 @@ enum Op {
     Disconnected,
 }
 
+/// Per-pool settings: usually what the plugin knows, sometimes anything.
+#[derive(Arbitrary, Debug)]
+enum Settings {
+    None,
+    SuggestDifficulty(Json),
+    Object(Vec<(String, Json)>),
+    Raw(String),
+}
+
+impl Settings {
+    fn text(&self) -> String {
+        match self {
+            Settings::None => "{}".into(),
+            Settings::SuggestDifficulty(d) => json!({"suggest_difficulty": d.value(0)}).to_string(),
+            Settings::Object(o) => Json::Object(o.clone()).value(0).to_string(),
+            Settings::Raw(s) => s.clone(),
+        }
+    }
+}
+
 #[derive(Arbitrary, Debug)]
 struct Input {
     version_rolling: bool,
     user: String,
+    settings: Settings,
     ops: Vec<Op>,
+}
+
+/// The call asked for at most one wake-up, as its last action, and for
+/// exactly the deadline the session now reports.
+fn check_wake(session: &Session, actions: &[Action]) {
+    let wakes: Vec<usize> = actions
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| matches!(a, Action::WakeAt(_)))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(wakes.len() <= 1, "several wake-ups in one call: {actions:?}");
+    if let Some(&i) = wakes.first() {
+        assert_eq!(i + 1, actions.len(), "wake-up not last: {actions:?}");
+    }
+    let asked = actions.iter().find_map(|a| match a {
+        Action::WakeAt(at) => Some(*at),
+        _ => None,
+    });
+    assert_eq!(asked, session.next_deadline(), "{actions:?}");
+}
+
+fn without_wakes(actions: &[Action]) -> Vec<&Action> {
+    actions
+        .iter()
+        .filter(|a| !matches!(a, Action::WakeAt(_)))
+        .collect()
 }
 
 /// Two sessions fed the same events: one gets each delivery whole, the
@@ -242,11 +297,13 @@ impl Pair {
         let a = f(&mut self.whole);
         let b = f(&mut self.chunked);
         assert_eq!(a, b);
+        check_wake(&self.whole, &a);
         self.observe(&a);
     }
 
-    fn deliver(&mut self, bytes: &[u8], cuts: &[u16]) {
-        let whole = self.whole.received(bytes);
+    fn deliver(&mut self, now: u64, bytes: &[u8], cuts: &[u16]) {
+        let whole = self.whole.received(now, bytes);
+        check_wake(&self.whole, &whole);
         let mut points: Vec<usize> = cuts
             .iter()
             .map(|&c| usize::from(c) % (bytes.len() + 1))
@@ -257,14 +314,28 @@ impl Pair {
         points.dedup();
         let mut chunked = Vec::new();
         for w in points.windows(2) {
-            chunked.extend(self.chunked.received(&bytes[w[0]..w[1]]));
+            let part = self.chunked.received(now, &bytes[w[0]..w[1]]);
+            check_wake(&self.chunked, &part);
+            chunked.extend(part);
         }
-        assert_eq!(whole, chunked, "chunking changed the outcome");
+        // Each call asks for its own wake-up; only what they do, and the
+        // deadline they leave, must match.
+        assert_eq!(
+            without_wakes(&whole),
+            without_wakes(&chunked),
+            "chunking changed the outcome"
+        );
+        assert_eq!(self.whole.next_deadline(), self.chunked.next_deadline());
         self.observe(&whole);
     }
 }
 
 fuzz_target!(|input: Input| {
+    let settings = input.settings.text();
+    let valid = Session::validate_settings(&settings);
+    if let Err(e) = &valid {
+        assert!(e.to_string().starts_with("settings"), "{e}");
+    }
     let config = PoolConfig {
         url: "stratum+tcp://127.0.0.1:3333".into(),
         host: "127.0.0.1".into(),
@@ -273,6 +344,7 @@ fuzz_target!(|input: Input| {
         password: "x".into(),
         user_agent: "hashwatt-fuzz".into(),
         version_rolling: input.version_rolling,
+        settings,
     };
     let mut pair = Pair {
         whole: Session::new(config.clone()),
@@ -283,18 +355,32 @@ fuzz_target!(|input: Input| {
     };
     let mut now = 0u64;
     pair.both(|s| s.connected(0));
+    // Settings the plugin refuses fail every connection.
+    if valid.is_err() {
+        assert_eq!(pair.whole.next_deadline(), None);
+    }
     for op in input.ops.iter().take(256) {
         match op {
             Op::Connected => pair.both(|s| s.connected(now)),
             Op::Pool { lines, cuts } => {
                 let ids = pair.sent_ids.clone();
                 let bytes: Vec<u8> = lines.iter().take(32).flat_map(|l| l.bytes(&ids)).collect();
-                pair.deliver(&bytes, cuts);
+                pair.deliver(now, &bytes, cuts);
             }
-            Op::Bytes(bytes) => pair.deliver(bytes, &[]),
+            Op::Bytes(bytes) => pair.deliver(now, bytes, &[]),
             Op::Tick(dt) => {
                 now = now.saturating_add(u64::from(*dt));
                 pair.both(|s| s.tick(now));
+            }
+            Op::Wake => {
+                if let Some(at) = pair.whole.next_deadline() {
+                    now = now.max(at);
+                    pair.both(|s| s.tick(now));
+                    // The tick dealt with everything due: no busy loop.
+                    if let Some(next) = pair.whole.next_deadline() {
+                        assert!(next > now, "deadline {next} still due at {now}");
+                    }
+                }
             }
             Op::Share {
                 job,
@@ -318,7 +404,7 @@ fuzz_target!(|input: Input| {
                     nonce: *nonce,
                     version: *version,
                 };
-                pair.both(|s| s.share_found(share.clone()));
+                pair.both(|s| s.share_found(now, share.clone()));
             }
             Op::Disconnected => {
                 pair.whole.disconnected("fuzz");

@@ -15,7 +15,34 @@ pub fn config(version_rolling: bool) -> PoolConfig {
         password: "x".into(),
         user_agent: UA.into(),
         version_rolling,
+        settings: "{}".into(),
     }
+}
+
+/// `config(version_rolling)` with these settings (a JSON object).
+pub fn config_with(version_rolling: bool, settings: Value) -> PoolConfig {
+    PoolConfig {
+        settings: settings.to_string(),
+        ..config(version_rolling)
+    }
+}
+
+/// The actions without the wake-up requests, for tests about what a call
+/// does rather than when the session wants its next tick.
+pub fn without_wakes(actions: &[Action]) -> Vec<Action> {
+    actions
+        .iter()
+        .filter(|a| !matches!(a, Action::WakeAt(_)))
+        .cloned()
+        .collect()
+}
+
+/// The wake-up a call asked for last (the one the host keeps).
+pub fn wake(actions: &[Action]) -> Option<u64> {
+    actions.iter().rev().find_map(|a| match a {
+        Action::WakeAt(at) => Some(*at),
+        _ => None,
+    })
 }
 
 /// Every `send` action decoded as one JSON line.
@@ -91,11 +118,17 @@ pub fn extended(job: &Job) -> &stratum_v1::ExtendedWork {
     }
 }
 
-/// Feed one JSON message as a newline-terminated line.
+/// Feed one JSON message as a newline-terminated line, with a time that
+/// is not newer than what the session knows (so its clock stays put).
 pub fn feed(s: &mut Session, msg: Value) -> Vec<Action> {
+    feed_at(s, 0, msg)
+}
+
+/// Feed one JSON message as a newline-terminated line arriving at `now_ms`.
+pub fn feed_at(s: &mut Session, now_ms: u64, msg: Value) -> Vec<Action> {
     let mut line = serde_json::to_vec(&msg).unwrap();
     line.push(b'\n');
-    s.received(&line)
+    s.received(now_ms, &line)
 }
 
 /// The subscribe result used by most tests.
