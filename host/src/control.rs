@@ -448,10 +448,8 @@ impl Appliance {
             allow_redirect: config.allow_pool_redirect,
             user_agent: self.wiring.user_agent.clone(),
         };
-        let status = self.status.clone();
         tasks.insert(0, tokio::spawn(driver.run(stop_rx)));
-        status.update_pool(id, |s| s.plugin = label.clone());
-        let _ = &label;
+        self.status.update_pool(id, |s| s.plugin = label);
         PoolSlot {
             id,
             entry,

@@ -488,7 +488,12 @@ async fn per_pool_and_per_device_counters_are_right() {
         })
         .await;
         let secondary = common::devpool(0.0005).await;
-        let app = common::appliance(&[primary.local_addr(), secondary.local_addr()], 1).await;
+        // No fail-back hold: whichever pool is healthy first, mining is on
+        // the primary as soon as it is.
+        let app = common::appliance_with(&[primary.local_addr(), secondary.local_addr()], 1, |c| {
+            c.failback_secs = 0
+        })
+        .await;
         assert!(
             common::wait_for(Duration::from_secs(60), || primary.stats().rejected_total
                 >= 4)

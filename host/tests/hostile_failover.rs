@@ -42,6 +42,10 @@ async fn setup_with_budget(mode: &str, budget_ms: u64) -> Setup {
             // nothing here depends on hashrate or wall-clock time (the hold
             // itself is tested on an explicit clock in pool::failover).
             c.failback_secs = 3600;
+            // The failover pool joins once the primary has mined (see
+            // `enable_secondary`), so mining starts on the primary whichever
+            // pool answers first.
+            c.pools[1].enabled = false;
             c.pools[0].plugin = Some(env!("HASHWATT_HOSTILE_WASM").to_string());
             c.pools[0].password = mode;
             c.plugin_limits.call_timeout_ms = budget_ms;
@@ -49,6 +53,22 @@ async fn setup_with_budget(mode: &str, budget_ms: u64) -> Setup {
     )
     .await;
     (primary, secondary, app)
+}
+
+/// Enables the failover pool through the command path and waits until it
+/// is connected and ready.
+async fn enable_secondary(app: &hashwatt::app::App) {
+    let id = app.counters().pools[1].id;
+    app.execute(hashwatt::control::Command::SetPoolEnabled { id, enabled: true })
+        .await
+        .expect("enable the failover pool");
+    assert!(
+        common::wait_for(Duration::from_secs(30), || app.counters().pools[1].state
+            == PoolState::Healthy)
+        .await,
+        "the failover pool did not become ready: {:?}",
+        app.counters().pools[1]
+    );
 }
 
 /// `expected` lists acceptable recorded reasons: when several limits can
@@ -67,6 +87,12 @@ async fn plugin_failure_fails_over_with_budget(mode: &str, expected: &[&str], bu
             "{mode}: the hostile plugin should mine normally until triggered"
         );
         assert_eq!(app.counters().active_pool, Some(0));
+        enable_secondary(&app).await;
+        assert_eq!(
+            app.counters().active_pool,
+            Some(0),
+            "no fail-back hold passed"
+        );
         let before = secondary.stats().accepted;
 
         primary.send_raw(TRIGGER);
@@ -246,6 +272,7 @@ async fn sandbox_probes_change_nothing() {
 async fn a_plugin_that_keeps_failing_is_disabled_with_its_reason() {
     common::bounded(Duration::from_secs(90), async {
         let (_primary, secondary, app) = setup("loop@connected").await;
+        enable_secondary(&app).await;
         let disabled = common::wait_for(Duration::from_secs(30), || {
             app.counters().pools[0].state == PoolState::Disabled
         })

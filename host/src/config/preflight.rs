@@ -31,8 +31,12 @@ pub fn preflight(config: &Config, path: &Path, text: &str) -> Result<(), ConfigE
 }
 
 fn check(config: &Config) -> Result<(), Problem> {
-    let runtime = Runtime::new()
-        .map_err(|e| Problem::new("(top level)", format!("cannot start the plugin runtime: {e}")))?;
+    let runtime = Runtime::new().map_err(|e| {
+        Problem::new(
+            "(top level)",
+            format!("cannot start the plugin runtime: {e}"),
+        )
+    })?;
     let mut builtin_pool: Option<PoolPluginPre> = None;
     for (i, pool) in config.pools.iter().enumerate() {
         check_pool(config, &runtime, &mut builtin_pool, i, pool)?;
@@ -96,8 +100,8 @@ fn check_pool(
         return Err(Problem::new(
             format!("pools[{i}].url"),
             format!(
-                "{label} does not handle `{}://` URLs; it handles {}. For another protocol \
-                 set `plugin` to a pool plugin that handles it",
+                "no pool plugin handles `{}://` URLs: {label} handles {}; for another \
+                 protocol set `plugin` to a pool plugin that handles it",
                 pool.url.scheme,
                 schemes
                     .iter()
@@ -107,9 +111,8 @@ fn check_pool(
             ),
         ));
     }
-    let settings = crate::plugin::pool::settings_json(&crate::plugin::pool::settings_map(
-        &pool.settings,
-    ));
+    let settings =
+        crate::plugin::pool::settings_json(&crate::plugin::pool::settings_map(&pool.settings));
     let limits = crate::plugin::Limits {
         call_timeout: Duration::from_millis(config.plugin_limits.call_timeout_ms.max(100)),
         memory_bytes: config.plugin_limits.memory_mib << 20,
