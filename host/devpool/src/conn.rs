@@ -381,7 +381,7 @@ impl Conn {
         let checked = self.check_share(params).and_then(|ok| {
             self.valid_shares += 1;
             match self.shared.config.reject_every {
-                Some(n) if n > 0 && self.valid_shares % n == 0 => Err(Reject::Deliberate),
+                Some(n) if n > 0 && self.valid_shares.is_multiple_of(n) => Err(Reject::Deliberate),
                 _ => Ok(ok),
             }
         });
