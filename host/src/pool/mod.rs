@@ -334,13 +334,12 @@ impl PoolDriver {
             // pool that hands out a job and drops us (or asks to reconnect)
             // at once is retried ever more slowly, never in a tight loop.
             let healthy = got_job && now().saturating_duration_since(started) >= HEALTHY_SESSION;
-            if healthy {
-                if failures
+            if healthy
+                && failures
                     .back()
                     .is_none_or(|t| now().saturating_duration_since(*t) > Duration::from_secs(60))
-                {
-                    plugin_backoff.reset();
-                }
+            {
+                plugin_backoff.reset();
             }
             match ended.next {
                 Next::Shutdown => return,
