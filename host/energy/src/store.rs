@@ -2,13 +2,14 @@
 //!
 //! The appliance may lose power at any moment. The ledger is written to
 //! `<state_dir>/energy.json` by [`EnergyStore::checkpoint`] atomically
-//! (temporary file, fsync, rename, fsync of the directory), so the file on
-//! disk is always either the previous or the new checkpoint. With a
-//! checkpoint every minute a crash loses at most one minute of accounting.
+//! ([`hashwatt_state::atomic_write`]: temporary file, fsync, rename, fsync
+//! of the directory), so the file on disk is always either the previous or
+//! the new checkpoint. With a checkpoint every minute a crash loses at most
+//! one minute of accounting.
 
 use std::{
-    fs::{self, File},
-    io::{ErrorKind, Write},
+    fs,
+    io::ErrorKind,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -198,18 +199,7 @@ impl EnergyStore {
             ledger: &state,
         };
         let json = serde_json::to_vec(&out).map_err(StoreError::Serialize)?;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-        {
-            let mut f = File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(&json).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
-        }
-        fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
-        Ok(())
+        hashwatt_state::atomic_write(&self.path, &json).map_err(io(&self.path))
     }
 
     /// Checkpoints if [`CHECKPOINT_EVERY`] has passed since the last

@@ -115,14 +115,21 @@ fn stale_temp_file_from_interrupted_checkpoint_is_harmless() {
     second(&mut s, t0(), 7200.0);
     s.checkpoint().unwrap();
     drop(s);
-    // A crash between create and rename leaves a partial temp file.
+    // A crash between create and rename leaves a partial temp file (the
+    // name older versions used, and the one of the atomic-write helper,
+    // possibly from this very pid).
     fs::write(dir.path().join(format!("{FILE_NAME}.tmp")), b"{\"vers").unwrap();
+    let leftover = dir
+        .path()
+        .join(format!(".{FILE_NAME}.{}.0.tmp", std::process::id()));
+    fs::write(&leftover, b"{\"vers").unwrap();
     let (mut s, c) = EnergyStore::open(dir.path(), cfg()).unwrap();
     assert!(c.is_none());
     assert!((s.ledger().counters(t0()).total_kwh - 0.002).abs() < 1e-12);
     s.checkpoint().unwrap();
     let (s, _) = EnergyStore::open(dir.path(), cfg()).unwrap();
     assert!((s.ledger().counters(t0()).total_kwh - 0.002).abs() < 1e-12);
+    assert_eq!(fs::read(&leftover).unwrap(), b"{\"vers", "never renamed");
 }
 
 #[test]
