@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::package::{sha256, write_file_atomic};
+use super::package::sha256;
 use super::{PluginError, Runtime};
 
 /// Largest artifact the cache will read back, in bytes.
@@ -168,8 +168,9 @@ fn store(cache_dir: &Path, key: &str, artifact: &[u8]) -> Result<(), String> {
     // Drop the old sidecar first: until the new one is written, the entry
     // is not trusted.
     let _ = fs::remove_file(sidecar_path(cache_dir, key));
-    write_file_atomic(&artifact_path(cache_dir, key), artifact).map_err(|e| e.to_string())?;
-    write_file_atomic(
+    hashwatt_state::atomic_write(&artifact_path(cache_dir, key), artifact)
+        .map_err(|e| e.to_string())?;
+    hashwatt_state::atomic_write(
         &sidecar_path(cache_dir, key),
         render_meta(key, artifact).as_bytes(),
     )

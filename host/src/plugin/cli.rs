@@ -247,7 +247,7 @@ fn install_verified(pkg: &VerifiedPackage, plugins_dir: &Path) -> Result<PathBuf
     let name = &pkg.manifest.name;
     check_name(name)?;
     fs::create_dir_all(plugins_dir).map_err(io_err(plugins_dir))?;
-    let unique = package::unique_suffix();
+    let unique = hashwatt_state::unique_suffix();
     let staged_name = format!(".{name}.{unique}");
     let staging = plugins_dir.join(&staged_name);
     fs::create_dir(&staging).map_err(io_err(&staging))?;
@@ -257,7 +257,7 @@ fn install_verified(pkg: &VerifiedPackage, plugins_dir: &Path) -> Result<PathBuf
         if let Some(sig) = &pkg.signature {
             write_synced(&staging.join(SIG_FILE), sig.as_bytes())?;
         }
-        package::sync_dir(&staging).map_err(io_err(&staging))
+        hashwatt_state::sync_dir(&staging).map_err(io_err(&staging))
     })();
     if let Err(e) = staged {
         let _ = fs::remove_dir_all(&staging);
@@ -300,7 +300,7 @@ fn switch_to(plugins_dir: &Path, dest: &Path, staged_name: &str) -> Result<(), I
         let _ = fs::remove_file(&link_tmp);
         return Err(io_err(dest)(e));
     }
-    package::sync_dir(plugins_dir).map_err(io_err(plugins_dir))?;
+    hashwatt_state::sync_dir(plugins_dir).map_err(io_err(plugins_dir))?;
     if let Some(old) = old_target {
         remove_hidden(plugins_dir, &old);
     }
@@ -416,12 +416,12 @@ pub fn remove(state_dir: &Path, name: &str) -> Result<(), InstallError> {
         Ok(m) if m.file_type().is_symlink() => {
             let target = fs::read_link(&dest).map_err(io_err(&dest))?;
             fs::remove_file(&dest).map_err(io_err(&dest))?;
-            package::sync_dir(&dir).map_err(io_err(&dir))?;
+            hashwatt_state::sync_dir(&dir).map_err(io_err(&dir))?;
             remove_hidden(&dir, &target);
         }
         Ok(_) => {
             fs::remove_dir_all(&dest).map_err(io_err(&dest))?;
-            package::sync_dir(&dir).map_err(io_err(&dir))?;
+            hashwatt_state::sync_dir(&dir).map_err(io_err(&dir))?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(InstallError::NotInstalled(name.into()));
