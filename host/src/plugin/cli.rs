@@ -22,8 +22,10 @@ use super::package::{
 };
 use crate::config::Config;
 
-/// Staging directories older than this are left over from a crash.
-const STALE_AFTER: Duration = Duration::from_secs(3600);
+/// Staging directories, `.link` files and temporary files older than this
+/// are left over from a crash; younger ones may belong to an install that
+/// is still running in another process.
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(3600);
 
 /// Errors installing, finding or removing plugins.
 #[derive(Debug, thiserror::Error)]
@@ -346,14 +348,12 @@ fn collect_garbage(plugins_dir: &Path, name: &str, current: &str) {
         return;
     };
     let prefix = format!(".{name}.");
+    let now = SystemTime::now();
     for entry in entries.flatten() {
         let file_name = entry.file_name().to_string_lossy().into_owned();
         let stale = entry
             .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age > STALE_AFTER);
+            .is_ok_and(|m| hashwatt_state::is_older(&m, STALE_AFTER, now));
         if file_name.starts_with(&prefix) && file_name != current && stale {
             let path = entry.path();
             let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));

@@ -11,10 +11,13 @@
 pub mod bench;
 pub mod builtin;
 pub mod cache;
+pub mod clean;
 pub mod cli;
 pub mod package;
 pub mod policy;
 pub mod pool;
+
+pub use clean::{CleanReport, clean_state_dir};
 
 use std::sync::Arc;
 use std::thread;

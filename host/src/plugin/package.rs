@@ -776,7 +776,7 @@ pub fn read_secret_key(path: &Path) -> Result<SigningKey, PackageError> {
 }
 
 /// Reads a whole file, refusing it if it is larger than `max` bytes.
-fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, PackageError> {
+pub(crate) fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, PackageError> {
     let io = |source| PackageError::Io {
         path: path.to_path_buf(),
         source,
