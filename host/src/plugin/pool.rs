@@ -201,11 +201,14 @@ impl PoolPluginPre {
         limits: Limits,
     ) -> Result<PoolPlugin, PluginError> {
         let (mut store, setup_budget) = limited_store(&self.runtime, &limits);
-        let trap = |e: wasmtime::Error| PluginError::Trap {
+        let trap = |store: &mut Store<PluginState>, e: wasmtime::Error| PluginError::Trap {
             name: self.name.clone(),
-            reason: describe_trap(&e),
+            reason: describe_trap(store, &e),
         };
-        let instance = self.pre.instantiate(&mut store).map_err(trap)?;
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| trap(&mut store, e))?;
         let wit_config = wit::PoolConfig {
             url: config.url.clone(),
             host: config.host.clone(),
@@ -220,7 +223,7 @@ impl PoolPluginPre {
             .hashwatt_pool_session()
             .session()
             .call_constructor(&mut store, &wit_config)
-            .map_err(trap)?;
+            .map_err(|e| trap(&mut store, e))?;
         Ok(PoolPlugin {
             name: self.name.clone(),
             store,
@@ -301,7 +304,7 @@ impl PoolPlugin {
     }
 
     fn kill(&mut self, e: &wasmtime::Error) -> PluginError {
-        let reason = describe_trap(e);
+        let reason = describe_trap(&mut self.store, e);
         self.dead = Some(reason.clone());
         PluginError::Trap {
             name: self.name.clone(),
