@@ -529,15 +529,21 @@ fn forged_artifact_with_recomputed_sha256_sidecar_is_never_loaded() {
     );
     fs::write(&sidecar, &old_style).unwrap();
 
-    let ((component, outcome), logs) =
-        with_logs(|| runtime.compile_cached(&cache_dir, "stratum-v1", wasm).unwrap());
+    let ((component, outcome), logs) = with_logs(|| {
+        runtime
+            .compile_cached(&cache_dir, "stratum-v1", wasm)
+            .unwrap()
+    });
     assert_eq!(
         outcome,
         CacheOutcome::Recompiled {
             reason: Rejection::Unauthenticated
         }
     );
-    assert!(logs.contains("WARN") && logs.contains("recompiling"), "{logs}");
+    assert!(
+        logs.contains("WARN") && logs.contains("recompiling"),
+        "{logs}"
+    );
     // The entry was rewritten: the forgery is gone, a MAC'd sidecar is there.
     assert_ne!(fs::read(&artifact).unwrap(), forged);
     assert_ne!(fs::read_to_string(&sidecar).unwrap(), old_style);

@@ -282,7 +282,9 @@ fn read_key(path: &Path) -> Result<Option<HostKey>, CacheError> {
     file.take(KEY_LEN as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(io_err(path))?;
-    let key = <[u8; KEY_LEN]>::try_from(bytes.as_slice()).ok().map(HostKey);
+    let key = <[u8; KEY_LEN]>::try_from(bytes.as_slice())
+        .ok()
+        .map(HostKey);
     bytes.fill(0);
     Ok(key)
 }
@@ -380,8 +382,8 @@ fn read_checked(
     if meta_len > MAX_ARTIFACT_BYTES {
         return Err(Rejection::TooLarge(meta_len));
     }
-    let artifact =
-        read_bounded(&artifact_path, meta_len.saturating_add(1))?.ok_or(Rejection::MissingArtifact)?;
+    let artifact = read_bounded(&artifact_path, meta_len.saturating_add(1))?
+        .ok_or(Rejection::MissingArtifact)?;
     if artifact.len() as u64 != meta_len {
         return Err(Rejection::SizeMismatch {
             actual: fs::metadata(&artifact_path)
@@ -439,7 +441,10 @@ pub fn load_component(
     let host_key = host_key(cache_dir);
     let outcome = match &host_key {
         Err(e) => {
-            warn!(plugin = name, "plugin cache unavailable, compiling without it: {e}");
+            warn!(
+                plugin = name,
+                "plugin cache unavailable, compiling without it: {e}"
+            );
             CacheOutcome::Unavailable {
                 reason: e.to_string(),
             }
@@ -591,7 +596,11 @@ mod tests {
             engine_hash: [0xcc; 32],
             ..one.clone()
         };
-        fs::write(sidecar_path(d, k), render_meta(&hk, &other_engine, b"short")).unwrap();
+        fs::write(
+            sidecar_path(d, k),
+            render_meta(&hk, &other_engine, b"short"),
+        )
+        .unwrap();
         assert_eq!(read_checked(d, &one, &hk), Err(Rejection::BadMac));
         fs::write(sidecar_path(d, k), "nonsense").unwrap();
         assert!(matches!(

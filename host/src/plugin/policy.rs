@@ -95,8 +95,8 @@ impl PolicyPluginPre {
             name: self.name.clone(),
             reason: describe_trap(store, &e),
         };
-        let instance = call_blocking(|| self.pre.instantiate(&mut store))
-            .map_err(|e| trap(&mut store, e))?;
+        let instance =
+            call_blocking(|| self.pre.instantiate(&mut store)).map_err(|e| trap(&mut store, e))?;
         store.set_epoch_deadline(setup);
         let guest = instance.hashwatt_policy_policy();
         call_blocking(|| guest.call_configure(&mut store, config_json))
