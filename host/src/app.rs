@@ -131,6 +131,9 @@ impl App {
         };
 
         let runtime = Runtime::new()?;
+        // Whatever a crash left behind (staging dirs, temp files, cache
+        // entries nothing refers to) goes before anything is loaded.
+        crate::plugin::clean_state_dir(&runtime, &config.state_dir);
         let cache_dir = plugin_cli::cache_dir(&config.state_dir);
         let (component, outcome) =
             runtime.compile_cached(&cache_dir, "stratum-v1", builtin::STRATUM_V1)?;

@@ -1,7 +1,9 @@
 //! The appliance's energy meter: samples power every second (RAPL where the
 //! kernel exposes it, else the calibrated model), keeps the kWh ledger with
 //! time paused per policy, persists it at least every minute, and hands the
-//! live readings to the policy engine.
+//! live readings to the policy engine. A failing checkpoint (full disk, no
+//! file descriptors) is retried with back-off and logged at most once a
+//! minute, with the number of failed attempts.
 //!
 //! The accounting itself lives in the `hashwatt-energy` crate; this module
 //! only wires it to the running host.
@@ -14,6 +16,7 @@ use anyhow::Context;
 use hashwatt_energy::meter::{
     self, FallbackSource, MeterError, external::ExternalSource, model::ModelConfig,
 };
+use hashwatt_energy::store::Checkpoint;
 use hashwatt_energy::{
     EnergyCounters, EnergyStore, Interval, LedgerConfig, Period, PowerSource, Report,
 };
@@ -137,8 +140,22 @@ impl EnergyMeter {
                 warn!("cannot record pause: {e}");
             }
         }
-        if let Err(e) = store.checkpoint_if_due(now) {
-            warn!("cannot save the energy ledger: {e}");
+        match store.checkpoint_if_due(now) {
+            Checkpoint::Failed {
+                error,
+                retry_in,
+                report: Some(failures),
+            } => warn!(
+                failures,
+                retry_in_s = retry_in.as_secs(),
+                "cannot save the energy ledger: {error}"
+            ),
+            Checkpoint::Written { after_failures } if after_failures > 0 => {
+                info!(after_failures, "energy ledger saved again");
+            }
+            Checkpoint::Failed { report: None, .. }
+            | Checkpoint::Written { .. }
+            | Checkpoint::Skipped => {}
         }
         let counters = store.ledger().counters(end);
         *lock(&self.live) = Live {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
-use hashwatt::plugin::cache::{self, CacheOutcome};
+use hashwatt::plugin::cache::{self, CacheOutcome, Rejection};
 use hashwatt::plugin::cli::{self, InstallError};
 use hashwatt::plugin::package::{
     self, MANIFEST_FILE, ManifestError, PackageError, PluginKind, SIG_FILE, Trust, WASM_FILE,
@@ -402,7 +402,7 @@ fn cache_miss_then_hit_and_corruption_is_never_deserialized() {
     let sidecar = cache::sidecar_path(&cache_dir, &key);
     assert!(artifact.is_file() && sidecar.is_file());
 
-    // Corrupt the artifact: the sidecar check refuses it before any
+    // Corrupt the artifact: the MAC check refuses it before any
     // deserialization, and the entry is rewritten.
     let mut bytes = fs::read(&artifact).unwrap();
     let mid = bytes.len() / 2;
@@ -411,15 +411,12 @@ fn cache_miss_then_hit_and_corruption_is_never_deserialized() {
     let (_, outcome) = runtime
         .compile_cached(&cache_dir, "stratum-v1", wasm)
         .unwrap();
-    match outcome {
-        CacheOutcome::Rejected(reason) => {
-            assert!(
-                reason.contains("sha256") && !reason.contains("deserialize"),
-                "{reason}"
-            )
+    assert_eq!(
+        outcome,
+        CacheOutcome::Recompiled {
+            reason: Rejection::BadMac
         }
-        other => panic!("expected a rejection, got {other:?}"),
-    }
+    );
     let (_, outcome) = runtime
         .compile_cached(&cache_dir, "stratum-v1", wasm)
         .unwrap();
@@ -432,7 +429,12 @@ fn cache_miss_then_hit_and_corruption_is_never_deserialized() {
         .compile_cached(&cache_dir, "stratum-v1", wasm)
         .unwrap();
     assert!(
-        matches!(outcome, CacheOutcome::Rejected(ref r) if r.contains("bytes")),
+        matches!(
+            outcome,
+            CacheOutcome::Recompiled {
+                reason: Rejection::SizeMismatch { .. }
+            }
+        ),
         "{outcome:?}"
     );
     fs::write(&sidecar, "nonsense").unwrap();
@@ -440,16 +442,23 @@ fn cache_miss_then_hit_and_corruption_is_never_deserialized() {
         .compile_cached(&cache_dir, "stratum-v1", wasm)
         .unwrap();
     assert!(
-        matches!(outcome, CacheOutcome::Rejected(ref r) if r.contains("header")),
+        matches!(
+            outcome,
+            CacheOutcome::Recompiled {
+                reason: Rejection::MalformedSidecar(_)
+            }
+        ),
         "{outcome:?}"
     );
     fs::remove_file(&sidecar).unwrap();
     let (_, outcome) = runtime
         .compile_cached(&cache_dir, "stratum-v1", wasm)
         .unwrap();
-    assert!(
-        matches!(outcome, CacheOutcome::Rejected(ref r) if r.contains("no sidecar")),
-        "{outcome:?}"
+    assert_eq!(
+        outcome,
+        CacheOutcome::Recompiled {
+            reason: Rejection::MissingSidecar
+        }
     );
     let (_, outcome) = runtime
         .compile_cached(&cache_dir, "stratum-v1", wasm)
@@ -482,6 +491,112 @@ fn cache_miss_then_hit_and_corruption_is_never_deserialized() {
         .compile_cached(&cache_dir, "junk", b"\0asm\x0d\0\x01\0\xff\xff")
         .unwrap_err();
     assert!(e.to_string().contains("junk"), "{e}");
+}
+
+/// Someone who can write the cache directory (but not read the host key)
+/// replaces a byte of the artifact and recomputes the plain SHA-256
+/// sidecar older hosts trusted: the host does not deserialize it, warns,
+/// recompiles from the wasm, and the plugin works.
+#[test]
+fn forged_artifact_with_recomputed_sha256_sidecar_is_never_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache_dir = tmp.path().join("plugin-cache");
+    let runtime = Runtime::new().unwrap();
+    let wasm = builtin::STRATUM_V1;
+    let (_, outcome) = runtime
+        .compile_cached(&cache_dir, "stratum-v1", wasm)
+        .unwrap();
+    assert_eq!(outcome, CacheOutcome::Miss);
+    let key = cache::cache_key(runtime.engine(), wasm);
+    let artifact = cache::artifact_path(&cache_dir, &key);
+    let sidecar = cache::sidecar_path(&cache_dir, &key);
+    let host_key = cache_dir.join(cache::KEY_FILE);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&host_key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_eq!(fs::read(&host_key).unwrap().len(), 32);
+
+    let mut forged = fs::read(&artifact).unwrap();
+    let at = forged.len() / 3;
+    forged[at] ^= 0x01;
+    fs::write(&artifact, &forged).unwrap();
+    let old_style = format!(
+        "hashwatt-cwasm v1\nkey {key}\nsha256 {}\nlen {}\n",
+        hex::encode(package::sha256(&forged)),
+        forged.len()
+    );
+    fs::write(&sidecar, &old_style).unwrap();
+
+    let ((component, outcome), logs) = with_logs(|| {
+        runtime
+            .compile_cached(&cache_dir, "stratum-v1", wasm)
+            .unwrap()
+    });
+    assert_eq!(
+        outcome,
+        CacheOutcome::Recompiled {
+            reason: Rejection::Unauthenticated
+        }
+    );
+    assert!(
+        logs.contains("WARN") && logs.contains("recompiling"),
+        "{logs}"
+    );
+    // The entry was rewritten: the forgery is gone, a MAC'd sidecar is there.
+    assert_ne!(fs::read(&artifact).unwrap(), forged);
+    assert_ne!(fs::read_to_string(&sidecar).unwrap(), old_style);
+    let pre = PoolPluginPre::from_component(&runtime, "stratum-v1", &component).unwrap();
+    let mut plugin = pre.instantiate(&pool_config(), Limits::default()).unwrap();
+    let out = plugin.connected(0).unwrap();
+    assert!(!out.actions.is_empty(), "the recompiled plugin speaks");
+
+    // The same forgery with a sidecar in the current format but a MAC
+    // under a key the forger chose: refused as well.
+    fs::write(&artifact, &forged).unwrap();
+    let current = fs::read_to_string(&sidecar).unwrap();
+    let len_line = format!("len {}", forged.len());
+    let forged_meta: String = current
+        .lines()
+        .map(|l| {
+            if l.starts_with("hmac-sha256 ") {
+                format!("hmac-sha256 {}\n", "ab".repeat(32))
+            } else if l.starts_with("len ") {
+                format!("{len_line}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    fs::write(&sidecar, forged_meta).unwrap();
+    let (_, outcome) = runtime
+        .compile_cached(&cache_dir, "stratum-v1", wasm)
+        .unwrap();
+    assert_eq!(
+        outcome,
+        CacheOutcome::Recompiled {
+            reason: Rejection::BadMac
+        }
+    );
+    let (_, outcome) = runtime
+        .compile_cached(&cache_dir, "stratum-v1", wasm)
+        .unwrap();
+    assert_eq!(outcome, CacheOutcome::Hit);
+
+    // A new host key (the old one lost or replaced) invalidates every entry.
+    fs::write(&host_key, b"too short").unwrap();
+    let (_, outcome) = runtime
+        .compile_cached(&cache_dir, "stratum-v1", wasm)
+        .unwrap();
+    assert_eq!(
+        outcome,
+        CacheOutcome::Recompiled {
+            reason: Rejection::BadMac
+        }
+    );
+    assert_eq!(fs::read(&host_key).unwrap().len(), 32);
 }
 
 /// The operator's workflow through the real binary:

@@ -33,7 +33,11 @@
 //! // store.ledger_mut().record_pause(now, 1.0, "surplus-only", &decision.reason)?;
 //! let today = store.ledger().counters(jiff::Timestamp::now()).today_kwh;
 //! # let _ = today;
-//! store.checkpoint_if_due(Instant::now())?; // and store.checkpoint() on shutdown
+//! if let hashwatt_energy::store::Checkpoint::Failed { error, report: Some(n), .. } =
+//!     store.checkpoint_if_due(Instant::now()) // and store.checkpoint() on shutdown
+//! {
+//!     eprintln!("energy: cannot save the ledger ({n} failed attempts): {error}");
+//! }
 //! # Ok(()) }
 //! ```
 

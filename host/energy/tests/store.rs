@@ -8,7 +8,7 @@ use std::{
 use hashwatt_energy::{
     Period,
     ledger::{Interval, LedgerConfig},
-    store::{CHECKPOINT_EVERY, EnergyStore, FILE_NAME, StoreError},
+    store::{CHECKPOINT_EVERY, Checkpoint, EnergyStore, FILE_NAME, RETRY_MAX, StoreError},
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -76,10 +76,10 @@ fn run_then_crash(secs: i64, watts: f64) -> (f64, f64, usize) {
     for i in 1..=secs {
         let end = t0().checked_add(SignedDuration::from_secs(i)).unwrap();
         second(&mut s, end, watts);
-        if s.checkpoint_if_due(mono0 + Duration::from_secs(i as u64))
-            .unwrap()
-        {
-            writes += 1;
+        match s.checkpoint_if_due(mono0 + Duration::from_secs(i as u64)) {
+            Checkpoint::Written { after_failures: 0 } => writes += 1,
+            Checkpoint::Skipped => {}
+            other => panic!("{other:?}"),
         }
     }
     let live = s.ledger().counters(t0()).total_kwh;
@@ -115,14 +115,21 @@ fn stale_temp_file_from_interrupted_checkpoint_is_harmless() {
     second(&mut s, t0(), 7200.0);
     s.checkpoint().unwrap();
     drop(s);
-    // A crash between create and rename leaves a partial temp file.
+    // A crash between create and rename leaves a partial temp file (the
+    // name older versions used, and the one of the atomic-write helper,
+    // possibly from this very pid).
     fs::write(dir.path().join(format!("{FILE_NAME}.tmp")), b"{\"vers").unwrap();
+    let leftover = dir
+        .path()
+        .join(format!(".{FILE_NAME}.{}.0.tmp", std::process::id()));
+    fs::write(&leftover, b"{\"vers").unwrap();
     let (mut s, c) = EnergyStore::open(dir.path(), cfg()).unwrap();
     assert!(c.is_none());
     assert!((s.ledger().counters(t0()).total_kwh - 0.002).abs() < 1e-12);
     s.checkpoint().unwrap();
     let (s, _) = EnergyStore::open(dir.path(), cfg()).unwrap();
     assert!((s.ledger().counters(t0()).total_kwh - 0.002).abs() < 1e-12);
+    assert_eq!(fs::read(&leftover).unwrap(), b"{\"vers", "never renamed");
 }
 
 #[test]
@@ -202,4 +209,60 @@ fn time_zone_change_keeps_saved_days() {
     let days: Vec<_> = s.ledger().days().map(|(d, _)| d.to_string()).collect();
     assert_eq!(days, ["2026-03-28"]);
     assert!((s.ledger().counters(t0()).total_kwh - 0.001).abs() < 1e-12);
+}
+
+/// A checkpoint that keeps failing (here: a directory squats on the file
+/// name, as a full disk would fail the write) is not retried every second:
+/// attempts back off, only the first failure and then per-minute summaries
+/// are to be logged, and the first success after it says so.
+#[test]
+fn failing_checkpoints_back_off_and_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = EnergyStore::open(dir.path(), cfg()).unwrap();
+    second(&mut s, t0(), 3600.0);
+    let path = dir.path().join(FILE_NAME);
+    fs::create_dir(&path).unwrap();
+    fs::write(path.join("squatter"), b"x").unwrap();
+    let mono0 = Instant::now();
+    let mut attempts = 0;
+    let mut reports = Vec::new();
+    for i in 0..300u64 {
+        match s.checkpoint_if_due(mono0 + Duration::from_secs(i)) {
+            Checkpoint::Skipped => {}
+            Checkpoint::Failed {
+                error,
+                retry_in,
+                report,
+            } => {
+                assert!(matches!(error, StoreError::Io { .. }), "{error}");
+                assert!(retry_in <= RETRY_MAX);
+                attempts += 1;
+                if let Some(n) = report {
+                    reports.push((i, n));
+                }
+            }
+            other => panic!("at {i}: {other:?}"),
+        }
+    }
+    // 0, 1, 3, 7, 15, 31, 63, 123, 183, 243: not 300 attempts.
+    assert_eq!(attempts, 10);
+    assert_eq!(reports.first(), Some(&(0, 1)));
+    assert!(reports.len() <= 6, "{reports:?}");
+    fs::remove_dir_all(&path).unwrap();
+    // The next attempt is at 303 s; it succeeds and says after how many.
+    assert!(matches!(
+        s.checkpoint_if_due(mono0 + Duration::from_secs(302)),
+        Checkpoint::Skipped
+    ));
+    assert!(matches!(
+        s.checkpoint_if_due(mono0 + Duration::from_secs(303)),
+        Checkpoint::Written { after_failures: 10 }
+    ));
+    // Back to the normal schedule.
+    assert!(matches!(
+        s.checkpoint_if_due(mono0 + Duration::from_secs(304)),
+        Checkpoint::Skipped
+    ));
+    let (s2, _) = EnergyStore::open(dir.path(), cfg()).unwrap();
+    assert!((s2.ledger().counters(t0()).total_kwh - 0.001).abs() < 1e-12);
 }

@@ -22,8 +22,10 @@ use super::package::{
 };
 use crate::config::Config;
 
-/// Staging directories older than this are left over from a crash.
-const STALE_AFTER: Duration = Duration::from_secs(3600);
+/// Staging directories, `.link` files and temporary files older than this
+/// are left over from a crash; younger ones may belong to an install that
+/// is still running in another process.
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(3600);
 
 /// Errors installing, finding or removing plugins.
 #[derive(Debug, thiserror::Error)]
@@ -247,7 +249,7 @@ fn install_verified(pkg: &VerifiedPackage, plugins_dir: &Path) -> Result<PathBuf
     let name = &pkg.manifest.name;
     check_name(name)?;
     fs::create_dir_all(plugins_dir).map_err(io_err(plugins_dir))?;
-    let unique = package::unique_suffix();
+    let unique = hashwatt_state::unique_suffix();
     let staged_name = format!(".{name}.{unique}");
     let staging = plugins_dir.join(&staged_name);
     fs::create_dir(&staging).map_err(io_err(&staging))?;
@@ -257,7 +259,7 @@ fn install_verified(pkg: &VerifiedPackage, plugins_dir: &Path) -> Result<PathBuf
         if let Some(sig) = &pkg.signature {
             write_synced(&staging.join(SIG_FILE), sig.as_bytes())?;
         }
-        package::sync_dir(&staging).map_err(io_err(&staging))
+        hashwatt_state::sync_dir(&staging).map_err(io_err(&staging))
     })();
     if let Err(e) = staged {
         let _ = fs::remove_dir_all(&staging);
@@ -300,7 +302,7 @@ fn switch_to(plugins_dir: &Path, dest: &Path, staged_name: &str) -> Result<(), I
         let _ = fs::remove_file(&link_tmp);
         return Err(io_err(dest)(e));
     }
-    package::sync_dir(plugins_dir).map_err(io_err(plugins_dir))?;
+    hashwatt_state::sync_dir(plugins_dir).map_err(io_err(plugins_dir))?;
     if let Some(old) = old_target {
         remove_hidden(plugins_dir, &old);
     }
@@ -346,14 +348,12 @@ fn collect_garbage(plugins_dir: &Path, name: &str, current: &str) {
         return;
     };
     let prefix = format!(".{name}.");
+    let now = SystemTime::now();
     for entry in entries.flatten() {
         let file_name = entry.file_name().to_string_lossy().into_owned();
         let stale = entry
             .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age > STALE_AFTER);
+            .is_ok_and(|m| hashwatt_state::is_older(&m, STALE_AFTER, now));
         if file_name.starts_with(&prefix) && file_name != current && stale {
             let path = entry.path();
             let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
@@ -416,12 +416,12 @@ pub fn remove(state_dir: &Path, name: &str) -> Result<(), InstallError> {
         Ok(m) if m.file_type().is_symlink() => {
             let target = fs::read_link(&dest).map_err(io_err(&dest))?;
             fs::remove_file(&dest).map_err(io_err(&dest))?;
-            package::sync_dir(&dir).map_err(io_err(&dir))?;
+            hashwatt_state::sync_dir(&dir).map_err(io_err(&dir))?;
             remove_hidden(&dir, &target);
         }
         Ok(_) => {
             fs::remove_dir_all(&dest).map_err(io_err(&dest))?;
-            package::sync_dir(&dir).map_err(io_err(&dir))?;
+            hashwatt_state::sync_dir(&dir).map_err(io_err(&dir))?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(InstallError::NotInstalled(name.into()));

@@ -11,18 +11,21 @@
 pub mod bench;
 pub mod builtin;
 pub mod cache;
+pub mod clean;
 pub mod cli;
 pub mod package;
 pub mod policy;
 pub mod pool;
 mod wake;
 
+pub use clean::{CleanReport, clean_state_dir};
+
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, ResourceLimiter};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// How often the epoch advances; per-call budgets are counted in these ticks.
@@ -110,7 +113,7 @@ impl Default for Limits {
 pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limiter: Limiter,
 }
 
 impl PluginState {
@@ -119,15 +122,149 @@ impl PluginState {
             // Grants nothing: no preopened dirs, no env, no args, no network.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(4)
-                .tables(8)
-                .table_elements(10_000)
-                .memories(2)
-                .trap_on_grow_failure(true)
-                .build(),
+            limiter: Limiter::new(limits),
         }
+    }
+
+    /// The growth the limiter refused since the last call, if any.
+    fn take_refusal(&mut self) -> Option<Refusal> {
+        self.limiter.refused.take()
+    }
+}
+
+/// Which resource a plugin tried to grow past its bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resource {
+    /// A linear memory, sizes in bytes.
+    Memory,
+    /// A table, sizes in elements.
+    Table,
+}
+
+/// A growth the store's limiter refused, as it recorded it: this (not the
+/// text of wasmtime's error) is how a trap is classified as a limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} limit exceeded ({desired} {unit} asked for, limit {limit})", self.what(), unit = self.unit())]
+pub(crate) struct Refusal {
+    /// What was to grow.
+    pub(crate) resource: Resource,
+    /// Its size before the growth.
+    pub(crate) current: usize,
+    /// The size asked for.
+    pub(crate) desired: usize,
+    /// The bound it would have exceeded (the host's limit, or the
+    /// resource's own declared maximum if smaller).
+    pub(crate) limit: usize,
+}
+
+impl Refusal {
+    fn what(&self) -> &'static str {
+        match self.resource {
+            Resource::Memory => "memory",
+            Resource::Table => "table",
+        }
+    }
+
+    fn unit(&self) -> &'static str {
+        match self.resource {
+            Resource::Memory => "bytes",
+            Resource::Table => "elements",
+        }
+    }
+}
+
+/// The store's [`ResourceLimiter`]: bounds memories, tables and instances
+/// like wasmtime's `StoreLimits` with traps on refused growth, and records
+/// the first refusal so the host can say which limit killed a plugin.
+struct Limiter {
+    memory_bytes: usize,
+    table_elements: usize,
+    refused: Option<Refusal>,
+}
+
+impl Limiter {
+    /// Instances one plugin store may create (a component and its adapters).
+    const INSTANCES: usize = 4;
+    /// Tables across those instances.
+    const TABLES: usize = 8;
+    /// Elements one table may hold.
+    const TABLE_ELEMENTS: usize = 10_000;
+    /// Linear memories across those instances.
+    const MEMORIES: usize = 2;
+
+    fn new(limits: &Limits) -> Self {
+        Limiter {
+            memory_bytes: limits.memory_bytes,
+            table_elements: Self::TABLE_ELEMENTS,
+            refused: None,
+        }
+    }
+
+    /// Allows growth to `desired` within `limit` and `maximum`; otherwise
+    /// records the refusal and fails, which traps the plugin.
+    fn check(
+        &mut self,
+        resource: Resource,
+        current: usize,
+        desired: usize,
+        limit: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let bound = maximum.map_or(limit, |m| m.min(limit));
+        if desired <= bound {
+            return Ok(true);
+        }
+        let refusal = Refusal {
+            resource,
+            current,
+            desired,
+            limit: bound,
+        };
+        self.refused.get_or_insert(refusal);
+        Err(wasmtime::Error::new(refusal))
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let limit = self.memory_bytes;
+        self.check(Resource::Memory, current, desired, limit, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Allowed but not possible (the OS refused): a trap as well.
+        Err(error.context("memory growth failed"))
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let limit = self.table_elements;
+        self.check(Resource::Table, current, desired, limit, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error.context("table growth failed"))
+    }
+
+    fn instances(&self) -> usize {
+        Self::INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        Self::TABLES
+    }
+
+    fn memories(&self) -> usize {
+        Self::MEMORIES
     }
 }
 
@@ -216,7 +353,7 @@ const SETUP_BUDGET: Duration = Duration::from_millis(200);
 /// in place, plus the setup deadline (in ticks) its first calls run under.
 fn limited_store(runtime: &Runtime, limits: &Limits) -> (wasmtime::Store<PluginState>, u64) {
     let mut store = wasmtime::Store::new(runtime.engine(), PluginState::new(limits));
-    store.limiter(|s| &mut s.limits);
+    store.limiter(|s| &mut s.limiter);
     store.epoch_deadline_trap();
     let setup = deadline_ticks(limits.call_timeout.max(SETUP_BUDGET));
     store.set_epoch_deadline(setup);
@@ -228,10 +365,20 @@ fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
 }
 
-/// Describes a wasmtime error from a call in one line: the trap, or the
-/// limit that was hit (the wasm backtrace goes to the debug log only).
-fn describe_trap(e: &wasmtime::Error) -> String {
+/// Describes in one line the wasmtime error that ended a call into the
+/// plugin of `store`: the limit its limiter refused (as recorded by the
+/// limiter, never guessed from the error's text), else the trap, else the
+/// error's root cause (the wasm backtrace goes to the debug log only).
+fn describe_trap(store: &mut wasmtime::Store<PluginState>, e: &wasmtime::Error) -> String {
     tracing::debug!("plugin error detail: {e:?}");
+    classify(e, store.data_mut().take_refusal())
+}
+
+/// [`describe_trap`] given what the limiter recorded.
+fn classify(e: &wasmtime::Error, refused: Option<Refusal>) -> String {
+    if let Some(refusal) = refused {
+        return refusal.to_string();
+    }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         return match trap {
             wasmtime::Trap::Interrupt => "call exceeded its time budget".into(),
@@ -240,9 +387,52 @@ fn describe_trap(e: &wasmtime::Error) -> String {
         };
     }
     let root = e.root_cause().to_string();
-    if root.contains("growing memory") || root.contains("memory limit") {
-        format!("memory limit exceeded ({root})")
-    } else {
-        root.lines().next().unwrap_or("unknown error").to_string()
+    root.lines().next().unwrap_or("unknown error").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_records_what_it_refused() {
+        let limits = Limits {
+            memory_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let mut l = Limiter::new(&limits);
+        assert!(l.memory_growing(0, 1 << 20, None).unwrap());
+        assert!(l.table_growing(0, 10_000, None).unwrap());
+        assert_eq!(l.refused, None);
+        let e = l.memory_growing(1 << 20, 2 << 20, None).unwrap_err();
+        let refusal = Refusal {
+            resource: Resource::Memory,
+            current: 1 << 20,
+            desired: 2 << 20,
+            limit: 1 << 20,
+        };
+        assert_eq!(l.refused, Some(refusal));
+        assert_eq!(e.downcast_ref::<Refusal>(), Some(&refusal));
+        let reason = classify(&e, l.refused.take());
+        assert!(reason.starts_with("memory limit exceeded"), "{reason}");
+        assert!(reason.contains("2097152 bytes"), "{reason}");
+        // A smaller declared maximum is the bound that refused.
+        let _ = l.memory_growing(0, 65_536 * 2, Some(65_536)).unwrap_err();
+        assert_eq!(l.refused.map(|r| r.limit), Some(65_536));
+        let mut l = Limiter::new(&limits);
+        let e = l.table_growing(5, 20_000, None).unwrap_err();
+        let reason = classify(&e, l.refused.take());
+        assert!(reason.starts_with("table limit exceeded"), "{reason}");
+    }
+
+    #[test]
+    fn the_error_text_alone_is_not_a_limit() {
+        // An error that merely reads like a memory limit, without a
+        // refusal from the limiter, is reported as what it is.
+        let e = wasmtime::Error::msg("forcing trap when growing memory to 1 bytes");
+        let reason = classify(&e, None);
+        assert!(!reason.starts_with("memory limit exceeded"), "{reason}");
+        let e = wasmtime::Error::new(wasmtime::Trap::Interrupt);
+        assert_eq!(classify(&e, None), "call exceeded its time budget");
     }
 }

@@ -776,7 +776,7 @@ pub fn read_secret_key(path: &Path) -> Result<SigningKey, PackageError> {
 }
 
 /// Reads a whole file, refusing it if it is larger than `max` bytes.
-fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, PackageError> {
+pub(crate) fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, PackageError> {
     let io = |source| PackageError::Io {
         path: path.to_path_buf(),
         source,
@@ -856,7 +856,9 @@ pub fn sign_package(dir: &Path, key: &SigningKey) -> Result<SignatureFile, Packa
     // Refuse to vouch for a manifest the host would refuse anyway.
     parse_manifest(dir.join(MANIFEST_FILE), &manifest)?;
     let sig = sign(&manifest, &wasm, key);
-    write_file_atomic(&dir.join(SIG_FILE), sig.render().as_bytes())?;
+    let path = dir.join(SIG_FILE);
+    hashwatt_state::atomic_write(&path, sig.render().as_bytes())
+        .map_err(|source| PackageError::Io { path, source })?;
     Ok(sig)
 }
 
@@ -931,63 +933,6 @@ pub fn load_package(dir: &Path, trust: &Trust) -> Result<VerifiedPackage, Packag
         signer,
         signature,
     })
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory, fsynced, renamed over `path`, then the directory fsynced.
-pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), PackageError> {
-    let io = |source| PackageError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", unique_suffix()));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io)
-}
-
-/// Flushes a directory's entries (renames, creations) to disk.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        fs::File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
-}
-
-/// A suffix unlikely to collide across processes and threads.
-pub(crate) fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{nanos:x}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 #[cfg(test)]

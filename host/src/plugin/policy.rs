@@ -91,15 +91,16 @@ impl PolicyPluginPre {
         limits: PolicyLimits,
     ) -> Result<PolicyPlugin, PluginError> {
         let (mut store, setup) = limited_store(&self.runtime, &limits.call);
-        let trap = |e: wasmtime::Error| PluginError::Trap {
+        let trap = |store: &mut Store<PluginState>, e: wasmtime::Error| PluginError::Trap {
             name: self.name.clone(),
-            reason: describe_trap(&e),
+            reason: describe_trap(store, &e),
         };
-        let instance = call_blocking(|| self.pre.instantiate(&mut store)).map_err(trap)?;
+        let instance =
+            call_blocking(|| self.pre.instantiate(&mut store)).map_err(|e| trap(&mut store, e))?;
         store.set_epoch_deadline(setup);
         let guest = instance.hashwatt_policy_policy();
         call_blocking(|| guest.call_configure(&mut store, config_json))
-            .map_err(trap)?
+            .map_err(|e| trap(&mut store, e))?
             .map_err(|msg| PluginError::Load {
                 name: self.name.clone(),
                 reason: format!(
@@ -108,7 +109,8 @@ impl PolicyPluginPre {
                 ),
             })?;
         store.set_epoch_deadline(setup);
-        let subscriptions = call_blocking(|| guest.call_subscriptions(&mut store)).map_err(trap)?;
+        let subscriptions = call_blocking(|| guest.call_subscriptions(&mut store))
+            .map_err(|e| trap(&mut store, e))?;
         let limit = |reason: String| PluginError::Limit {
             name: self.name.clone(),
             reason,
@@ -180,7 +182,7 @@ impl PolicyPlugin {
         let raw = match call_blocking(|| guest.call_evaluate(store, &wit_inputs)) {
             Ok(d) => d,
             Err(e) => {
-                let reason = describe_trap(&e);
+                let reason = describe_trap(&mut self.store, &e);
                 self.dead = Some(reason.clone());
                 return Err(PluginError::Trap {
                     name: self.name.clone(),

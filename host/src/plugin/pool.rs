@@ -279,15 +279,21 @@ impl PoolPluginPre {
             &mut Store<PluginState>,
         ) -> wasmtime::Result<T>,
     ) -> Result<T, PluginError> {
-        let trap = |e: wasmtime::Error| PluginError::Trap {
+        let trap = |store: &mut Store<PluginState>, e: wasmtime::Error| PluginError::Trap {
             name: self.name.clone(),
-            reason: describe_trap(&e),
+            reason: describe_trap(store, &e),
         };
         call_blocking(|| {
             let (mut store, setup_budget) = limited_store(&self.runtime, limits);
-            let instance = self.pre.instantiate(&mut store).map_err(trap)?;
+            let instance = match self.pre.instantiate(&mut store) {
+                Ok(i) => i,
+                Err(e) => return Err(trap(&mut store, e)),
+            };
             store.set_epoch_deadline(setup_budget);
-            f(instance.hashwatt_pool_plugin_info(), &mut store).map_err(trap)
+            match f(instance.hashwatt_pool_plugin_info(), &mut store) {
+                Ok(v) => Ok(v),
+                Err(e) => Err(trap(&mut store, e)),
+            }
         })
     }
 
@@ -317,11 +323,14 @@ impl PoolPluginPre {
         limits: Limits,
     ) -> Result<PoolPlugin, PluginError> {
         let (mut store, setup_budget) = limited_store(&self.runtime, &limits);
-        let trap = |e: wasmtime::Error| PluginError::Trap {
+        let trap = |store: &mut Store<PluginState>, e: wasmtime::Error| PluginError::Trap {
             name: self.name.clone(),
-            reason: describe_trap(&e),
+            reason: describe_trap(store, &e),
         };
-        let instance = self.pre.instantiate(&mut store).map_err(trap)?;
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| trap(&mut store, e))?;
         let wit_config = wit::PoolConfig {
             url: config.url.clone(),
             host: config.host.clone(),
@@ -337,7 +346,7 @@ impl PoolPluginPre {
             .hashwatt_pool_session()
             .session()
             .call_constructor(&mut store, &wit_config)
-            .map_err(trap)?;
+            .map_err(|e| trap(&mut store, e))?;
         Ok(PoolPlugin {
             name: self.name.clone(),
             store,
@@ -423,7 +432,7 @@ impl PoolPlugin {
     }
 
     fn kill(&mut self, e: &wasmtime::Error) -> PluginError {
-        let reason = describe_trap(e);
+        let reason = describe_trap(&mut self.store, e);
         self.dead = Some(reason.clone());
         PluginError::Trap {
             name: self.name.clone(),

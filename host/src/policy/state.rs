@@ -1,8 +1,7 @@
 //! Persistent per-policy state: host-managed bytes, quota-limited, written
-//! atomically (temp file + rename) into the state directory so restarts
-//! of the plugin and of the appliance keep it.
+//! atomically and durably ([`hashwatt_state::atomic_write`]) into the state
+//! directory so restarts of the plugin and of the appliance keep it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Errors of the state store.
@@ -90,13 +89,7 @@ impl StateStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let tmp = path.with_extension("bin.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        Ok(())
+        hashwatt_state::atomic_write(&path, bytes).map_err(io)
     }
 }
 
