@@ -17,7 +17,8 @@
 //! - [`app`]: wiring of all of the above.
 //!
 //! Hashing backends live in the `hashwatt-hash` crate, header assembly and
-//! targets in `hashwatt-work`, the development pool in `hashwatt-devpool`.
+//! targets in `hashwatt-work`, the development pool in `hashwatt-devpool`,
+//! crash-safe writes of state files (`atomic_write`) in `hashwatt-state`.
 
 pub mod app;
 pub mod config;
