@@ -175,7 +175,9 @@ async fn hostile_difficulties_keep_submits_under_the_rate_limit_and_memory_flat(
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On tokio's paused clock: the six seconds are virtual, so the count of
+/// connections depends only on the back-off, not on the machine's load.
+#[tokio::test(start_paused = true)]
 async fn a_pool_that_always_asks_to_reconnect_is_retried_with_back_off() {
     common::bounded(Duration::from_secs(60), async {
         common::logs();
@@ -195,12 +197,17 @@ async fn a_pool_that_always_asks_to_reconnect_is_retried_with_back_off() {
             }
         });
         let app = common::appliance(&[addr], 1).await;
-        tokio::time::sleep(Duration::from_secs(6)).await;
+        let t0 = tokio::time::Instant::now();
+        while connections.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep_until(t0 + Duration::from_secs(6)).await;
         let n = connections.load(std::sync::atomic::Ordering::Relaxed);
-        eprintln!("{n} connections in 6 s");
-        // Back-off from 250 ms doubling: about 5 connections in 6 s (22–29 a
-        // second without it).
-        assert!((2..=8).contains(&n), "{n} connections in 6 s");
+        eprintln!("{n} connections in 6 s of virtual time");
+        // Back-off from 250 ms doubling (±25 % jitter): connections at about
+        // 0, 0.25, 0.75, 1.75, 3.75 s — 4 to 6 in 6 s (22–29 a second
+        // without it).
+        assert!((4..=6).contains(&n), "{n} connections in 6 s");
         app.shutdown().await;
     })
     .await;
@@ -538,4 +545,41 @@ async fn per_pool_and_per_device_counters_are_right() {
         app.shutdown().await;
     })
     .await;
+}
+
+/// Plugin restart back-off on tokio's paused clock: the driver's sleeps
+/// take no real time, and the virtual time they add up to is exact, so the
+/// assertion does not depend on the machine's speed or load.
+#[tokio::test(start_paused = true)]
+async fn plugin_restarts_back_off_and_disable_on_virtual_time() {
+    let pool = common::devpool(0.0005).await;
+    let app = common::appliance_with(&[pool.local_addr()], 1, |c| {
+        c.allow_unsigned_plugins = true;
+        c.pools[0].plugin = Some(env!("HASHWATT_HOSTILE_WASM").to_string());
+        // Loops in `connected` until the call budget stops it, every time.
+        c.pools[0].password = "loop@connected".into();
+        c.plugin_limits.call_timeout_ms = 10;
+    })
+    .await;
+    let t0 = tokio::time::Instant::now();
+    let real = Instant::now();
+    while app.counters().pools[0].state != hashwatt::status::PoolState::Disabled {
+        assert!(real.elapsed() < Duration::from_secs(60), "never disabled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let virtual_elapsed = t0.elapsed();
+    let pool_status = app.counters().pools[0].clone();
+    eprintln!(
+        "disabled after {virtual_elapsed:?} of virtual time ({:?} real): {:?}",
+        real.elapsed(),
+        pool_status.disabled
+    );
+    assert_eq!(pool_status.plugin_restarts, 4);
+    // Four restarts 100, 200, 400, 800 ms apart (±25 % jitter): 1.125–1.875 s.
+    assert!(
+        virtual_elapsed >= Duration::from_millis(1125)
+            && virtual_elapsed <= Duration::from_millis(1875) + Duration::from_millis(200),
+        "{virtual_elapsed:?}"
+    );
+    app.shutdown().await;
 }
