@@ -432,7 +432,7 @@ fn kill_9_during_config_writes_leaves_the_old_or_the_new_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_cleanly_with_the_energy_checkpoint_on_disk() {
+async fn sighup_reloads_and_sigterm_stops_cleanly_with_the_energy_checkpoint_on_disk() {
     common::bounded(Duration::from_secs(120), async {
         let pool = common::devpool(0.0005).await;
         let mut config = common::config(&[pool.local_addr()], 1);
@@ -452,11 +452,24 @@ async fn sigterm_stops_cleanly_with_the_energy_checkpoint_on_disk() {
             common::wait_for(Duration::from_secs(60), || pool.stats().accepted >= 2).await,
             "the appliance mines"
         );
-        assert!(!energy.exists() || std::fs::metadata(&energy).is_ok());
+        // SIGHUP re-reads the file: a pool added there connects, no restart.
+        let second = common::devpool(0.0005).await;
+        config.pools.push(pool_entry(second.local_addr()));
+        write_config(&path, &config);
+        let pid = child.id().expect("running") as i32;
+        // SAFETY: kill only reads its integer arguments.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+        assert!(
+            common::wait_for(Duration::from_secs(20), || second.stats().connections >= 1).await,
+            "the pool added to the file did not connect after SIGHUP"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "SIGHUP must not stop it"
+        );
         let before = std::fs::metadata(&energy)
             .ok()
             .and_then(|m| m.modified().ok());
-        let pid = child.id().expect("running") as i32;
         // SAFETY: kill only reads its integer arguments.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
         let t = Instant::now();
