@@ -379,7 +379,9 @@ impl Appliance {
                 self.wiring.builtin.clone(),
                 "stratum-v1 (built in)".to_string(),
             )),
-            Some(spec) => crate::app::load_pool_plugin(&self.wiring.runtime, config, entry, spec),
+            Some(spec) => {
+                crate::plugin::loader::load_pool_plugin(&self.wiring.runtime, config, entry, spec)
+            }
         }
     }
 
@@ -413,9 +415,9 @@ impl Appliance {
         if let Some(name) = entry
             .plugin
             .as_deref()
-            .filter(|s| crate::app::is_package_name(s))
+            .filter(|s| crate::plugin::loader::is_package_name(s))
         {
-            tasks.push(tokio::spawn(crate::app::watch_installed(
+            tasks.push(tokio::spawn(crate::plugin::loader::watch_installed(
                 self.wiring.runtime.clone(),
                 config.clone(),
                 entry.clone(),
@@ -723,8 +725,13 @@ impl Appliance {
                         || new.fail_safe != old.fail_safe =>
                 {
                     let _ = self.engine.remove_policy(&old.name);
-                    crate::app::add_policy(&self.wiring.runtime, next, &self.engine, new)
-                        .map_err(|e| CommandError::Failed(format!("policy {}: {e:#}", new.name)))?;
+                    crate::plugin::loader::add_policy(
+                        &self.wiring.runtime,
+                        next,
+                        &self.engine,
+                        new,
+                    )
+                    .map_err(|e| CommandError::Failed(format!("policy {}: {e:#}", new.name)))?;
                 }
                 Some(new) => {
                     if new.enabled != old.enabled {
@@ -735,7 +742,7 @@ impl Appliance {
         }
         for new in &next.policies {
             if !current.policies.iter().any(|p| p.name == new.name) {
-                crate::app::add_policy(&self.wiring.runtime, next, &self.engine, new)
+                crate::plugin::loader::add_policy(&self.wiring.runtime, next, &self.engine, new)
                     .map_err(|e| CommandError::Failed(format!("policy {}: {e:#}", new.name)))?;
             }
         }

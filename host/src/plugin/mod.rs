@@ -13,6 +13,7 @@ pub mod builtin;
 pub mod cache;
 pub mod clean;
 pub mod cli;
+pub mod loader;
 pub mod package;
 pub mod policy;
 pub mod pool;
