@@ -209,6 +209,10 @@ impl App {
             shutdown_rx.clone(),
         );
         handle.start_pools().await?;
+        // Compile what the command path checks against now, off the async
+        // threads, so the first command does not pay for it.
+        let warm = handle.clone();
+        tokio::task::spawn_blocking(move || warm.warm_checker());
         tasks.push(tokio::spawn(select_loop(selector, shutdown_rx.clone())));
         tasks.push(tokio::spawn(sample_loop(
             handle.clone(),

@@ -156,6 +156,8 @@ pub(crate) struct PoolWiring {
 pub struct Appliance {
     config: Mutex<Config>,
     config_path: Option<PathBuf>,
+    /// Checks every command's configuration; keeps what it compiled.
+    checker: Mutex<crate::config::Checker>,
     wiring: PoolWiring,
     miner: Arc<Miner>,
     selector: Arc<PoolSelector>,
@@ -201,9 +203,12 @@ impl Appliance {
                 .collect(),
             units: devices.iter().map(|_| Vec::new()).collect(),
         };
+        let checker = crate::config::Checker::new(wiring.runtime.clone())
+            .with_pool_plugin(crate::plugin::builtin::STRATUM_V1, wiring.builtin.clone());
         Arc::new(Appliance {
             config: Mutex::new(config),
             config_path,
+            checker: Mutex::new(checker),
             wiring,
             miner,
             selector,
@@ -217,6 +222,15 @@ impl Appliance {
             shutdown,
             started: Instant::now(),
         })
+    }
+
+    /// Checks the configuration in force once, so the plugins the command
+    /// path checks against are compiled before the first command.
+    pub(crate) fn warm_checker(&self) {
+        let config = self.config();
+        if let Err(e) = config.validate(&self.config_name(), &mut lock(&self.checker)) {
+            warn!("the running configuration no longer passes its checks: {e}");
+        }
     }
 
     /// The configuration in force.
@@ -581,7 +595,7 @@ impl Appliance {
                 };
                 let text = crate::config::read(path)?;
                 next = Config::parse(path, &text)?;
-                crate::config::preflight(&next, path, &text)?;
+                crate::plugin::call_blocking(|| lock(&self.checker).check(&next, path, &text))?;
                 let restart = restart_needed(&current, &next);
                 if !restart.is_empty() {
                     warn!(
@@ -645,13 +659,10 @@ impl Appliance {
                 }
             }
         }
-        // The same checks as a file at start, through the plugins too; run
-        // off the async threads (policies are compiled to check them).
-        let checked = next.clone();
+        // The same checks as a file at start, through the plugins too
+        // (compiled once, then only instantiated), off the async threads.
         let name = self.config_name();
-        tokio::task::spawn_blocking(move || checked.validate(&name))
-            .await
-            .map_err(|e| CommandError::Failed(e.to_string()))??;
+        crate::plugin::call_blocking(|| next.validate(&name, &mut lock(&self.checker)))?;
         // Which running pool each configured pool is (None: new), so the
         // drivers of pools that stay keep running.
         let order = pool_identities(&slots, &current, &next);

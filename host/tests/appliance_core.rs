@@ -133,9 +133,10 @@ fn rss() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_difficulties_keep_submits_under_the_rate_limit_and_memory_flat() {
     common::bounded(Duration::from_secs(120), async {
-        // Regtest work at a difficulty the CPU finds ~1000 shares a second at.
+        // Regtest work at a difficulty just above the CPU's minimum: even a
+        // slow or loaded machine finds hundreds of shares a second.
         let pool = devpool_with(|c| {
-            c.difficulty = 0.00002;
+            c.difficulty = 2e-6;
             c.nbits = 0x207f_ffff;
         })
         .await;

@@ -200,7 +200,14 @@ impl Drop for Workers {
     fn drop(&mut self) {
         self.shared.flags.fetch_or(FLAG_STOP, Ordering::Release);
         self.wake_all();
+        let me = std::thread::current().id();
         for h in self.handles.drain(..) {
+            // The last owner may let go on a worker thread itself (a
+            // callback holding the source): that thread ends on its own
+            // once it sees the stop flag; joining it would deadlock.
+            if h.thread().id() == me {
+                continue;
+            }
             if h.join().is_err() {
                 tracing::error!("a hashing thread panicked");
             }

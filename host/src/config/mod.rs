@@ -16,7 +16,7 @@
 
 mod preflight;
 
-pub use preflight::preflight;
+pub use preflight::{Checker, preflight};
 
 use std::path::{Path, PathBuf};
 
@@ -485,7 +485,7 @@ impl Config {
 
     /// Checks a configuration built in memory (by a command) as strictly as
     /// a file: the same checks, reported against `path`.
-    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+    pub fn validate(&self, path: &Path, checker: &mut Checker) -> Result<(), ConfigError> {
         let text = self.to_toml().map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: 0,
@@ -493,7 +493,7 @@ impl Config {
             message: format!("cannot be written as TOML: {e}"),
         })?;
         let parsed = Config::parse(path, &text)?;
-        preflight(&parsed, path, &text)
+        checker.check(&parsed, path, &text)
     }
 
     /// Reads and validates the file at `path` (everything but [`preflight`]).

@@ -12,13 +12,14 @@
 //!
 //! Errors are [`ConfigError::Invalid`] at the line of the offending field.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
 use super::{Config, ConfigError, PluginSource, PolicyEntry, PoolEntry, Problem};
 use crate::plugin::cli as plugin_cli;
-use crate::plugin::package::{MAX_WASM_BYTES, PluginKind, Trust, VerifiedPackage};
+use crate::plugin::package::{MAX_WASM_BYTES, PluginKind, Trust, VerifiedPackage, sha256};
 use crate::plugin::policy::{PolicyLimits, PolicyPluginPre};
 use crate::plugin::pool::PoolPluginPre;
 use crate::plugin::{PluginError, Runtime, builtin};
@@ -27,22 +28,73 @@ use crate::plugin::{PluginError, Runtime, builtin};
 /// [`Config::parse`] accepted from `text` (the contents of `path`, used for
 /// line numbers and messages). The first problem found is returned.
 pub fn preflight(config: &Config, path: &Path, text: &str) -> Result<(), ConfigError> {
-    check(config).map_err(|p| p.at(path, text))
-}
-
-fn check(config: &Config) -> Result<(), Problem> {
     let runtime = Runtime::new().map_err(|e| {
         Problem::new(
             "(top level)",
             format!("cannot start the plugin runtime: {e}"),
         )
+        .at(path, text)
     })?;
-    let mut builtin_pool: Option<PoolPluginPre> = None;
+    Checker::new(runtime).check(config, path, text)
+}
+
+/// The preflight with the plugins it compiled kept between checks, so the
+/// command path (which checks the whole configuration on every change)
+/// pays instantiations, not compilations.
+pub struct Checker {
+    runtime: Runtime,
+    pools: HashMap<[u8; 32], PoolPluginPre>,
+    policies: HashMap<([u8; 32], String), PolicyPluginPre>,
+}
+
+impl Checker {
+    /// A checker compiling with `runtime`.
+    pub fn new(runtime: Runtime) -> Self {
+        Checker {
+            runtime,
+            pools: HashMap::new(),
+            policies: HashMap::new(),
+        }
+    }
+
+    /// Remembers an already compiled pool plugin for the component `wasm`.
+    pub fn with_pool_plugin(mut self, wasm: &[u8], pre: PoolPluginPre) -> Self {
+        self.pools.insert(sha256(wasm), pre);
+        self
+    }
+
+    /// [`preflight`] with this checker's compiled plugins.
+    pub fn check(&mut self, config: &Config, path: &Path, text: &str) -> Result<(), ConfigError> {
+        check(self, config).map_err(|p| p.at(path, text))
+    }
+
+    fn pool_plugin(&mut self, name: &str, wasm: &[u8]) -> Result<PoolPluginPre, PluginError> {
+        let key = sha256(wasm);
+        if let Some(pre) = self.pools.get(&key) {
+            return Ok(pre.clone());
+        }
+        let pre = PoolPluginPre::new(&self.runtime, name, wasm)?;
+        self.pools.insert(key, pre.clone());
+        Ok(pre)
+    }
+
+    fn policy_plugin(&mut self, name: &str, wasm: &[u8]) -> Result<PolicyPluginPre, PluginError> {
+        let key = (sha256(wasm), name.to_string());
+        if let Some(pre) = self.policies.get(&key) {
+            return Ok(pre.clone());
+        }
+        let pre = PolicyPluginPre::new(&self.runtime, name, wasm)?;
+        self.policies.insert(key, pre.clone());
+        Ok(pre)
+    }
+}
+
+fn check(checker: &mut Checker, config: &Config) -> Result<(), Problem> {
     for (i, pool) in config.pools.iter().enumerate() {
-        check_pool(config, &runtime, &mut builtin_pool, i, pool)?;
+        check_pool(config, checker, i, pool)?;
     }
     for (i, policy) in config.policies.iter().enumerate() {
-        check_policy(config, &runtime, i, policy)?;
+        check_policy(config, checker, i, policy)?;
     }
     Ok(())
 }
@@ -52,22 +104,16 @@ fn check(config: &Config) -> Result<(), Problem> {
 /// `url-schemes`) and accept the pool's `settings` (`validate-settings`).
 fn check_pool(
     config: &Config,
-    runtime: &Runtime,
-    builtin_pool: &mut Option<PoolPluginPre>,
+    checker: &mut Checker,
     i: usize,
     pool: &PoolEntry,
 ) -> Result<(), Problem> {
     let at = |message: String| Problem::new(format!("pools[{i}].plugin"), message);
     let (pre, label) = match &pool.plugin {
         None => {
-            if builtin_pool.is_none() {
-                let pre = PoolPluginPre::new(runtime, "stratum-v1", builtin::STRATUM_V1)
-                    .map_err(|e| at(format!("the built-in Stratum V1 plugin: {e}")))?;
-                *builtin_pool = Some(pre);
-            }
-            let Some(pre) = builtin_pool.clone() else {
-                return Ok(());
-            };
+            let pre = checker
+                .pool_plugin("stratum-v1", builtin::STRATUM_V1)
+                .map_err(|e| at(format!("the built-in Stratum V1 plugin: {e}")))?;
             (pre, "the built-in Stratum V1 plugin".to_string())
         }
         Some(spec) => {
@@ -91,7 +137,9 @@ fn check_pool(
                     .map_err(at)?
                     .unwrap_or_default(),
             };
-            let pre = PoolPluginPre::new(runtime, spec, &wasm).map_err(|e| at(e.to_string()))?;
+            let pre = checker
+                .pool_plugin(spec, &wasm)
+                .map_err(|e| at(e.to_string()))?;
             (pre, format!("plugin {spec:?}"))
         }
     };
@@ -130,7 +178,7 @@ fn check_pool(
 
 fn check_policy(
     config: &Config,
-    runtime: &Runtime,
+    checker: &mut Checker,
     i: usize,
     entry: &PolicyEntry,
 ) -> Result<(), Problem> {
@@ -156,8 +204,9 @@ fn check_policy(
                 }
             }
         };
-    let pre =
-        PolicyPluginPre::new(runtime, &entry.name, &wasm).map_err(|e| at_plugin(e.to_string()))?;
+    let pre = checker
+        .policy_plugin(&entry.name, &wasm)
+        .map_err(|e| at_plugin(e.to_string()))?;
     let json = serde_json::to_string(&entry.config)
         .map_err(|e| at_config(format!("cannot be handed to the plugin as JSON: {e}")))?;
     let mut limits = PolicyLimits::default();

@@ -20,7 +20,7 @@ use super::{
 };
 
 /// Nonces scanned per header before the device rolls version or ntime.
-const NONCES_PER_HEADER: u32 = 1 << 22;
+const NONCES_PER_HEADER: u32 = 1 << 20;
 /// Largest ntime offset the device uses (within the task's allowance).
 const MAX_NTIME_OFFSET: u32 = 30;
 
@@ -108,7 +108,8 @@ fn step_fields(task: &Task, step: u64) -> Option<(Vec<u8>, u32, u32)> {
     let ntimes = u64::from(task.ntime_roll.min(MAX_NTIME_OFFSET)) + 1;
     let versions = task.versions.end.saturating_sub(task.versions.start).max(1);
     let space = hashwatt_work::rolling_space(task.job.version_mask());
-    let offset = (step % ntimes) as u32;
+    // Rolled ntime first (offset 1, 2, …, then the job's own), like versions.
+    let offset = ((step + 1) % ntimes) as u32;
     let v = task.versions.start + (step / ntimes) % versions;
     let en2_index = u128::from(step / ntimes / versions);
     let en2 = task.extranonce2.value(en2_index)?;
