@@ -262,25 +262,15 @@ impl PoolDriver {
                 r = connect => r,
                 _ = shutdown.changed() => return,
             };
-            let stream = match stream {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    self.connect_failed(
-                        &span,
-                        format!("cannot connect to {host}:{port}: {e}"),
-                        &mut redirect,
-                    );
-                    if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
-                        return;
-                    }
-                    continue;
-                }
-                Err(_) => {
-                    self.connect_failed(
-                        &span,
-                        format!("connecting to {host}:{port} timed out"),
-                        &mut redirect,
-                    );
+            let failure = match stream {
+                Ok(Ok(s)) => Ok(s),
+                Ok(Err(e)) => Err(format!("cannot connect to {host}:{port}: {e}")),
+                Err(_) => Err(format!("connecting to {host}:{port} timed out")),
+            };
+            let stream = match failure {
+                Ok(s) => s,
+                Err(reason) => {
+                    self.connect_failed(&span, reason, &mut redirect);
                     if sleep_or_shutdown(backoff.next_delay(), &mut shutdown).await {
                         return;
                     }
