@@ -448,7 +448,7 @@ fn next_chunk(
             return None;
         }
         job.next_chunk += 1;
-        let range = Extranonce2Range::slice(size, chunk as usize, parts as usize)?;
+        let range = Extranonce2Range::slice(size, chunk as usize, parts as usize).ok()?;
         Some((range, 0..space))
     }
 }

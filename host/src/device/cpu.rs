@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use hashwatt_hash::{Backend, WorkSource, WorkUnit, Workers};
-use hashwatt_work::rolled_version;
 use tokio::sync::watch;
 use tracing::{error, warn};
 
@@ -76,7 +75,6 @@ impl WorkSource for Feeder {
         let threads = self.threads.max(1) as u128;
         let cursor = s.cursors.get_mut(worker)?;
         let fixed_root = task.extranonce2.size == 0;
-        let space = hashwatt_work::rolling_space(task.job.version_mask());
         if cursor.task != task.id || !cursor.started {
             *cursor = Cursor {
                 task: task.id,
@@ -124,12 +122,7 @@ impl WorkSource for Feeder {
             cursor.next_version = task.versions.start;
             cursor.end_version = task.versions.end;
         }
-        // Rolled versions first (index 1, 2, …, the base version last).
-        let version = rolled_version(
-            task.job.version(),
-            task.job.version_mask(),
-            (cursor.next_version + 1) % space,
-        );
+        let version = task.version(cursor.next_version);
         cursor.next_version += 1;
         let ntime = task.job.ntime();
         let header = task.job.header(&cursor.merkle_root, version, ntime, 0);

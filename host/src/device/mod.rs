@@ -20,6 +20,7 @@ pub mod sim;
 
 use std::sync::Arc;
 
+pub use hashwatt_work::Extranonce2Range;
 use hashwatt_work::{Job, Target};
 use serde::Serialize;
 
@@ -43,74 +44,17 @@ pub struct Task {
     pub share_target: Target,
 }
 
-/// A contiguous run of extranonce2 values, written big-endian in `size` bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Extranonce2Range {
-    /// Bytes per value (0: the job has no extranonce2).
-    pub size: usize,
-    /// First value.
-    pub start: u128,
-    /// Number of values (at least 1; a zero-size range has exactly one, empty, value).
-    pub count: u128,
-}
-
-impl Extranonce2Range {
-    /// The range for a job without extranonce2 (one empty value).
-    pub const NONE: Extranonce2Range = Extranonce2Range {
-        size: 0,
-        start: 0,
-        count: 1,
-    };
-
-    /// Part `part` of `parts` equal slices of the whole `size`-byte space.
-    pub fn slice(size: usize, part: usize, parts: usize) -> Option<Extranonce2Range> {
-        if size == 0 {
-            return Some(Extranonce2Range::NONE);
-        }
-        if size > 16 || parts == 0 || part >= parts {
-            return None;
-        }
-        let total: u128 = if size == 16 {
-            u128::MAX
-        } else {
-            1u128 << (8 * size)
-        };
-        let each = total / parts as u128;
-        if each == 0 {
-            return None;
-        }
-        Some(Extranonce2Range {
-            size,
-            start: each * part as u128,
-            count: each,
-        })
-    }
-
-    /// The `i`-th value of the range (`None` past its end).
-    pub fn value(&self, i: u128) -> Option<Vec<u8>> {
-        if i >= self.count {
-            return None;
-        }
-        let v = self.start.checked_add(i)?;
-        let bytes = v.to_be_bytes();
-        bytes.get(16 - self.size..).map(<[u8]>::to_vec)
-    }
-
-    /// Whether `en2` is a value of this range.
-    pub fn contains(&self, en2: &[u8]) -> bool {
-        if en2.len() != self.size {
-            return false;
-        }
-        if self.size == 0 {
-            return true;
-        }
-        let mut buf = [0u8; 16];
-        let Some(tail) = buf.get_mut(16 - self.size..) else {
-            return false;
-        };
-        tail.copy_from_slice(en2);
-        let v = u128::from_be_bytes(buf);
-        v >= self.start && v - self.start < self.count
+impl Task {
+    /// The header version for rolled-version index `index` of this task's
+    /// job: rolled versions first (index 0 gives the first rolled one), the
+    /// job's own version last, so every device tries new headers first.
+    pub fn version(&self, index: u64) -> u32 {
+        let space = hashwatt_work::rolling_space(self.job.version_mask());
+        hashwatt_work::rolled_version(
+            self.job.version(),
+            self.job.version_mask(),
+            (index + 1) % space,
+        )
     }
 }
 
@@ -261,25 +205,3 @@ pub trait Device: Send + Sync {
 
 /// The devices of the appliance, in a fixed order (their index).
 pub type Devices = Vec<Arc<dyn Device>>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extranonce2_slices_are_disjoint_and_cover_values() {
-        let a = Extranonce2Range::slice(2, 0, 3).unwrap();
-        let b = Extranonce2Range::slice(2, 1, 3).unwrap();
-        assert_eq!(a.count, 65536 / 3);
-        let first_b = b.value(0).unwrap();
-        assert!(!a.contains(&first_b));
-        assert!(b.contains(&first_b));
-        assert_eq!(a.value(0).unwrap(), vec![0, 0]);
-        assert!(a.value(a.count).is_none());
-        assert!(!a.contains(&[0, 0, 0]), "wrong size");
-        let full = Extranonce2Range::slice(16, 1, 2).unwrap();
-        assert_eq!(full.value(0).unwrap().len(), 16);
-        assert!(Extranonce2Range::slice(1, 0, 300).is_none());
-        assert!(Extranonce2Range::NONE.contains(&[]));
-    }
-}

@@ -12,7 +12,6 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use hashwatt_hash::{Backend, Prepared};
-use hashwatt_work::rolled_version;
 
 use super::{
     Control, Device, DeviceError, DeviceInfo, Solution, SolutionSink, Task, Telemetry,
@@ -107,14 +106,12 @@ impl Drop for SimDevice {
 fn step_fields(task: &Task, step: u64) -> Option<(Vec<u8>, u32, u32)> {
     let ntimes = u64::from(task.ntime_roll.min(MAX_NTIME_OFFSET)) + 1;
     let versions = task.versions.end.saturating_sub(task.versions.start).max(1);
-    let space = hashwatt_work::rolling_space(task.job.version_mask());
     // Rolled ntime first (offset 1, 2, …, then the job's own), like versions.
     let offset = ((step + 1) % ntimes) as u32;
     let v = task.versions.start + (step / ntimes) % versions;
     let en2_index = u128::from(step / ntimes / versions);
     let en2 = task.extranonce2.value(en2_index)?;
-    // Rolled versions first (index 1, 2, …), as the CPU does.
-    let version = rolled_version(task.job.version(), task.job.version_mask(), (v + 1) % space);
+    let version = task.version(v);
     Some((en2, version, task.job.ntime().saturating_add(offset)))
 }
 

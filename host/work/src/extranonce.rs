@@ -1,9 +1,9 @@
-//! Splitting the extranonce2 space between workers.
+//! Splitting the extranonce2 space between devices.
 //!
-//! Each hashing worker gets its own extranonce2 values, so two workers never
-//! build the same coinbase and therefore never search the same headers.
-//! Worker `w` of `W` gets the values `w, w + W, w + 2W, …` (interleaved, so
-//! every worker has an equal share), each written big-endian in `size` bytes.
+//! Each part of the space gets its own run of extranonce2 values, so two
+//! devices (or two hands-out of one job) never build the same coinbase and
+//! therefore never search the same headers. Values are written big-endian
+//! in `size` bytes.
 
 /// Why an extranonce2 space could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,70 +14,97 @@ pub enum ExtranonceError {
         /// The rejected size.
         size: usize,
     },
-    /// At least one worker is needed.
-    #[error("at least one worker is needed")]
-    NoWorkers,
-    /// More workers than extranonce2 values: some would have nothing to mine.
-    #[error("{workers} workers do not fit into a {size}-byte extranonce2 space")]
-    TooManyWorkers {
+    /// The space must be split into at least one part, and `part` must be
+    /// one of them.
+    #[error("part {part} of {parts} does not exist")]
+    NoSuchPart {
+        /// The part asked for.
+        part: usize,
+        /// The number of parts.
+        parts: usize,
+    },
+    /// More parts than extranonce2 values: some would have nothing to mine.
+    #[error("{parts} parts do not fit into a {size}-byte extranonce2 space")]
+    TooManyParts {
         /// The extranonce2 size in bytes.
         size: usize,
-        /// The requested number of workers.
-        workers: usize,
+        /// The requested number of parts.
+        parts: usize,
     },
 }
 
-/// Hands out extranonce2 values to a fixed set of workers without overlap.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Extranonce2Space {
-    size: usize,
-    workers: u128,
-    /// The value each worker gets next; `None` once its share is used up.
-    pending: Vec<Option<u128>>,
+/// A contiguous run of extranonce2 values, written big-endian in `size` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extranonce2Range {
+    /// Bytes per value (0: the job has no extranonce2).
+    pub size: usize,
+    /// First value.
+    pub start: u128,
+    /// Number of values (at least 1; a zero-size range has exactly one, empty, value).
+    pub count: u128,
 }
 
-impl Extranonce2Space {
-    /// A fresh space of `size`-byte extranonce2 values (1..=16) for `workers`
-    /// workers (at least one, at most as many as there are values).
-    pub fn new(size: usize, workers: usize) -> Result<Self, ExtranonceError> {
-        if !(1..=16).contains(&size) {
+impl Extranonce2Range {
+    /// The range for a job without extranonce2 (one empty value).
+    pub const NONE: Extranonce2Range = Extranonce2Range {
+        size: 0,
+        start: 0,
+        count: 1,
+    };
+
+    /// Part `part` of `parts` equal slices of the whole `size`-byte space
+    /// (size 0: [`Extranonce2Range::NONE`]). With 16 bytes the last
+    /// `parts - 1` values of the space are left out, so counts fit a u128.
+    pub fn slice(size: usize, part: usize, parts: usize) -> Result<Self, ExtranonceError> {
+        if size == 0 {
+            return Ok(Extranonce2Range::NONE);
+        }
+        if size > 16 {
             return Err(ExtranonceError::Size { size });
         }
-        if workers == 0 {
-            return Err(ExtranonceError::NoWorkers);
+        if parts == 0 || part >= parts {
+            return Err(ExtranonceError::NoSuchPart { part, parts });
         }
-        let w = workers as u128;
-        if size < 16 && w > (1u128 << (8 * size)) {
-            return Err(ExtranonceError::TooManyWorkers { size, workers });
+        let each = if size == 16 {
+            u128::MAX / parts as u128
+        } else {
+            (1u128 << (8 * size)) / parts as u128
+        };
+        if each == 0 {
+            return Err(ExtranonceError::TooManyParts { size, parts });
         }
-        Ok(Extranonce2Space {
+        Ok(Extranonce2Range {
             size,
-            workers: w,
-            pending: (0..w).map(Some).collect(),
+            start: each * part as u128,
+            count: each,
         })
     }
 
-    /// The extranonce2 length in bytes.
-    pub fn size(&self) -> usize {
-        self.size
+    /// The `i`-th value of the range (`None` past its end).
+    pub fn value(&self, i: u128) -> Option<Vec<u8>> {
+        if i >= self.count {
+            return None;
+        }
+        let v = self.start.checked_add(i)?;
+        let bytes = v.to_be_bytes();
+        bytes.get(16 - self.size..).map(<[u8]>::to_vec)
     }
 
-    /// The number of workers the space is split between.
-    pub fn workers(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// The next unused extranonce2 for `worker`, never handed to any other
-    /// worker; `None` when that worker's share is exhausted or `worker` is
-    /// out of range.
-    pub fn next(&mut self, worker: usize) -> Option<Vec<u8>> {
-        let slot = self.pending.get_mut(worker)?;
-        let value = (*slot)?;
-        let size = self.size;
-        let fits = |v: &u128| size >= 16 || v >> (8 * size) == 0;
-        *slot = value.checked_add(self.workers).filter(fits);
-        let be = value.to_be_bytes();
-        be.get(16 - self.size..).map(<[u8]>::to_vec)
+    /// Whether `en2` is a value of this range.
+    pub fn contains(&self, en2: &[u8]) -> bool {
+        if en2.len() != self.size {
+            return false;
+        }
+        if self.size == 0 {
+            return true;
+        }
+        let mut buf = [0u8; 16];
+        let Some(tail) = buf.get_mut(16 - self.size..) else {
+            return false;
+        };
+        tail.copy_from_slice(en2);
+        let v = u128::from_be_bytes(buf);
+        v >= self.start && v - self.start < self.count
     }
 }
 
@@ -90,96 +117,105 @@ mod tests {
     #[test]
     fn rejects_bad_parameters() {
         assert_eq!(
-            Extranonce2Space::new(0, 1),
-            Err(ExtranonceError::Size { size: 0 })
-        );
-        assert_eq!(
-            Extranonce2Space::new(17, 1),
+            Extranonce2Range::slice(17, 0, 1),
             Err(ExtranonceError::Size { size: 17 })
         );
-        assert_eq!(Extranonce2Space::new(4, 0), Err(ExtranonceError::NoWorkers));
         assert_eq!(
-            Extranonce2Space::new(1, 257),
-            Err(ExtranonceError::TooManyWorkers {
+            Extranonce2Range::slice(4, 0, 0),
+            Err(ExtranonceError::NoSuchPart { part: 0, parts: 0 })
+        );
+        assert_eq!(
+            Extranonce2Range::slice(4, 3, 3),
+            Err(ExtranonceError::NoSuchPart { part: 3, parts: 3 })
+        );
+        assert_eq!(
+            Extranonce2Range::slice(1, 0, 257),
+            Err(ExtranonceError::TooManyParts {
                 size: 1,
-                workers: 257
+                parts: 257
             })
         );
-        assert!(Extranonce2Space::new(1, 256).is_ok());
-        assert!(Extranonce2Space::new(16, 1).is_ok());
+        assert!(Extranonce2Range::slice(1, 255, 256).is_ok());
+        assert!(Extranonce2Range::slice(16, 0, 1).is_ok());
+        assert_eq!(Extranonce2Range::slice(0, 0, 5), Ok(Extranonce2Range::NONE));
     }
 
     #[test]
-    fn interleaves_big_endian() {
-        let mut s = Extranonce2Space::new(4, 3).unwrap();
-        assert_eq!(s.size(), 4);
-        assert_eq!(s.workers(), 3);
-        assert_eq!(s.next(0).unwrap(), vec![0, 0, 0, 0]);
-        assert_eq!(s.next(0).unwrap(), vec![0, 0, 0, 3]);
-        assert_eq!(s.next(1).unwrap(), vec![0, 0, 0, 1]);
-        assert_eq!(s.next(2).unwrap(), vec![0, 0, 0, 2]);
-        assert_eq!(s.next(2).unwrap(), vec![0, 0, 0, 5]);
-        assert_eq!(s.next(3), None);
+    fn slices_are_big_endian_and_disjoint() {
+        let a = Extranonce2Range::slice(2, 0, 3).unwrap();
+        let b = Extranonce2Range::slice(2, 1, 3).unwrap();
+        assert_eq!(a.count, 65536 / 3);
+        assert_eq!(a.value(0).unwrap(), vec![0, 0]);
+        assert_eq!(a.value(1).unwrap(), vec![0, 1]);
+        assert_eq!(b.value(0).unwrap(), (21845u16).to_be_bytes().to_vec());
+        let first_b = b.value(0).unwrap();
+        assert!(!a.contains(&first_b));
+        assert!(b.contains(&first_b));
+        assert!(a.value(a.count).is_none());
+        assert!(!a.contains(&[0, 0, 0]), "wrong size");
+        assert!(Extranonce2Range::NONE.contains(&[]));
+        assert_eq!(Extranonce2Range::NONE.value(0), Some(Vec::new()));
     }
 
     #[test]
     fn exhausts_one_byte_space_exactly() {
-        let mut s = Extranonce2Space::new(1, 3).unwrap();
         let mut all = HashSet::new();
-        for w in 0..3 {
-            while let Some(v) = s.next(w) {
+        for part in 0..4 {
+            let r = Extranonce2Range::slice(1, part, 4).unwrap();
+            let mut i = 0;
+            while let Some(v) = r.value(i) {
                 assert_eq!(v.len(), 1);
                 assert!(all.insert(v));
+                i += 1;
             }
             // Stays exhausted.
-            assert_eq!(s.next(w), None);
+            assert_eq!(r.value(i + 1), None);
         }
         assert_eq!(all.len(), 256);
     }
 
     #[test]
     fn sixteen_byte_space() {
-        let mut s = Extranonce2Space::new(16, 2).unwrap();
-        assert_eq!(s.next(1).unwrap(), {
+        let whole = Extranonce2Range::slice(16, 0, 1).unwrap();
+        assert_eq!(whole.value(1).unwrap(), {
             let mut v = vec![0u8; 16];
             v[15] = 1;
             v
         });
-        // Near the top of 2^128 the last value of worker 1 is 2^128 - 1.
-        s.pending[1] = Some(u128::MAX);
-        assert_eq!(s.next(1).unwrap(), vec![0xff; 16]);
-        assert_eq!(s.next(1), None);
-        s.pending[0] = Some(u128::MAX - 1);
-        assert_eq!(s.next(0).unwrap(), {
+        // The last value of the space is the last the range hands out.
+        assert_eq!(whole.value(whole.count - 1).unwrap(), {
             let mut v = vec![0xff; 16];
             v[15] = 0xfe;
             v
         });
-        assert_eq!(s.next(0), None);
-        // One worker owning the whole 16-byte space also ends cleanly.
-        let mut one = Extranonce2Space::new(16, 1).unwrap();
-        one.pending[0] = Some(u128::MAX);
-        assert_eq!(one.next(0).unwrap(), vec![0xff; 16]);
-        assert_eq!(one.next(0), None);
+        assert_eq!(whole.value(whole.count), None);
+        let top = Extranonce2Range::slice(16, 1, 2).unwrap();
+        assert!(top.contains(&top.value(top.count - 1).unwrap()));
+        assert!(!top.contains(&Extranonce2Range::slice(16, 0, 2).unwrap().value(0).unwrap()));
     }
 
     proptest! {
         #[test]
-        fn workers_never_collide(
+        fn parts_never_collide(
             size in 1usize..=16,
-            workers in 1usize..=8,
-            schedule in proptest::collection::vec(0usize..8, 0..600),
+            parts in 1usize..=8,
+            picks in proptest::collection::vec((0usize..8, 0u128..64), 0..600),
         ) {
-            let mut s = Extranonce2Space::new(size, workers).unwrap();
             let mut owner = std::collections::HashMap::new();
-            for w in schedule {
-                if let Some(v) = s.next(w) {
-                    prop_assert!(w < workers);
-                    prop_assert_eq!(v.len(), size);
-                    // Never handed out twice, to anyone.
-                    prop_assert!(owner.insert(v, w).is_none());
-                } else {
-                    prop_assert!(w >= workers || size == 1);
+            for (part, i) in picks {
+                match Extranonce2Range::slice(size, part, parts) {
+                    Ok(r) => {
+                        prop_assert!(part < parts);
+                        if let Some(v) = r.value(i) {
+                            prop_assert_eq!(v.len(), size);
+                            prop_assert!(r.contains(&v));
+                            // A value belongs to one part only.
+                            if let Some(prev) = owner.insert(v, part) {
+                                prop_assert_eq!(prev, part);
+                            }
+                        }
+                    }
+                    Err(_) => prop_assert!(part >= parts || (size == 1 && parts > 256)),
                 }
             }
         }

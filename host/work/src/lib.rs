@@ -2,11 +2,11 @@
 //!
 //! Pure, synchronous building blocks between a pool plugin and the hashing
 //! backends: job validation, coinbase and merkle-root assembly, the 80-byte
-//! header, BIP 320 version rolling, per-worker extranonce2 splitting,
+//! header, BIP 320 version rolling, per-device extranonce2 splitting,
 //! difficulty/target/`nbits` conversions and share checks. No I/O.
 //!
 //! ```
-//! use hashwatt_work::{Extranonce2Space, Job, JobSpec, Target, WorkKindSpec, check_header};
+//! use hashwatt_work::{Extranonce2Range, Job, JobSpec, Target, WorkKindSpec, check_header};
 //!
 //! let job = Job::validate(JobSpec {
 //!     id: "1".into(),
@@ -24,8 +24,9 @@
 //!     ntime: 1_700_000_000,
 //!     clean: true,
 //! })?;
-//! let mut space = Extranonce2Space::new(job.extranonce2_size(), 2)?;
-//! let en2 = space.next(0).expect("fresh space");
+//! // The first of two devices' halves of the extranonce2 space.
+//! let range = Extranonce2Range::slice(job.extranonce2_size(), 0, 2)?;
+//! let en2 = range.value(0).expect("a fresh range");
 //! let root = job.merkle_root(&en2)?;
 //! let header = job.header(&root, job.rolled_version(5), job.ntime(), 42);
 //! let share_target = Target::from_difficulty(1.0)?;
@@ -43,7 +44,7 @@ pub mod rolling;
 pub mod share;
 pub mod target;
 
-pub use extranonce::{Extranonce2Space, ExtranonceError};
+pub use extranonce::{Extranonce2Range, ExtranonceError};
 pub use job::{Job, JobError, JobSpec, WorkKindSpec, fold_merkle_branches};
 pub use rolling::{rolled_version, rolling_space, version_bits_ok};
 pub use share::{ShareCheck, check_header, sha256d};
