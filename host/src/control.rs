@@ -836,27 +836,18 @@ fn pool_identities(slots: &[PoolSlot], current: &Config, next: &Config) -> Vec<O
 
 /// Settings a reload cannot apply while running.
 fn restart_needed(a: &Config, b: &Config) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if a.threads != b.threads {
-        out.push("threads");
-    }
-    if a.backend != b.backend {
-        out.push("backend");
-    }
-    if a.state_dir != b.state_dir {
-        out.push("state_dir");
-    }
-    if a.api_listen != b.api_listen {
-        out.push("api_listen");
-    }
-    if a.energy != b.energy {
-        out.push("[energy]");
-    }
-    if a.signals != b.signals {
-        out.push("[[signals]]");
-    }
-    if a.plugin_limits != b.plugin_limits || a.failback_secs != b.failback_secs {
-        out.push("plugin_limits/failback_secs");
-    }
-    out
+    let changed = [
+        ("threads", a.threads != b.threads),
+        ("backend", a.backend != b.backend),
+        ("state_dir", a.state_dir != b.state_dir),
+        ("api_listen", a.api_listen != b.api_listen),
+        ("[energy]", a.energy != b.energy),
+        ("[[signals]]", a.signals != b.signals),
+        ("plugin_limits", a.plugin_limits != b.plugin_limits),
+        ("failback_secs", a.failback_secs != b.failback_secs),
+    ];
+    changed
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect()
 }

@@ -639,6 +639,20 @@ mod tests {
         }))
     }
 
+    /// Device 0 reports `nonce` on `task` with its job's own version and ntime.
+    fn report(m: &Miner, task: &Task, en2: &[u8], nonce: u32) {
+        m.solution(
+            0,
+            Solution {
+                task: task.id,
+                extranonce2: en2.to_vec(),
+                version: task.job.version(),
+                ntime: task.job.ntime(),
+                nonce,
+            },
+        );
+    }
+
     #[test]
     fn chunks_are_disjoint_for_extended_and_fixed_root_jobs() {
         for fixed in [false, true] {
@@ -704,16 +718,7 @@ mod tests {
         let en2 = task.extranonce2.value(0).unwrap();
         let mut submitted = 0;
         for nonce in 0..200u32 {
-            m.solution(
-                0,
-                Solution {
-                    task: task.id,
-                    extranonce2: en2.clone(),
-                    version: task.job.version(),
-                    ntime: task.job.ntime(),
-                    nonce,
-                },
-            );
+            report(&m, &task, &en2, nonce);
             while let Take::Share(_) = m.take_share(1, 1, Instant::now()) {
                 submitted += 1;
             }
@@ -755,16 +760,7 @@ mod tests {
             .clone();
         let en2 = task.extranonce2.value(0).unwrap();
         for nonce in 0..(SHARE_QUEUE as u32 + 50) {
-            m.solution(
-                0,
-                Solution {
-                    task: task.id,
-                    extranonce2: en2.clone(),
-                    version: task.job.version(),
-                    ntime: task.job.ntime(),
-                    nonce,
-                },
-            );
+            report(&m, &task, &en2, nonce);
         }
         assert_eq!(status.snapshot().throttled, 50);
         let t0 = Instant::now();

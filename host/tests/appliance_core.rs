@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use hashwatt::app::{App, StartOptions};
-use hashwatt::config::{Config, PolicyEntry, PoolEntry, SignalEntry};
+use hashwatt::config::{Config, PolicyEntry, PoolEntry};
 use hashwatt::control::Command;
 use hashwatt::device::sim::SimDevice;
 use hashwatt_devpool::DevPoolConfig;
@@ -225,15 +225,7 @@ async fn pools_and_policies_change_while_mining_and_are_persisted() {
         let b = common::devpool(0.0005).await;
         let mut config = common::config(&[a.local_addr()], 1);
         config.failback_secs = 0;
-        config.signals.push(SignalEntry {
-            name: "dr".into(),
-            ttl_secs: 3600,
-            min: None,
-            max: None,
-            http: None,
-            mqtt: None,
-            file: None,
-        });
+        config.signals.push(common::pushed_signal("dr", 3600));
         let mut policy_config = toml::Table::new();
         policy_config.insert("signal".into(), "dr".into());
         policy_config.insert("release_delay_s".into(), 0.into());
@@ -387,15 +379,7 @@ fn kill_9_during_config_writes_leaves_the_old_or_the_new_file() {
     let mut a = common::config(&["127.0.0.1:3333".parse().unwrap()], 1);
     // Big enough that a torn write would be likely without the rename.
     a.signals = (0..2000)
-        .map(|i| SignalEntry {
-            name: format!("signal_{i}"),
-            ttl_secs: 60,
-            min: None,
-            max: None,
-            http: None,
-            mqtt: None,
-            file: None,
-        })
+        .map(|i| common::pushed_signal(format!("signal_{i}"), 60))
         .collect();
     let mut b = a.clone();
     b.pools.push(pool_entry("127.0.0.1:4444".parse().unwrap()));

@@ -244,15 +244,7 @@ async fn a_hostile_policy_gets_its_fail_safe_not_a_crash() {
         ] {
             let app = common::appliance_with(&[pool.local_addr()], 1, |c| {
                 c.allow_unsigned_plugins = true;
-                c.signals = vec![SignalEntry {
-                    name: "hostile".into(),
-                    ttl_secs: 3600,
-                    min: None,
-                    max: None,
-                    http: None,
-                    mqtt: None,
-                    file: None,
-                }];
+                c.signals = vec![common::pushed_signal("hostile", 3600)];
                 c.policies = vec![PolicyEntry {
                     name: "hostile".into(),
                     plugin: env!("HASHWATT_HOSTILE_POLICY_WASM").into(),

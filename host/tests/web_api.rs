@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use hashwatt::config::{PolicyEntry, SignalEntry};
+use hashwatt::config::PolicyEntry;
 use hashwatt::policy::engine::FailSafe;
 use serde_json::Value;
 
@@ -40,15 +40,7 @@ async fn status_signals_reports_and_override_over_http() {
         let pool = common::devpool(0.0005).await;
         let app = common::appliance_with(&[pool.local_addr()], 1, |c| {
             c.api_listen = Some("127.0.0.1:0".parse().unwrap());
-            c.signals = vec![SignalEntry {
-                name: "demand_response".into(),
-                ttl_secs: 3600,
-                min: None,
-                max: None,
-                http: None,
-                mqtt: None,
-                file: None,
-            }];
+            c.signals = vec![common::pushed_signal("demand_response", 3600)];
             c.policies = vec![PolicyEntry {
                 name: "grid-emergency".into(),
                 plugin: "grid-emergency".into(),

@@ -133,3 +133,16 @@ pub async fn bounded<F: Future<Output = ()>>(limit: Duration, f: F) {
         .await
         .expect("test finished within its time limit");
 }
+
+/// A signal with no source of its own: its values are pushed (API, commands).
+pub fn pushed_signal(name: impl Into<String>, ttl_secs: u64) -> hashwatt::config::SignalEntry {
+    hashwatt::config::SignalEntry {
+        name: name.into(),
+        ttl_secs,
+        min: None,
+        max: None,
+        http: None,
+        mqtt: None,
+        file: None,
+    }
+}
