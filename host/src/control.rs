@@ -28,7 +28,7 @@ use crate::policy::clock::{Clock, SystemClock};
 use crate::policy::engine::PolicyEngine;
 use crate::policy::signal::SignalHub;
 use crate::pool::{PoolDriver, PoolSelector};
-use crate::state::{DeviceSnapshot, Snapshot, UnitSnapshot};
+use crate::state::{DeviceSnapshot, Snapshot};
 use crate::status::{HashrateMeter, PoolState, Status};
 
 /// A change to the running appliance.
@@ -327,26 +327,15 @@ impl Appliance {
                 DeviceSnapshot {
                     info: d.info().clone(),
                     hashrate_10s_hs: m.devices.get(i).map_or(0.0, |h| h.rate(ten)),
-                    units: t
-                        .units
-                        .iter()
-                        .enumerate()
-                        .map(|(u, unit)| UnitSnapshot {
-                            name: unit.name.clone(),
-                            hashrate_10s_hs: m
-                                .units
+                    unit_hashrates_10s_hs: (0..t.units.len())
+                        .map(|u| {
+                            m.units
                                 .get(i)
                                 .and_then(|v| v.get(u))
-                                .map_or(0.0, |h| h.rate(ten)),
-                            hardware_errors: unit.hardware_errors,
+                                .map_or(0.0, |h| h.rate(ten))
                         })
                         .collect(),
-                    temperatures: t.temperatures,
-                    fans: t.fans,
-                    power_w: t.power_w,
-                    paused: t.paused,
-                    power_limit_w: t.power_limit_w,
-                    tasks_in_flight: t.tasks_in_flight,
+                    telemetry: t,
                     solutions: counters.map_or(0, |c| c.solutions),
                     hardware_errors: counters.map_or(0, |c| c.hardware_errors),
                 }

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::device::{DeviceInfo, FanReading, TempReading};
+use crate::device::{DeviceInfo, Telemetry};
 use crate::policy::engine::EngineStatus;
 use crate::status::Counters;
 
@@ -33,40 +33,20 @@ pub struct Snapshot {
     pub power_source: &'static str,
 }
 
-/// One device as the operator sees it.
+/// One device as the operator sees it: what it reports, with rates.
 #[derive(Clone, Debug, Serialize)]
 pub struct DeviceSnapshot {
     /// What it is.
     pub info: DeviceInfo,
     /// Hashrate over 10 s, H/s.
     pub hashrate_10s_hs: f64,
-    /// Per thread or chip.
-    pub units: Vec<UnitSnapshot>,
-    /// Temperatures.
-    pub temperatures: Vec<TempReading>,
-    /// Fans.
-    pub fans: Vec<FanReading>,
-    /// Draw, watts, where the device measures it.
-    pub power_w: Option<f64>,
-    /// Paused by the operator or a policy.
-    pub paused: bool,
-    /// Power limit in force, watts.
-    pub power_limit_w: Option<f64>,
-    /// Tasks in flight.
-    pub tasks_in_flight: usize,
+    /// Hashrate over 10 s of each of `telemetry.units`, H/s, in order.
+    pub unit_hashrates_10s_hs: Vec<f64>,
+    /// What the device reports: per-unit counters, temperatures, fans,
+    /// power, paused, power limit, tasks in flight.
+    pub telemetry: Telemetry,
     /// Solutions reported.
     pub solutions: u64,
     /// Solutions the host's re-check refused.
-    pub hardware_errors: u64,
-}
-
-/// One thread or chip.
-#[derive(Clone, Debug, Serialize)]
-pub struct UnitSnapshot {
-    /// Name within the device.
-    pub name: String,
-    /// Hashrate over 10 s, H/s.
-    pub hashrate_10s_hs: f64,
-    /// Results refused by the host's re-check, where the device knows.
     pub hardware_errors: u64,
 }

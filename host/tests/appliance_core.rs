@@ -539,7 +539,8 @@ async fn per_pool_and_per_device_counters_are_right() {
         assert!(c.devices[0].solutions >= c.accepted + c.rejected_total());
         assert_eq!(c.devices[0].hardware_errors, 0);
         let snap = app.handle().snapshot();
-        assert_eq!(snap.devices[0].units.len(), 1, "one thread");
+        assert_eq!(snap.devices[0].telemetry.units.len(), 1, "one thread");
+        assert_eq!(snap.devices[0].unit_hashrates_10s_hs.len(), 1);
         app.shutdown().await;
     })
     .await;
