@@ -219,7 +219,7 @@ impl App {
             shutdown_rx.clone(),
         )));
 
-        let api_addr = match config.api_listen {
+        let api_addr = match config.web.listen {
             Some(addr) => {
                 let (bound, task) = crate::web::start(addr, handle.clone(), shutdown_rx.clone())
                     .await

@@ -421,7 +421,7 @@ async fn sighup_reloads_and_sigterm_stops_cleanly_with_the_energy_checkpoint_on_
     common::bounded(Duration::from_secs(120), async {
         let pool = common::devpool(0.0005).await;
         let mut config = common::config(&[pool.local_addr()], 1);
-        config.api_listen = None;
+        config.web.listen = None;
         std::fs::create_dir_all(&config.state_dir).unwrap();
         let path = config.state_dir.join("hashwatt.toml");
         write_config(&path, &config);

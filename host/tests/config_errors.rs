@@ -75,11 +75,11 @@ const CASES: &[(&str, &str, usize, &str, &str)] = &[
         "same pool and user as pools[0]",
     ),
     (
-        "api-exposed",
-        "top:api_listen = \"0.0.0.0:8421\"\n",
+        "redirect-without-tls",
+        "top:[web]\nredirect_listen = \"0.0.0.0:80\"\n",
         2,
-        "api_listen",
-        "no authentication",
+        "web.redirect_listen",
+        "tls = true",
     ),
     (
         "backend",

@@ -39,7 +39,7 @@ async fn status_signals_reports_and_override_over_http() {
     common::bounded(Duration::from_secs(90), async {
         let pool = common::devpool(0.0005).await;
         let app = common::appliance_with(&[pool.local_addr()], 1, |c| {
-            c.api_listen = Some("127.0.0.1:0".parse().unwrap());
+            c.web.listen = Some("127.0.0.1:0".parse().unwrap());
             c.signals = vec![common::pushed_signal("demand_response", 3600)];
             c.policies = vec![PolicyEntry {
                 name: "grid-emergency".into(),

@@ -97,14 +97,15 @@ pub struct Config {
     /// Resource limits for every plugin instance.
     #[serde(default)]
     pub plugin_limits: PluginLimits,
-    /// Where the HTTP API listens (loopback by default; it has no
-    /// authentication yet, so do not expose it). Empty string disables it.
-    #[serde(
-        default = "default_api_listen",
-        deserialize_with = "optional_addr",
-        serialize_with = "serialize_optional_addr"
-    )]
-    pub api_listen: Option<std::net::SocketAddr>,
+    /// The panel, REST API and metrics.
+    #[serde(default)]
+    pub web: WebSettings,
+    /// The cgminer-compatible API (TCP 4028), off by default.
+    #[serde(default)]
+    pub cgminer: CgminerSettings,
+    /// The ESP-Miner-compatible REST surface for fleet tools, off by default.
+    #[serde(default)]
+    pub esp_miner: EspMinerSettings,
     /// Energy metering and accounting.
     #[serde(default)]
     pub energy: EnergySettings,
@@ -115,6 +116,98 @@ pub struct Config {
     /// Energy policies, all evaluated; the most restrictive decision wins.
     #[serde(default)]
     pub policies: Vec<PolicyEntry>,
+}
+
+/// The panel's listener. On the appliance: HTTPS with a certificate made
+/// on first start, and plain HTTP redirecting to it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// Where the panel and API listen; empty disables them.
+    #[serde(
+        deserialize_with = "optional_addr",
+        serialize_with = "serialize_optional_addr"
+    )]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Serve HTTPS with a self-signed certificate kept in the state
+    /// directory (generated on first start).
+    pub tls: bool,
+    /// Plain-HTTP listener that redirects to the HTTPS one (e.g. `0.0.0.0:80`).
+    #[serde(
+        deserialize_with = "optional_addr",
+        serialize_with = "serialize_optional_addr"
+    )]
+    pub redirect_listen: Option<std::net::SocketAddr>,
+    /// Host names the panel is reached by, besides IP addresses,
+    /// `localhost` and this machine's host name (with `.local`).
+    pub names: Vec<String>,
+    /// `/metrics` readable without a token.
+    pub anonymous_metrics: bool,
+    /// Open connections at most, all clients together.
+    pub max_connections: usize,
+    /// Open connections at most from one client address.
+    pub max_connections_per_client: usize,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8080))),
+            tls: false,
+            redirect_listen: None,
+            names: Vec::new(),
+            anonymous_metrics: false,
+            max_connections: 256,
+            max_connections_per_client: 32,
+        }
+    }
+}
+
+/// The cgminer-compatible API: read-only unless privileged commands are
+/// allowed from listed addresses.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CgminerSettings {
+    /// Serve it.
+    pub enabled: bool,
+    /// Where it listens.
+    pub listen: std::net::SocketAddr,
+    /// Addresses or networks (`192.168.1.0/24`) that may run privileged
+    /// commands (`switchpool`, `addpool`, `restart`…).
+    pub privileged: Vec<String>,
+}
+
+impl Default for CgminerSettings {
+    fn default() -> Self {
+        CgminerSettings {
+            enabled: false,
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], 4028)),
+            privileged: Vec::new(),
+        }
+    }
+}
+
+/// ESP-Miner's REST API (`/api/system/info`…) over plain HTTP, for the
+/// fleet tools BM13xx owners run (pyasic, Home Assistant).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EspMinerSettings {
+    /// Serve it.
+    pub enabled: bool,
+    /// Where it listens (ESP-Miner serves port 80).
+    pub listen: std::net::SocketAddr,
+    /// Accept its write endpoints (`PATCH /api/system`, restart).
+    pub writes: bool,
+}
+
+impl Default for EspMinerSettings {
+    fn default() -> Self {
+        EspMinerSettings {
+            enabled: false,
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], 80)),
+            writes: false,
+        }
+    }
 }
 
 /// Energy metering: RAPL where readable, else a calibrated model.
@@ -135,6 +228,10 @@ pub struct EnergySettings {
     /// meter (smart plug over HTTP or MQTT). Preferred over RAPL and the
     /// model while it is fresh.
     pub meter_signal: Option<String>,
+    /// Electricity price per kWh, for the cost in reports.
+    pub price_per_kwh: Option<f64>,
+    /// The price's currency (`EUR`, `USD`…).
+    pub currency: String,
 }
 
 impl Default for EnergySettings {
@@ -146,6 +243,8 @@ impl Default for EnergySettings {
             full_load_w: 100.0,
             powercap_root: PathBuf::from("/sys/class/powercap"),
             meter_signal: None,
+            price_per_kwh: None,
+            currency: "EUR".into(),
         }
     }
 }
@@ -228,10 +327,6 @@ pub struct PolicyEntry {
     /// The policy's own settings, handed to it as JSON.
     #[serde(default)]
     pub config: toml::Table,
-}
-
-fn default_api_listen() -> Option<std::net::SocketAddr> {
-    Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8421)))
 }
 
 fn optional_addr<'de, D: serde::Deserializer<'de>>(
@@ -545,17 +640,7 @@ impl Config {
             crate::plugin::package::parse_public_key(key)
                 .map_err(|e| Problem::new(format!("trusted_keys[{i}]"), e.to_string()))?;
         }
-        if let Some(addr) = self.api_listen
-            && !addr.ip().is_loopback()
-        {
-            return Err(Problem::new(
-                "api_listen",
-                format!(
-                    "{addr} is not a loopback address: the HTTP API has no authentication yet, \
-                     so it may only listen on 127.0.0.1 or [::1] (use \"\" to disable it)"
-                ),
-            ));
-        }
+        self.check_web()?;
         self.energy.check()?;
         self.check_signals()?;
         if let Some(name) = &self.energy.meter_signal
@@ -605,6 +690,52 @@ impl Config {
                          remove one (a second connection would only split the same work)",
                         p.url.url, p.user
                     ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_web(&self) -> Result<(), Problem> {
+        let w = &self.web;
+        if w.redirect_listen.is_some() && !w.tls {
+            return Err(Problem::new(
+                "web.redirect_listen",
+                "redirects go to HTTPS: set `tls = true` too, or remove it",
+            ));
+        }
+        for (field, n, max) in [
+            ("web.max_connections", w.max_connections, 65_536),
+            (
+                "web.max_connections_per_client",
+                w.max_connections_per_client,
+                w.max_connections.max(1),
+            ),
+        ] {
+            if n == 0 || n > max {
+                return Err(Problem::new(field, format!("{n} is outside 1..={max}")));
+            }
+        }
+        for (i, name) in w.names.iter().enumerate() {
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                return Err(Problem::new(
+                    format!("web.names[{i}]"),
+                    format!("{name:?} is not a host name like hashwatt.local"),
+                ));
+            }
+        }
+        for (i, net) in self.cgminer.privileged.iter().enumerate() {
+            if crate::web::cgminer::parse_network(net).is_none() {
+                return Err(Problem::new(
+                    format!("cgminer.privileged[{i}]"),
+                    format!("{net:?} is not an address or network like 192.168.1.0/24"),
                 ));
             }
         }
@@ -789,6 +920,26 @@ impl EnergySettings {
             return Err(Problem::new(
                 "energy.co2_g_per_kwh",
                 format!("must be a finite number of g CO₂ per kWh, 0 or more, not {g}"),
+            ));
+        }
+        if let Some(p) = self.price_per_kwh
+            && !(p.is_finite() && (0.0..=1000.0).contains(&p))
+        {
+            return Err(Problem::new(
+                "energy.price_per_kwh",
+                format!("must be a finite price per kWh in 0..=1000, not {p}"),
+            ));
+        }
+        if self.currency.is_empty()
+            || self.currency.len() > 8
+            || !self
+                .currency
+                .chars()
+                .all(|c| c.is_alphanumeric() || "$€£¥₿".contains(c))
+        {
+            return Err(Problem::new(
+                "energy.currency",
+                format!("{:?} is not a currency code like EUR", self.currency),
             ));
         }
         Ok(())
@@ -1341,22 +1492,51 @@ mod tests {
     }
 
     #[test]
-    fn api_must_stay_on_loopback() {
-        for addr in ["0.0.0.0:8421", "192.0.2.1:80", "[::]:8421"] {
-            let msg = parse(&format!("api_listen = {addr:?}\n{POOL}"))
-                .unwrap_err()
-                .to_string();
+    fn web_settings_are_checked() {
+        for (bad, field, says) in [
+            (
+                "[web]\nredirect_listen = \"0.0.0.0:80\"\n",
+                "web.redirect_listen",
+                "tls = true",
+            ),
+            (
+                "[web]\nmax_connections = 0\n",
+                "web.max_connections",
+                "outside",
+            ),
+            (
+                "[web]\nmax_connections = 10\nmax_connections_per_client = 11\n",
+                "web.max_connections_per_client",
+                "outside 1..=10",
+            ),
+            (
+                "[web]\nnames = [\"bad name\"]\n",
+                "web.names[0]",
+                "not a host name",
+            ),
+            (
+                "[cgminer]\nprivileged = [\"10.0.0.0/33\"]\n",
+                "cgminer.privileged[0]",
+                "not an address",
+            ),
+            (
+                "[energy]\nprice_per_kwh = -1\n",
+                "energy.price_per_kwh",
+                "0..=1000",
+            ),
+        ] {
+            let msg = parse(&format!("{POOL}{bad}")).unwrap_err().to_string();
             assert!(
-                msg.starts_with("test.toml:1: field `api_listen`: ")
-                    && msg.contains("no authentication"),
-                "{msg}"
+                msg.contains(&format!("field `{field}`")) && msg.contains(says),
+                "{bad}: {msg}"
             );
         }
-        for ok in ["127.0.0.1:9000", "[::1]:9000", ""] {
-            assert!(
-                parse(&format!("api_listen = {ok:?}\n{POOL}")).is_ok(),
-                "{ok}"
-            );
+        for ok in [
+            "[web]\nlisten = \"0.0.0.0:443\"\ntls = true\nredirect_listen = \"0.0.0.0:80\"\nnames = [\"hashwatt.local\", \"miner-1\"]\n",
+            "[web]\nlisten = \"\"\n",
+            "[cgminer]\nenabled = true\nprivileged = [\"192.168.1.0/24\", \"::1\", \"10.0.0.7\"]\n",
+        ] {
+            assert!(parse(&format!("{POOL}{ok}")).is_ok(), "{ok}");
         }
     }
 

@@ -102,7 +102,12 @@ pub fn config(pools: &[SocketAddr], threads: usize) -> Config {
             call_timeout_ms: 50,
             ..Default::default()
         },
-        api_listen: None,
+        web: hashwatt::config::WebSettings {
+            listen: None,
+            ..Default::default()
+        },
+        cgminer: Default::default(),
+        esp_miner: Default::default(),
         energy: Default::default(),
         signals: Vec::new(),
         policies: Vec::new(),

@@ -6,6 +6,8 @@
 //! Every input is checked; a bad request gets a 4xx with a message, never a
 //! panic.
 
+pub mod cgminer;
+
 use std::net::SocketAddr;
 
 use axum::extract::{Path, Query, State};
