@@ -7,6 +7,7 @@
 //! panic.
 
 pub mod cgminer;
+pub mod limits;
 
 use std::net::SocketAddr;
 
