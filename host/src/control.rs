@@ -114,6 +114,8 @@ pub enum Command {
     },
     /// Re-reads the configuration file and applies what changed (SIGHUP).
     Reload,
+    /// Stops cleanly and starts again (the panel's and cgminer's restart).
+    Restart,
 }
 
 /// Why a command was refused; nothing changed.
@@ -170,6 +172,7 @@ pub struct Appliance {
     next_pool_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
     started: Instant,
+    restart: tokio::sync::Notify,
 }
 
 /// The handle front ends hold.
@@ -221,6 +224,7 @@ impl Appliance {
             next_pool_id: AtomicU64::new(0),
             shutdown,
             started: Instant::now(),
+            restart: tokio::sync::Notify::new(),
         })
     }
 
@@ -231,6 +235,12 @@ impl Appliance {
         if let Err(e) = config.validate(&self.config_name(), &mut lock(&self.checker)) {
             warn!("the running configuration no longer passes its checks: {e}");
         }
+    }
+
+    /// Resolves when a [`Command::Restart`] asks the binary to stop and
+    /// start again.
+    pub async fn restart_requested(&self) {
+        self.restart.notified().await
     }
 
     /// The configuration in force.
@@ -575,6 +585,11 @@ impl Appliance {
                 crate::plugin::cli::remove(&current.state_dir, &name)
                     .map_err(|e| CommandError::Failed(format!("{e:#}")))?;
                 return Ok(format!("removed {name}"));
+            }
+            Command::Restart => {
+                info!("restart requested");
+                self.restart.notify_one();
+                return Ok("restarting".into());
             }
             Command::Reload => {
                 let Some(path) = &self.config_path else {

@@ -262,7 +262,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             },
         )
         .await?;
-        wait_for_stop(&app).await?;
+        let restart = wait_for_stop(&app).await?;
         // systemd waits 90 s before SIGKILL; an appliance should be done in 5.
         if tokio::time::timeout(Duration::from_secs(5), app.shutdown())
             .await
@@ -271,13 +271,31 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             error!("clean shutdown took longer than 5 s; exiting anyway");
         }
         info!("stopped");
+        if restart {
+            restart_self();
+        }
         Ok(())
     })
 }
 
-/// Waits for SIGTERM (systemd, the image) or SIGINT (Ctrl-C); SIGHUP
-/// reloads the configuration through the command path meanwhile.
-async fn wait_for_stop(app: &App) -> anyhow::Result<()> {
+/// Replaces this process with a fresh start of the same binary and
+/// arguments (the sockets and state were released by the clean stop).
+fn restart_self() {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let exe = std::env::current_exe().ok();
+    let _argv0 = args.next();
+    if let Some(exe) = exe {
+        info!("restarting");
+        let e = std::process::Command::new(exe).args(args).exec();
+        error!("cannot restart: {e}");
+    }
+}
+
+/// Waits for SIGTERM (systemd, the image) or SIGINT (Ctrl-C), or a
+/// restart command (then returns true); SIGHUP reloads the configuration
+/// through the command path meanwhile.
+async fn wait_for_stop(app: &App) -> anyhow::Result<bool> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -286,11 +304,15 @@ async fn wait_for_stop(app: &App) -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => {
                 info!("SIGTERM: shutting down");
-                return Ok(());
+                return Ok(false);
             }
             _ = int.recv() => {
                 info!("interrupted: shutting down");
-                return Ok(());
+                return Ok(false);
+            }
+            _ = app.handle().restart_requested() => {
+                info!("restart: shutting down first");
+                return Ok(true);
             }
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the configuration");

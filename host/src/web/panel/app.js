@@ -966,7 +966,6 @@
         el('th', { scope: 'col', class: 'num', text: 'Connects' }),
         el('th', { scope: 'col', text: 'Last disconnect' }),
         el('th', { scope: 'col', text: 'Plugin' }),
-        el('th', { scope: 'col', text: 'Plugin error' }),
         el('th', { scope: 'col', text: 'Actions' }))),
       body);
 
@@ -1004,11 +1003,11 @@
           field('URL', url, 'stratum+tcp://host:port or stratum+ssl://host:port'),
           field('User', user, 'Usually your wallet or account name and a worker name.'),
           field('Password', password, pool ? 'Leave empty to keep the current one.' : 'Optional; many pools accept any value.'),
-          field('Plugin (optional)', plugin, 'Name of a pool plugin, e.g. for a custom protocol.'),
-          el('div', { class: 'field' }, el('span', { class: 'label', 'aria-hidden': 'true', text: '\u00a0' }), enabled.label)),
-        el('details', { open: !!settingsText || null },
-          el('summary', { class: 'small', style: 'cursor:pointer;margin-top:12px;color:var(--accent);width:max-content', text: 'Plugin settings (JSON)' }),
-          el('div', { class: 'form-grid', style: 'margin-top:8px' }, field('Settings', settings, 'A JSON object passed to the pool plugin. Leave empty for none.'))),
+          field('Plugin (optional)', plugin, 'Name of a pool plugin, e.g. for a custom protocol.')),
+        el('div', { class: 'form-row' }, enabled.label),
+        el('details', { class: 'more', open: !!settingsText || null },
+          el('summary', { text: 'Plugin settings (JSON)' }),
+          el('div', { class: 'form-grid' }, field('Settings', settings, 'A JSON object passed to the pool plugin. Leave empty for none.'))),
         el('div', { class: 'form-actions' }, submit, test, cancel),
         msg, result);
 
@@ -1096,7 +1095,7 @@
         stale: fmtInt(st.stale),
         connects: fmtInt(st.connects),
         last_disconnect: st.last_disconnect || DASH,
-        plugin_error: st.plugin_error ? el('span', { class: 'val-bad', text: st.plugin_error }) : DASH,
+        plugin_error: st.plugin_error ? el('span', { class: 'val-bad', text: 'error: ' + st.plugin_error }) : '',
         restarts: st.plugin_restarts ? st.plugin_restarts + ' restart' + (st.plugin_restarts === 1 ? '' : 's') : null,
       };
     }
@@ -1115,7 +1114,7 @@
 
     function renderRows() {
       if (!pools.length) {
-        body.replaceChildren(el('tr', null, el('td', { colspan: '11', class: 'empty', text: 'No pools yet. Add one below.' })));
+        body.replaceChildren(el('tr', null, el('td', { colspan: '10', class: 'empty', text: 'No pools yet. Add one below.' })));
         return;
       }
       const rows = [];
@@ -1126,15 +1125,15 @@
         });
         const tr = el('tr', { dataset: { poolId: String(p.id) }, class: p.enabled === false ? 'muted' : null },
           el('td', { class: 'num', text: String(i + 1) }),
-          el('td', { class: 'break' }, el('span', { class: 'mono', text: p.url }), el('span', { class: 'sub', text: p.user || DASH })),
+          el('td', { class: 'break pool-cell' }, el('span', { class: 'pool-url', text: p.url }), el('span', { class: 'sub', text: p.user || DASH })),
           el('td', { 'data-f': 'state' }),
           el('td', { class: 'num', 'data-f': 'accepted' }),
           el('td', { class: 'num', 'data-f': 'rejected' }),
           el('td', { class: 'num', 'data-f': 'stale' }),
           el('td', { class: 'num', 'data-f': 'connects' }),
           el('td', { class: 'break', 'data-f': 'last_disconnect' }),
-          el('td', null, p.plugin || DASH, el('span', { class: 'sub', 'data-f': 'restarts' })),
-          el('td', { class: 'break', 'data-f': 'plugin_error' }),
+          el('td', { class: 'break' }, p.plugin ? el('span', { class: 'mono', text: p.plugin }) : DASH,
+            el('span', { class: 'sub', 'data-f': 'restarts' }), el('span', { class: 'sub', 'data-f': 'plugin_error' })),
           el('td', { class: 'actions' },
             act('edit', editing === p.id ? 'Close' : 'Edit', (editing === p.id ? 'Close editor for ' : 'Edit ') + label, () => {
               editing = editing === p.id ? null : p.id;
@@ -1148,7 +1147,7 @@
         fillStats(tr, p.status);
         rows.push(tr);
         if (editing === p.id) {
-          rows.push(el('tr', { class: 'edit-row', dataset: { editFor: String(p.id) } }, el('td', { colspan: '11' }, poolForm(p))));
+          rows.push(el('tr', { class: 'edit-row', dataset: { editFor: String(p.id) } }, el('td', { colspan: '10' }, poolForm(p))));
         }
       });
       body.replaceChildren(...rows);
@@ -1221,7 +1220,7 @@
       }
     };
     page.destroy = () => { page.destroyed = true; };
-    body.append(el('tr', null, el('td', { colspan: '11', class: 'empty', text: 'Loading…' })));
+    body.append(el('tr', null, el('td', { colspan: '10', class: 'empty', text: 'Loading…' })));
     load();
     return page;
   }
