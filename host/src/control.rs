@@ -168,6 +168,7 @@ pub struct Appliance {
     hub: Arc<SignalHub>,
     energy: Arc<EnergyMeter>,
     meters: Mutex<Meters>,
+    history: Mutex<crate::history::History>,
     pools: tokio::sync::Mutex<Vec<PoolSlot>>,
     next_pool_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
@@ -220,6 +221,7 @@ impl Appliance {
             hub,
             energy,
             meters: Mutex::new(meters),
+            history: Mutex::new(crate::history::History::default()),
             pools: tokio::sync::Mutex::new(Vec::new()),
             next_pool_id: AtomicU64::new(0),
             shutdown,
@@ -299,6 +301,13 @@ impl Appliance {
                     }
                 }
             }
+            let ten = Duration::from_secs(10);
+            lock(&self.history).record(
+                SystemClock.now_utc_ms(),
+                m.total.rate(ten),
+                m.devices.iter().map(|d| d.rate(ten)).collect(),
+                &self.engine.verdict(),
+            );
             m.total.rate(Duration::from_secs(2))
         };
         let temps = telemetry
@@ -318,6 +327,26 @@ impl Appliance {
             &verdict.reason,
             temps,
         );
+    }
+
+    /// The dashboard's charts: an hour of hashrate, a day of decisions.
+    pub fn history(&self) -> crate::history::HistoryView {
+        let names: Vec<String> = self
+            .devices()
+            .iter()
+            .map(|d| d.info().name.clone())
+            .collect();
+        lock(&self.history).view(&names)
+    }
+
+    /// The configured pools with their ids, in priority order.
+    pub async fn pools(&self) -> Vec<(PoolId, PoolEntry)> {
+        self.pools
+            .lock()
+            .await
+            .iter()
+            .map(|s| (s.id, s.entry.clone()))
+            .collect()
     }
 
     /// The one state snapshot every front end reads.
@@ -358,6 +387,10 @@ impl Appliance {
             hashrate_1m_hs: m.total.rate(Duration::from_secs(60)),
             devices,
             decision: energy.verdict.to_string(),
+            efficiency_j_th: power_w
+                .zip(Some(m.total.rate(ten)))
+                .filter(|(_, hs)| *hs > 0.0)
+                .map(|(w, hs)| w / (hs / 1e12)),
             shares,
             energy,
             power_w,

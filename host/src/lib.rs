@@ -29,6 +29,8 @@ pub mod config;
 pub mod control;
 pub mod device;
 pub mod energy;
+pub mod history;
+pub mod logtail;
 pub mod miner;
 pub mod plugin;
 pub mod policy;

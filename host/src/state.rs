@@ -9,7 +9,7 @@ use crate::policy::engine::EngineStatus;
 use crate::status::Counters;
 
 /// Everything the appliance shows about itself at one instant.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Snapshot {
     /// Host version.
     pub version: &'static str,
@@ -29,12 +29,14 @@ pub struct Snapshot {
     pub decision: String,
     /// Power drawn, watts, if known.
     pub power_w: Option<f64>,
+    /// Joules per terahash now (power over hashrate), if both are known.
+    pub efficiency_j_th: Option<f64>,
     /// Where the power figure comes from (`rapl`, `model`, `external`).
     pub power_source: &'static str,
 }
 
 /// One device as the operator sees it: what it reports, with rates.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct DeviceSnapshot {
     /// What it is.
     pub info: DeviceInfo,

@@ -15,7 +15,7 @@ pub struct Status {
 }
 
 /// A consistent snapshot of the counters.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Counters {
     /// Shares the pool accepted.
     pub accepted: u64,
@@ -53,7 +53,7 @@ pub struct Counters {
 }
 
 /// What the miner counted for one device.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct DeviceCounters {
     /// The device name.
     pub name: String,
@@ -64,7 +64,7 @@ pub struct DeviceCounters {
 }
 
 /// Connection state of one pool.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PoolState {
     /// Not connected yet, or reconnecting.
@@ -79,7 +79,7 @@ pub enum PoolState {
 }
 
 /// What the operator sees about one pool.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct PoolStatus {
     /// Stable identity (survives reordering).
     pub id: u64,

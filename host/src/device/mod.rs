@@ -81,7 +81,7 @@ pub trait SolutionSink: Send + Sync {
 }
 
 /// What a device is and can do; fixed for its lifetime.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct DeviceInfo {
     /// Short unique name shown to the operator (`cpu`, `sim0`, `bm1370-0`).
     pub name: String,
@@ -128,7 +128,7 @@ pub enum DeviceError {
 }
 
 /// One hashing unit of a device (a CPU thread, an ASIC chip).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct UnitTelemetry {
     /// Name within the device (`thread-0`, `chip-3`).
     pub name: String,
@@ -139,7 +139,7 @@ pub struct UnitTelemetry {
 }
 
 /// A temperature reading.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TempReading {
     /// Sensor label (`k10temp Tctl`, `board`).
     pub label: String,
@@ -148,7 +148,7 @@ pub struct TempReading {
 }
 
 /// A fan reading.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct FanReading {
     /// Fan label.
     pub label: String,
@@ -159,7 +159,7 @@ pub struct FanReading {
 }
 
 /// What a device reports about itself right now.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Telemetry {
     /// Per thread or chip counters.
     pub units: Vec<UnitTelemetry>,

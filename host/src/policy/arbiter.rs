@@ -13,7 +13,7 @@ pub const BY_DEFAULT: &str = "default";
 pub const BY_OVERRIDE: &str = "manual override";
 
 /// The operator's manual override.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Override {
     /// The mode to force (pause, a limit, or run).
     pub mode: Mode,
@@ -68,7 +68,7 @@ impl Override {
 }
 
 /// The outcome of arbitration, applied to the hardware and shown to the operator.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Verdict {
     /// What the appliance does.
     pub mode: Mode,

@@ -144,7 +144,7 @@ impl Default for EngineConfig {
 }
 
 /// One policy as shown to the operator.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct PolicyStatus {
     /// Name.
     pub name: String,
@@ -167,7 +167,7 @@ pub struct PolicyStatus {
 }
 
 /// The engine as shown to the operator.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct EngineStatus {
     /// What applies now and why.
     pub verdict: Verdict,

@@ -28,7 +28,7 @@ use std::fmt;
 
 /// What the appliance may do; mirrors the WIT `mode` so engine logic does
 /// not depend on generated bindings.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
 #[serde(tag = "mode", content = "watts", rename_all = "lowercase")]
 pub enum Mode {
     /// Mine at full power.

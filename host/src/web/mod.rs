@@ -6,8 +6,11 @@
 //! Every input is checked; a bad request gets a 4xx with a message, never a
 //! panic.
 
+pub mod auth;
 pub mod cgminer;
 pub mod limits;
+pub mod listener;
+pub mod tls;
 
 use std::net::SocketAddr;
 
