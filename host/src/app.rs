@@ -221,9 +221,10 @@ impl App {
 
         let api_addr = match config.web.listen {
             Some(addr) => {
-                let (bound, task) = crate::web::start(addr, handle.clone(), shutdown_rx.clone())
-                    .await
-                    .with_context(|| format!("cannot listen for the HTTP API on {addr}"))?;
+                let (bound, task) =
+                    crate::web::start(addr, &config.web, handle.clone(), shutdown_rx.clone())
+                        .await
+                        .with_context(|| format!("cannot listen for the HTTP API on {addr}"))?;
                 info!(%bound, "HTTP API listening (GET /api/status)");
                 tasks.push(task);
                 Some(bound)

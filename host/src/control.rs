@@ -576,6 +576,14 @@ impl Appliance {
         let now = SystemClock.now_utc_ms();
         match command {
             Command::Pause { minutes } => {
+                if let Some(m) = minutes
+                    && !(1..=crate::web::MAX_PAUSE_MINUTES).contains(&m)
+                {
+                    return Err(CommandError::Failed(format!(
+                        "a pause lasts 1 to {} minutes (a week), not {m}",
+                        crate::web::MAX_PAUSE_MINUTES
+                    )));
+                }
                 self.engine
                     .set_override(Some(Override::pause(now, minutes)));
                 return Ok(self.engine.verdict().to_string());
@@ -585,6 +593,11 @@ impl Appliance {
                 return Ok(self.engine.verdict().to_string());
             }
             Command::SetSignal { name, value } => {
+                if !value.is_finite() {
+                    return Err(CommandError::Failed(format!(
+                        "signal {name}: a value must be a finite number, not {value}"
+                    )));
+                }
                 self.hub
                     .set(&name, value)
                     .map_err(|e| CommandError::NotFound(e.to_string()))?;

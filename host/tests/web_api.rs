@@ -176,3 +176,82 @@ async fn status_signals_reports_and_override_over_http() {
     })
     .await;
 }
+
+/// One raw HTTP/1.1 request over loopback; the reply's status code, or 0
+/// if the server closed without answering.
+async fn raw(addr: std::net::SocketAddr, request: String) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(request.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_hosts_other_origins_hostile_values_and_idle_sockets_are_refused() {
+    common::bounded(Duration::from_secs(90), async {
+        let pool = common::devpool(0.0005).await;
+        let app = common::appliance_with(&[pool.local_addr()], 1, |c| {
+            c.web.listen = Some("127.0.0.1:0".parse().unwrap());
+            c.web.max_connections_per_client = 4;
+            c.signals = vec![common::pushed_signal("grid", 3600)];
+        })
+        .await;
+        let addr = app.api_addr().expect("API enabled");
+        let post = |host: &str, origin: Option<&str>, ctype: &str, body: &str| {
+            format!(
+                "POST /api/override HTTP/1.1\r\nHost: {host}\r\n{}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default(),
+                body.len()
+            )
+        };
+        let host = addr.to_string();
+        // The cross-origin text/plain POST any web page could make: refused, not paused.
+        let forged = "{\"pause\": true, \"minutes\": 4294967295}";
+        let (code, body) = raw(addr, post(&host, Some("http://evil.example"), "text/plain", forged)).await;
+        assert_eq!(code, 403, "{body}");
+        // DNS rebinding: a foreign host name.
+        let (code, body) = raw(addr, post("evil.example", None, "application/json", forged)).await;
+        assert_eq!(code, 421, "{body}");
+        // Even from the appliance's own origin, the duration is capped.
+        let (code, body) = raw(addr, post(&host, Some(&format!("http://{host}")), "application/json", forged)).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("1..=10080"), "{body}");
+        assert_ne!(app.verdict().by, "manual override");
+        // NaN and infinities are not values.
+        for v in ["NaN", "inf", "-inf"] {
+            let req = format!(
+                "PUT /api/signals/grid HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{v}",
+                v.len()
+            );
+            let (code, body) = raw(addr, req).await;
+            assert_eq!(code, 400, "{v}: {body}");
+        }
+        // Path traversal and unknown pages.
+        let (code, _) = raw(addr, format!("GET /../Cargo.toml HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await;
+        assert_eq!(code, 404);
+        // Idle sockets beyond the per-client cap are closed at once, and
+        // the API keeps answering once they go.
+        let mut idle = Vec::new();
+        for _ in 0..4 {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (code, _) = raw(addr, format!("GET /api/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await;
+        assert_eq!(code, 0, "a fifth connection from the same client is closed unanswered");
+        drop(idle);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (code, body) = raw(addr, format!("GET /api/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await;
+        assert_eq!(code, 200, "{body}");
+        assert!(body.to_ascii_lowercase().contains("x-frame-options: deny"), "{body}");
+        app.shutdown().await;
+    })
+    .await;
+}

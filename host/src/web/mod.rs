@@ -4,10 +4,15 @@
 //! and the manual override.
 //!
 //! Every input is checked; a bad request gets a 4xx with a message, never a
-//! panic.
+//! panic. Every listener caps open connections per client and in all and
+//! gives each request's headers a deadline ([`listener`]); requests naming
+//! a host that is not this appliance, or coming from another origin, are
+//! refused ([`guard`]), so a web page the operator opens cannot reach the
+//! API through the browser.
 
 pub mod auth;
 pub mod cgminer;
+pub mod guard;
 pub mod limits;
 pub mod listener;
 pub mod tls;
@@ -30,27 +35,25 @@ use crate::status::PoolState;
 /// What the handlers read and change: the control plane.
 pub type ApiState = Handle;
 
-/// Binds `addr` and serves the API until `shutdown` turns true; returns the bound address.
+/// Binds `settings.listen` (or `addr`) and serves the API and panel until
+/// `shutdown` turns true; returns the bound address.
 pub async fn start(
     addr: SocketAddr,
+    settings: &crate::config::WebSettings,
     state: ApiState,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let app = router(state);
-    let task = tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!("HTTP API stopped: {e}");
-        }
-    });
-    Ok((bound, task))
+    let hosts = std::sync::Arc::new(guard::Hosts::new(&settings.names));
+    let app = router(state).layer(axum::middleware::from_fn_with_state(hosts, guard::check));
+    let opts = listener::ServeOptions {
+        limiter: limits::ConnLimiter::new(
+            settings.max_connections,
+            settings.max_connections_per_client,
+        ),
+        tls: None,
+        name: "panel",
+    };
+    listener::bind_and_serve(addr, app, opts, shutdown).await
 }
 
 fn router(state: ApiState) -> Router {
@@ -59,8 +62,16 @@ fn router(state: ApiState) -> Router {
         .route("/api/energy/report", get(report))
         .route("/api/signals/{name}", put(set_signal))
         .route("/api/override", post(set_override))
+        .fallback(not_found)
         .with_state(state)
 }
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such page")
+}
+
+/// Longest manual pause, minutes: a week.
+pub const MAX_PAUSE_MINUTES: u32 = 7 * 24 * 60;
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, Json(json!({ "error": message.into() }))).into_response()
@@ -172,8 +183,14 @@ async fn report(State(s): State<ApiState>, Query(q): Query<ReportQuery>) -> Resp
 }
 
 async fn set_signal(State(s): State<ApiState>, Path(name): Path<String>, body: String) -> Response {
-    let value: f64 = match body.trim().parse() {
-        Ok(v) => v,
+    let value: f64 = match body.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => v,
+        Ok(v) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("a signal value must be a finite number, not {v}"),
+            );
+        }
         Err(_) => return error(StatusCode::BAD_REQUEST, "body must be a number"),
     };
     match s.execute(Command::SetSignal { name, value }).await {
@@ -201,6 +218,16 @@ async fn set_override(State(s): State<ApiState>, body: axum::body::Bytes) -> Res
             );
         }
     };
+    if let Some(m) = req.minutes
+        && !(1..=MAX_PAUSE_MINUTES).contains(&m)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "minutes must be in 1..={MAX_PAUSE_MINUTES} (a week), not {m}; leave it out to pause until resumed"
+            ),
+        );
+    }
     let command = if req.pause {
         Command::Pause {
             minutes: req.minutes,
