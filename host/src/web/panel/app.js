@@ -107,6 +107,22 @@
     return el('div', { class: 'table-wrap', role: 'region', 'aria-label': label, tabindex: '0' }, table);
   }
 
+  /** Copies column headings into data-label so that small screens can show rows as cards. */
+  function stackLabels(table) {
+    const heads = [...table.querySelectorAll('thead th')].map((th) => th.textContent);
+    for (const tr of table.querySelectorAll('tbody tr')) {
+      [...tr.children].forEach((c, i) => { if (!c.hasAttribute('colspan')) c.dataset.label = heads[i] || ''; });
+    }
+  }
+
+  /** Text with break opportunities after "://" and before "." and ":" (for URLs). */
+  function breakable(text) {
+    const parts = String(text).split(/(?<=:\/\/)|(?=\.)|(?=:\d)|(?=@)/);
+    const out = [];
+    parts.forEach((p, i) => { if (i) out.push(el('wbr')); out.push(p); });
+    return out;
+  }
+
   function badge(text, cls) {
     return el('span', { class: 'badge ' + (cls || 'plain'), text });
   }
@@ -345,7 +361,11 @@
 
   function updateThemeButton() {
     const t = savedTheme();
-    $('#theme-toggle').textContent = 'Theme: ' + (t === 'auto' ? 'auto' : t);
+    const b = $('#theme-toggle');
+    const word = { auto: 'Auto', light: 'Light', dark: 'Dark' }[t];
+    b.replaceChildren(el('span', { 'aria-hidden': 'true', class: 'theme-glyph', text: { auto: '◐', light: '☀', dark: '☾' }[t] }), ' ' + word);
+    b.setAttribute('aria-label', 'Colour theme: ' + word);
+    b.title = 'Colour theme: ' + word + ' (click to change)';
   }
 
   function initShell() {
@@ -514,6 +534,7 @@
     es.addEventListener('open', () => setConn(true));
     es.addEventListener('error', () => {
       setConn(false);
+      if (S.restarting) { S.restartDown = true; return; } // the old process has gone
       if (es.readyState === 2 /* CLOSED: the server refused, e.g. 401 */) {
         clearTimeout(S.esRetry);
         S.esRetry = setTimeout(async () => {
@@ -655,7 +676,7 @@
     ref.rej = tile('Rejected', 'shares-rejected');
     ref.stale = tile('Stale', 'shares-stale');
     ref.pool = tile('Active pool', 'active-pool', { text: true, wide: true });
-    ref.up = tile('Uptime', 'uptime');
+    ref.up = tile('Uptime', 'uptime', { wide: true });
     const tiles = el('section', { class: 'tiles', 'aria-label': 'Current figures' },
       ref.hash.t, ref.power.t, ref.eff.t, ref.acc.t, ref.rej.t, ref.stale.t, ref.pool.t, ref.up.t);
 
@@ -669,7 +690,7 @@
 
     // 5. Devices.
     ref.devBody = el('tbody');
-    const devTable = el('table', { id: 'devices-table' },
+    const devTable = el('table', { id: 'devices-table', class: 'stack' },
       el('thead', null, el('tr', null,
         ['Device', 'Kind', 'Model', 'Hashrate', 'Temperatures', 'Fans', 'Power', 'Paused'].map((h, i) =>
           el('th', { scope: 'col', class: i === 3 || i === 6 ? 'num' : null, text: h })))),
@@ -722,8 +743,8 @@
         el('tr', null,
           el('td', { class: 'nowrap', text: fmtWhen(d.at_ms) }),
           el('td', null, badge(modeShort(d.mode), modeClass(d.mode))),
-          el('td', { text: d.by || DASH }),
-          el('td', { class: 'break', text: d.reason || DASH })));
+          el('td', { class: 'by', text: d.by || DASH }),
+          el('td', { class: 'break reason', text: d.reason || DASH })));
       if (!rows.length) rows.push(el('tr', null, el('td', { colspan: '4', class: 'empty', text: 'No changes in the last 24 hours.' })));
       ref.changesBody.replaceChildren(...rows);
       setText(ref.changesCount, String(decisions.filter((d) => d.at_ms >= start).length));
@@ -872,7 +893,8 @@
       let ap = null;
       if (sh.active_pool_id != null) ap = pools.find((p) => p.id === sh.active_pool_id) || null;
       if (!ap && isNum(sh.active_pool)) ap = pools[sh.active_pool] || null;
-      setText(ref.pool.value, ap ? ap.url : 'none');
+      const apText = ap ? ap.url : 'none';
+      if (ref.pool.value.textContent !== apText) ref.pool.value.replaceChildren(...breakable(apText));
       setText(ref.pool.sub, ap ? (ap.state || '') + (ap.user ? ' · ' + ap.user : '') : (pools.length ? 'no pool connected' : 'no pool configured'));
       setText(ref.up.value, fmtDuration(snap.uptime_secs));
       setText(ref.up.sub, snap.version ? 'hashwatt ' + snap.version : '');
@@ -904,6 +926,7 @@
           el('td', { class: 'num' }, fmtW(tel.power_w), isNum(tel.power_limit_w) ? el('span', { class: 'sub', text: 'limit ' + fmtW0(tel.power_limit_w) }) : null),
           el('td', null, tel.paused ? badge('paused', 'mode-pause') : badge('no', 'mode-run')));
       }));
+      stackLabels(devTable);
     }
 
     /* ---- lifecycle ---- */
@@ -954,7 +977,7 @@
     let editing = null; // pool id with the inline form open
     const body = el('tbody');
     const listMsg = msgBox('pools-msg');
-    const table = el('table', { id: 'pools-table' },
+    const table = el('table', { id: 'pools-table', class: 'stack' },
       el('caption', { class: 'sr-only', text: 'Pools in priority order' }),
       el('thead', null, el('tr', null,
         el('th', { scope: 'col', class: 'num', text: '#' }),
@@ -1125,16 +1148,16 @@
         });
         const tr = el('tr', { dataset: { poolId: String(p.id) }, class: p.enabled === false ? 'muted' : null },
           el('td', { class: 'num', text: String(i + 1) }),
-          el('td', { class: 'break pool-cell' }, el('span', { class: 'pool-url', text: p.url }), el('span', { class: 'sub', text: p.user || DASH })),
+          el('td', { class: 'break pool-cell' }, el('span', { class: 'pool-url' }, breakable(p.url)), el('span', { class: 'sub', text: p.user || DASH })),
           el('td', { 'data-f': 'state' }),
           el('td', { class: 'num', 'data-f': 'accepted' }),
           el('td', { class: 'num', 'data-f': 'rejected' }),
           el('td', { class: 'num', 'data-f': 'stale' }),
           el('td', { class: 'num', 'data-f': 'connects' }),
-          el('td', { class: 'break', 'data-f': 'last_disconnect' }),
+          el('td', { class: 'break clip', 'data-f': 'last_disconnect' }),
           el('td', { class: 'break' }, p.plugin ? el('span', { class: 'mono', text: p.plugin }) : DASH,
             el('span', { class: 'sub', 'data-f': 'restarts' }), el('span', { class: 'sub', 'data-f': 'plugin_error' })),
-          el('td', { class: 'actions' },
+          el('td', { class: 'actions' }, el('div', { class: 'actions-wrap' },
             act('edit', editing === p.id ? 'Close' : 'Edit', (editing === p.id ? 'Close editor for ' : 'Edit ') + label, () => {
               editing = editing === p.id ? null : p.id;
               renderRows();
@@ -1143,7 +1166,7 @@
             act('up', '↑', 'Move ' + label + ' up', () => move(p, i - 1, 'up'), 'btn-icon', i === 0),
             act('down', '↓', 'Move ' + label + ' down', () => move(p, i + 1, 'down'), 'btn-icon', i === pools.length - 1),
             act('toggle', p.enabled === false ? 'Enable' : 'Disable', (p.enabled === false ? 'Enable ' : 'Disable ') + label, (e) => toggle(p, e.currentTarget)),
-            act('delete', 'Delete', 'Delete ' + label, (e) => remove(p, e.currentTarget), 'btn-danger')));
+            act('delete', 'Delete', 'Delete ' + label, (e) => remove(p, e.currentTarget), 'btn-danger'))));
         fillStats(tr, p.status);
         rows.push(tr);
         if (editing === p.id) {
@@ -1151,6 +1174,7 @@
         }
       });
       body.replaceChildren(...rows);
+      stackLabels(table);
     }
 
     function focusRow(id, action) {
@@ -1231,9 +1255,9 @@
     const page = { destroyed: false };
     const body = el('tbody');
     const listMsg = msgBox('plugins-msg');
-    const heads = ['Name', 'Version', 'Kind', 'Signature', 'Trusted', 'State', 'Restarts', 'Last error', 'Memory', 'Time', 'Used by', 'Actions'];
-    const numeric = new Set(['Restarts', 'Memory', 'Time']);
-    const table = el('table', { id: 'plugins-table' },
+    const heads = ['Name', 'Kind', 'Signature', 'Trusted', 'State', 'Last error', 'Memory', 'Time', 'Used by', 'Actions'];
+    const numeric = new Set(['Memory', 'Time']);
+    const table = el('table', { id: 'plugins-table', class: 'stack' },
       el('caption', { class: 'sr-only', text: 'Installed plugins' }),
       el('thead', null, el('tr', null, heads.map((h) => el('th', { scope: 'col', class: numeric.has(h) ? 'num' : null, text: h })))),
       body);
@@ -1275,7 +1299,7 @@
 
     function signature(p) {
       if (p.built_in) return badge('built in', 'plain');
-      if (p.signed) return el('span', { class: 'break' }, badge('signed', 'ok'), el('span', { class: 'sub mono', text: p.signer ? 'signed by ' + p.signer : 'signed' }));
+      if (p.signed) return el('span', { class: 'signer' }, el('span', { class: 'badge ok', text: 'signed by' }), ' ', el('span', { class: 'mono small', text: p.signer || 'a trusted key' }));
       return badge('unsigned', 'warn');
     }
     function stateBadge(s) {
@@ -1310,19 +1334,18 @@
           });
         });
         return el('tr', { dataset: { plugin: p.name } },
-          el('th', { scope: 'row', class: 'mono', text: p.name }),
-          el('td', { class: 'nowrap', text: p.version || DASH }),
+          el('th', { scope: 'row', class: 'nowrap' }, el('span', { class: 'mono', text: p.name }), el('span', { class: 'sub', text: p.version ? 'version ' + p.version : 'version unknown' })),
           el('td', { text: p.kind || DASH }),
-          el('td', null, signature(p)),
+          el('td', { class: 'sig' }, signature(p)),
           el('td', null, p.built_in ? badge('yes', 'plain') : p.trusted ? badge('yes', 'ok') : badge('no', 'warn')),
-          el('td', null, stateBadge(p.state)),
-          el('td', { class: 'num', text: fmtInt(p.restarts) }),
+          el('td', null, stateBadge(p.state), el('span', { class: 'sub nowrap', text: fmtInt(p.restarts ?? 0) + (p.restarts === 1 ? ' restart' : ' restarts') })),
           el('td', { class: 'break' }, p.last_error ? el('span', { class: 'val-bad', text: p.last_error }) : DASH),
           el('td', { class: 'num', text: fmtBytes(p.memory_bytes) }),
           el('td', { class: 'num', text: isNum(p.fuel_or_time_ms) ? p.fuel_or_time_ms.toFixed(1) + ' ms' : DASH }),
-          el('td', null, used.length ? el('ul', { class: 'list-plain' }, used.map((u) => el('li', null, el('a', { href: target, text: u })))) : el('span', { class: 'muted', text: 'unused' })),
+          el('td', { class: 'break clip' }, used.length ? el('ul', { class: 'list-plain' }, used.map((u) => el('li', null, el('a', { href: target, text: u })))) : el('span', { class: 'muted', text: 'unused' })),
           el('td', { class: 'actions' }, rm));
       }));
+      stackLabels(table);
     }
 
     async function load() {
@@ -1356,9 +1379,7 @@
     const resumeBtn = el('button', { type: 'button', id: 'resume-button', class: 'btn', text: 'Resume' });
     const overrideMsg = msgBox('override-msg');
     const pauseForm = el('form', { id: 'pause-form', novalidate: true },
-      el('div', { class: 'form-grid', style: 'grid-template-columns:repeat(auto-fit,minmax(min(100%,200px),max-content))' },
-        field('Pause for', select),
-        el('div', { class: 'form-actions', style: 'margin:0' }, pauseBtn, resumeBtn)),
+      el('div', { class: 'inline-form' }, field('Pause for', select), pauseBtn, resumeBtn),
       overrideMsg);
     pauseForm.addEventListener('submit', (e) => {
       e.preventDefault();
@@ -1391,14 +1412,14 @@
       pageHead('Energy'),
       el('section', { class: 'card', 'aria-labelledby': 'override-title' },
         el('h2', { id: 'override-title', text: 'Manual control' }), current, manual, pauseForm),
+      el('section', { class: 'card', 'aria-labelledby': 'policies-title' },
+        el('div', { class: 'card-head' }, el('h2', { id: 'policies-title', tabindex: '-1', text: 'Policies' }),
+          el('span', { class: 'small muted', text: 'The most restrictive enabled policy decides.' })),
+        policiesBox, policiesMsg, addPolicyForm()),
       el('section', { class: 'card', 'aria-labelledby': 'today-title' },
         el('h2', { id: 'today-title', text: 'Today' }), today),
       el('section', { class: 'card', 'aria-labelledby': 'month-title' },
-        el('div', { class: 'card-head' }, monthTitle, csv), month),
-      el('section', { class: 'card', 'aria-labelledby': 'policies-title' },
-        el('div', { class: 'card-head' }, el('h2', { id: 'policies-title', text: 'Policies' }),
-          el('span', { class: 'small muted', text: 'The most restrictive enabled policy decides.' })),
-        policiesBox, policiesMsg, addPolicyForm()));
+        el('div', { class: 'card-head' }, monthTitle, csv), month));
 
     function updateDecision(snap) {
       const en = (snap && snap.energy) || {};
@@ -1562,17 +1583,17 @@
         r.time_zone ? el('p', { class: 'small muted', style: 'margin:8px 0 0', text: 'Time zone: ' + r.time_zone }) : null);
     }
 
-    function barChart(title, days, valueOf, fmt, cls, unitLabel) {
-      const W = 720, H = 190, L = 58, B = 22, T = 10, R = 6;
+    function barChart(title, days, valueOf, fmt, cls, unitLabel, slots) {
+      const W = Math.max(280, Math.floor(month.clientWidth || 720)), H = window.innerWidth < 760 ? 150 : 180, L = 46, B = 22, T = 10, R = 4;
       const vals = days.map(valueOf);
       const max = Math.max(0, ...vals.filter(isNum));
       const nice = niceMax(max);
-      const n = Math.max(days.length, 1);
+      const n = Math.max(slots || 0, days.length, 1);
       const slot = (W - L - R) / n;
-      const bw = Math.max(2, slot * 0.72);
+      const bw = Math.max(2, Math.min(slot * 0.72, 34));
       const y = (v) => T + (H - T - B) * (1 - v / nice);
       const total = vals.filter(isNum).reduce((a, b) => a + b, 0);
-      const s = svg('svg', { class: 'bars', viewBox: '0 0 ' + W + ' ' + H, role: 'img', 'aria-label': title + ' per day; total ' + fmt(total) + '. A table follows.', preserveAspectRatio: 'none' });
+      const s = svg('svg', { class: 'bars', viewBox: '0 0 ' + W + ' ' + H, width: W, height: H, role: 'img', 'aria-label': title + ' per day; total ' + fmt(total) + '. A table follows.' });
       for (const f of [0, 0.5, 1]) {
         const yy = y(nice * f);
         s.append(svg('line', { class: 'axis', x1: L, x2: W - R, y1: yy, y2: yy }));
@@ -1580,16 +1601,20 @@
       }
       days.forEach((d, i) => {
         const v = vals[i];
-        const x = L + i * slot + (slot - bw) / 2;
+        const dayNum = parseInt(String(d.label || '').slice(-2), 10);
+        const pos = slots && Number.isFinite(dayNum) ? dayNum - 1 : i;
+        const x = L + pos * slot + (slot - bw) / 2;
         if (isNum(v) && v > 0) {
           s.append(svg('rect', { class: 'bar ' + cls, x: x.toFixed(1), y: y(v).toFixed(1), width: bw.toFixed(1), height: Math.max(0.5, (H - B) - y(v)).toFixed(1), rx: 1.5 },
             svg('title', null, (d.label || '') + ': ' + fmt(v))));
         }
-        const dayNum = parseInt(String(d.label || '').slice(-2), 10);
-        if (n <= 12 || i === 0 || dayNum % 5 === 0) {
-          s.append(svg('text', { x: (L + i * slot + slot / 2).toFixed(1), y: H - 6, 'text-anchor': 'middle' }, Number.isFinite(dayNum) ? String(dayNum) : String(i + 1)));
-        }
       });
+      for (let i = 0; i < n; i++) {
+        const num = i + 1;
+        if (n <= 12 || num === 1 || num % 5 === 0) {
+          s.append(svg('text', { x: (L + i * slot + slot / 2).toFixed(1), y: H - 6, 'text-anchor': 'middle' }, String(num)));
+        }
+      }
       const tbl = el('table', { class: 'small' },
         el('thead', null, el('tr', null, el('th', { scope: 'col', text: 'Day' }), el('th', { scope: 'col', class: 'num', text: unitLabel }))),
         el('tbody', null, days.map((d, i) => el('tr', null, el('td', { text: d.label }), el('td', { class: 'num', text: fmt(vals[i]) })))));
@@ -1611,8 +1636,13 @@
       if (v >= 1) return v.toFixed(1);
       return v.toFixed(2);
     }
+    let lastMonth = null, monthW = 0;
     function renderMonth(r) {
+      lastMonth = r;
+      monthW = month.clientWidth;
       const days = Array.isArray(r && r.days) ? r.days : [];
+      const ym = /^(\d{4})-(\d{2})$/.exec((r && r.label) || '');
+      const slots = ym ? new Date(+ym[1], +ym[2], 0).getDate() : 0;
       if (r && r.label) {
         setText(monthTitle, 'This month (' + r.label + ')');
         csv.setAttribute('download', 'hashwatt-energy-' + r.label + '.csv');
@@ -1621,10 +1651,10 @@
       const currency = (days.find((d) => d.currency) || {}).currency || (r.total && r.total.currency) || null;
       const hasCost = days.some((d) => isNum(d.cost));
       month.replaceChildren(
-        barChart('Energy (kWh)', days, (d) => d.kwh, fmtKwh, 'kwh', 'kWh'),
-        hasCost ? barChart('Cost' + (currency ? ' (' + currency + ')' : ''), days, (d) => d.cost, (v) => fmtMoney(v, currency), 'cost', 'Cost')
+        barChart('Energy (kWh)', days, (d) => d.kwh, fmtKwh, 'kwh', 'kWh', slots),
+        hasCost ? barChart('Cost' + (currency ? ' (' + currency + ')' : ''), days, (d) => d.cost, (v) => fmtMoney(v, currency), 'cost', 'Cost', slots)
           : el('p', { class: 'small muted chart-block', text: 'Cost: no tariff configured.' }),
-        barChart('CO₂ (kg)', days, (d) => (isNum(d.co2_g) ? d.co2_g / 1000 : null), (v) => (isNum(v) ? v.toFixed(2) + ' kg' : DASH), 'co2', 'kg'));
+        barChart('CO₂ (kg)', days, (d) => (isNum(d.co2_g) ? d.co2_g / 1000 : null), (v) => (isNum(v) ? v.toFixed(2) + ' kg' : DASH), 'co2', 'kg', slots));
     }
 
     Promise.all([
@@ -1635,8 +1665,19 @@
     if (S.snapshot) updateDecision(S.snapshot);
     else api('GET', '/api/v1/status').then((s) => { if (!page.destroyed && s) { S.snapshot = S.snapshot || s; updateDecision(s); } }).catch(() => {});
 
+    let ro = null;
+    if (window.ResizeObserver) {
+      ro = new ResizeObserver(() => {
+        if (lastMonth && Math.abs(month.clientWidth - monthW) > 8) {
+          const open = [...month.querySelectorAll('details')].map((d) => d.open);
+          renderMonth(lastMonth);
+          month.querySelectorAll('details').forEach((d, i) => { d.open = !!open[i]; });
+        }
+      });
+      ro.observe(month);
+    }
     page.onStatus = updateDecision;
-    page.destroy = () => { page.destroyed = true; };
+    page.destroy = () => { page.destroyed = true; if (ro) ro.disconnect(); };
     return page;
   }
 
@@ -1766,9 +1807,10 @@
     try {
       await busy(btn, () => api('POST', '/api/v1/system/restart'));
     } catch (e) { showError(msg, e); return; }
+    if (!S.es) openEvents();
+    // Keep the event stream open: its error is the sign that the old process has stopped.
     S.restarting = true;
-    closeEvents();
-    setConn(false);
+    S.restartDown = false;
     const overlayText = el('p', { class: 'muted', text: 'Waiting for hashwatt to come back…' });
     const box = el('div', { class: 'card', role: 'status', 'aria-live': 'polite', tabindex: '-1' },
       el('div', { class: 'spinner', 'aria-hidden': 'true' }),
@@ -1778,8 +1820,9 @@
     box.focus();
     const t0 = Date.now();
     let sawDown = false;
-    await sleep(1500);
+    await sleep(1000);
     for (;;) {
+      if (S.restartDown) sawDown = true;
       let up = false;
       try {
         const r = await fetch('/api/v1/setup', { credentials: 'same-origin', cache: 'no-store' });
@@ -1800,6 +1843,7 @@
     }
     overlay.remove();
     S.restarting = false;
+    closeEvents();
     announce('hashwatt is back.');
     S.csrf = null;
     boot();
@@ -1818,7 +1862,7 @@
     const pwMsg = msgBox('password-msg');
     const pwForm = el('form', { id: 'password-form', novalidate: true },
       el('input', { type: 'text', autocomplete: 'username', value: S.user || 'admin', hidden: true, 'aria-hidden': 'true', tabindex: '-1', readOnly: true }),
-      el('div', { class: 'form-grid' },
+      el('div', { class: 'form-grid single' },
         field('Current password', cur), field('New password', nw, 'At least 10 characters.'), field('Repeat new password', nw2)),
       el('div', { class: 'form-actions' }, pwSubmit), pwMsg);
     pwForm.addEventListener('submit', (e) => {
@@ -1839,7 +1883,7 @@
     // Tokens.
     const body = el('tbody');
     const listMsg = msgBox('tokens-msg');
-    const table = el('table', { id: 'tokens-table' },
+    const table = el('table', { id: 'tokens-table', class: 'stack' },
       el('caption', { class: 'sr-only', text: 'API tokens' }),
       el('thead', null, el('tr', null, ['Name', 'Scope', 'Created', 'Actions'].map((h) => el('th', { scope: 'col', text: h })))),
       body);
@@ -1921,6 +1965,7 @@
           el('td', { class: 'nowrap', text: fmtDate(t.created_ms) }),
           el('td', { class: 'actions' }, rv));
       }));
+      stackLabels(table);
     }
     async function load() {
       try {
