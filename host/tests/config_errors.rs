@@ -75,6 +75,13 @@ const CASES: &[(&str, &str, usize, &str, &str)] = &[
         "same pool and user as pools[0]",
     ),
     (
+        "api-exposed",
+        "top:[web]\nlisten = \"0.0.0.0:8080\"\n",
+        2,
+        "web.listen",
+        "no authentication",
+    ),
+    (
         "redirect-without-tls",
         "top:[web]\nredirect_listen = \"0.0.0.0:80\"\n",
         2,

@@ -698,6 +698,18 @@ impl Config {
 
     fn check_web(&self) -> Result<(), Problem> {
         let w = &self.web;
+        // Until the panel's accounts guard the API, it stays on loopback.
+        if let Some(addr) = w.listen
+            && !addr.ip().is_loopback()
+        {
+            return Err(Problem::new(
+                "web.listen",
+                format!(
+                    "{addr} is not a loopback address: the HTTP API has no authentication yet, \
+                     so it may only listen on 127.0.0.1 or [::1] (use \"\" to disable it)"
+                ),
+            ));
+        }
         if w.redirect_listen.is_some() && !w.tls {
             return Err(Problem::new(
                 "web.redirect_listen",
@@ -1532,7 +1544,7 @@ mod tests {
             );
         }
         for ok in [
-            "[web]\nlisten = \"0.0.0.0:443\"\ntls = true\nredirect_listen = \"0.0.0.0:80\"\nnames = [\"hashwatt.local\", \"miner-1\"]\n",
+            "[web]\nlisten = \"127.0.0.1:8443\"\ntls = true\nredirect_listen = \"127.0.0.1:8081\"\nnames = [\"hashwatt.local\", \"miner-1\"]\n",
             "[web]\nlisten = \"\"\n",
             "[cgminer]\nenabled = true\nprivileged = [\"192.168.1.0/24\", \"::1\", \"10.0.0.7\"]\n",
         ] {
