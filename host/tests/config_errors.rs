@@ -77,7 +77,7 @@ const CASES: &[(&str, &str, usize, &str, &str)] = &[
     (
         "api-exposed",
         "top:[web]\nlisten = \"0.0.0.0:8080\"\n",
-        2,
+        3,
         "web.listen",
         "no authentication",
     ),
