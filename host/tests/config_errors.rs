@@ -84,7 +84,7 @@ const CASES: &[(&str, &str, usize, &str, &str)] = &[
     (
         "redirect-without-tls",
         "top:[web]\nredirect_listen = \"0.0.0.0:80\"\n",
-        2,
+        3,
         "web.redirect_listen",
         "tls = true",
     ),
