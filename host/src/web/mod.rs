@@ -7,7 +7,9 @@
 //! panic.
 
 pub mod cgminer;
+pub mod esp_miner;
 pub mod limits;
+pub mod metrics;
 
 use std::net::SocketAddr;
 
