@@ -274,19 +274,26 @@ fn hottest<'a>(temps: impl Iterator<Item = &'a TempReading>) -> Option<f64> {
         .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))))
 }
 
-/// The appliance's draw: the energy meter's figure, else the devices' own
-/// if every device measures it.
+/// The appliance's draw, as ESP-Miner's `power` is the board's own
+/// measurement: an external meter's reading first, then the sum of the
+/// devices' own measurements when every device measures itself (an ASIC
+/// board's regulator knows better than RAPL or the model), then whatever
+/// the energy meter has.
 fn power_w(snapshot: &Snapshot) -> Option<f64> {
-    snapshot.power_w.or_else(|| {
-        if snapshot.devices.is_empty() {
-            return None;
-        }
+    let devices = if snapshot.devices.is_empty() {
+        None
+    } else {
         snapshot
             .devices
             .iter()
             .map(|d| d.telemetry.power_w)
             .sum::<Option<f64>>()
-    })
+    };
+    if snapshot.power_source == "external" {
+        snapshot.power_w.or(devices)
+    } else {
+        devices.or(snapshot.power_w)
+    }
 }
 
 fn gh(hs: f64) -> f64 {
@@ -526,11 +533,11 @@ pub fn system_statistics(snapshot: &Snapshot, columns: Option<&[&str]>) -> Value
 // ---------------------------------------------------------------------------
 // Writes.
 
-/// Refuses a write unless writes are on and it comes from no foreign web
-/// page (an `Origin` other than this host).
-fn check_write(s: &Surface, headers: &HeaderMap) -> Result<(), Response> {
+/// Why a write is refused, if it is: writes are off, or it comes from a
+/// foreign web page (an `Origin` other than this host).
+fn refusal(s: &Surface, headers: &HeaderMap) -> Option<Response> {
     if !s.writes {
-        return Err(message(
+        return Some(message(
             StatusCode::FORBIDDEN,
             "writes are off on this ESP-Miner-compatible surface ([esp_miner] writes = false)",
         ));
@@ -543,13 +550,13 @@ fn check_write(s: &Surface, headers: &HeaderMap) -> Result<(), Response> {
         let origin = origin.to_str().unwrap_or("");
         let origin_host = origin.split_once("://").map_or("", |(_, h)| h);
         if host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
-            return Err(message(
+            return Some(message(
                 StatusCode::FORBIDDEN,
                 "a write from another web page is refused",
             ));
         }
     }
-    Ok(())
+    None
 }
 
 fn command_error(e: CommandError) -> Response {
@@ -562,7 +569,7 @@ fn command_error(e: CommandError) -> Response {
 }
 
 async fn restart(State(s): Shared, headers: HeaderMap) -> Response {
-    if let Err(r) = check_write(&s, &headers) {
+    if let Some(r) = refusal(&s, &headers) {
         return r;
     }
     match s.handle.execute(Command::Restart).await {
@@ -572,7 +579,7 @@ async fn restart(State(s): Shared, headers: HeaderMap) -> Response {
 }
 
 async fn pause(State(s): Shared, headers: HeaderMap) -> Response {
-    if let Err(r) = check_write(&s, &headers) {
+    if let Some(r) = refusal(&s, &headers) {
         return r;
     }
     match s.handle.execute(Command::Pause { minutes: None }).await {
@@ -582,7 +589,7 @@ async fn pause(State(s): Shared, headers: HeaderMap) -> Response {
 }
 
 async fn resume(State(s): Shared, headers: HeaderMap) -> Response {
-    if let Err(r) = check_write(&s, &headers) {
+    if let Some(r) = refusal(&s, &headers) {
         return r;
     }
     match s.handle.execute(Command::Resume).await {
@@ -719,7 +726,7 @@ pub fn patched_pool(current: &PoolEntry, patch: &PoolPatch) -> Result<Option<Poo
 }
 
 async fn update_settings(State(s): Shared, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = check_write(&s, &headers) {
+    if let Some(r) = refusal(&s, &headers) {
         return r;
     }
     let patch = match parse_patch(&body) {
@@ -841,9 +848,14 @@ mod tests {
         ] {
             assert!(info.get(k).is_none(), "{k} is unknown: {info}");
         }
-        // Device power from every device is used when the meter has none.
+        // Every device measures itself: their sum, before RAPL or the
+        // model, but after an external meter.
         s.devices[1].telemetry.power_w = Some(5.5);
         assert_eq!(system_info(&s, "box")["power"], json!(20.0));
+        s.power_w = Some(120.0);
+        assert_eq!(system_info(&s, "box")["power"], json!(20.0));
+        s.power_source = "external";
+        assert_eq!(system_info(&s, "box")["power"], json!(120.0));
     }
 
     #[test]
