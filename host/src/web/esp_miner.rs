@@ -29,10 +29,12 @@
 //! (pool URL, port, user, password of the primary pool), `POST
 //! /api/system/restart`, `/pause` and `/resume` go through the one command
 //! path like every other change. A write carrying a foreign `Origin`
-//! (another web page in the operator's browser) is refused.
+//! (another web page in the operator's browser) is refused, and reads are
+//! shared across origins only with pages from this network, as ESP-Miner
+//! does for its swarm dashboards.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -206,30 +208,68 @@ async fn not_found() -> Response {
     message(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
-/// JSON that browser dashboards on other origins may read, as ESP-Miner
-/// allows (reads only: writes get no CORS header).
-fn readable(value: Value) -> Response {
+/// The `Access-Control-Allow-Origin` a read gets: the page's own origin
+/// when that page was served from this network (a private, loopback or
+/// link-local address, as ESP-Miner allows its swarm dashboards), nothing
+/// for a page from anywhere else, so a public web site the operator visits
+/// cannot read the appliance through the browser. Writes never get one.
+pub fn allowed_origin(origin: Option<&str>) -> Option<String> {
+    let origin = origin?.trim();
+    let (scheme, rest) = origin.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.0,
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let local = match host.parse::<IpAddr>().ok()? {
+        IpAddr::V4(a) => a.is_private() || a.is_loopback() || a.is_link_local(),
+        IpAddr::V6(a) => {
+            a.is_loopback()
+                || (a.segments()[0] & 0xfe00) == 0xfc00
+                || (a.segments()[0] & 0xffc0) == 0xfe80
+                || a.to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_private() || v4.is_loopback())
+        }
+    };
+    local.then(|| origin.to_string())
+}
+
+/// JSON for a read, readable by a dashboard page from this network.
+fn readable(value: Value, headers: &HeaderMap) -> Response {
     let mut r = axum::Json(value).into_response();
-    r.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    if let Some(allowed) = allowed_origin(origin).and_then(|o| HeaderValue::from_str(&o).ok()) {
+        r.headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+        r.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
     r
 }
 
-async fn get_info(State(s): Shared) -> Response {
-    readable(system_info(&s.handle.snapshot(), &s.hostname))
+async fn get_info(State(s): Shared, headers: HeaderMap) -> Response {
+    readable(system_info(&s.handle.snapshot(), &s.hostname), &headers)
 }
 
-async fn get_asic(State(s): Shared) -> Response {
-    readable(system_asic(&s.handle.snapshot()))
+async fn get_asic(State(s): Shared, headers: HeaderMap) -> Response {
+    readable(system_asic(&s.handle.snapshot()), &headers)
 }
 
-async fn get_statistics(State(s): Shared, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn get_statistics(
+    State(s): Shared,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let columns: Option<Vec<&str>> = q
         .get("columns")
         .map(|c| c.split(',').map(str::trim).collect());
-    readable(system_statistics(&s.handle.snapshot(), columns.as_deref()))
+    readable(
+        system_statistics(&s.handle.snapshot(), columns.as_deref()),
+        &headers,
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -1016,6 +1056,30 @@ mod tests {
         .unwrap();
         assert_eq!(user.user, "other");
         assert_eq!(user.password, "pw");
+    }
+
+    #[test]
+    fn only_pages_from_this_network_may_read_across_origins() {
+        for ok in [
+            "http://192.168.1.20",
+            "http://10.0.0.7:8080",
+            "http://127.0.0.1:4200",
+            "http://[fd00::1]:80",
+            "http://169.254.3.4",
+        ] {
+            assert_eq!(allowed_origin(Some(ok)).as_deref(), Some(ok), "{ok}");
+        }
+        for no in [
+            None,
+            Some("https://evil.example"),
+            Some("http://8.8.8.8"),
+            Some("null"),
+            Some("file://"),
+            Some("http://[2001:db8::1]"),
+            Some("http://192.168.1.20.evil.example"),
+        ] {
+            assert_eq!(allowed_origin(no), None, "{no:?}");
+        }
     }
 
     #[test]

@@ -720,6 +720,23 @@ pub(crate) mod tests {
             assert!(lines.contains(&want), "missing {want:?} in:\n{text}");
         }
         assert_eq!(lines.last(), Some(&"# EOF"));
+        // Series come in the snapshot's order (pools by priority), so two
+        // scrapes of the same state are the same text.
+        let shares: Vec<&&str> = lines
+            .iter()
+            .filter(|l| l.starts_with("hashwatt_shares_total{"))
+            .collect();
+        assert!(shares[0].contains("pool_id=\"7\",result=\"accepted\""));
+        assert!(shares[4].contains("pool_id=\"9\",result=\"accepted\""));
+        assert_eq!(
+            text,
+            render(
+                &fixture(),
+                &MetricsExtra {
+                    energy_total_kwh: Some(12.25)
+                }
+            )
+        );
         // Every sample line is `name{labels} value` with a number.
         for l in lines.iter().filter(|l| !l.starts_with('#')) {
             let (name, value) = l.rsplit_once(' ').expect("sample line");
