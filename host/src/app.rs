@@ -53,6 +53,7 @@ pub struct StartOptions {
 pub struct App {
     handle: Handle,
     api_addr: Option<std::net::SocketAddr>,
+    esp_miner_addr: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     started: Instant,
@@ -232,6 +233,35 @@ impl App {
             None => None,
         };
 
+        // --- ESP-Miner-compatible surface (opt-in): its own plain-HTTP listener.
+        let esp_miner_addr = if config.esp_miner.enabled {
+            let s = &config.esp_miner;
+            let limiter = crate::web::limits::ConnLimiter::new(
+                config.web.max_connections,
+                config.web.max_connections_per_client,
+            );
+            let (bound, task) = crate::web::esp_miner::start(
+                s.listen,
+                handle.clone(),
+                s.writes,
+                limiter,
+                shutdown_rx.clone(),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen for the ESP-Miner-compatible API on {}",
+                    s.listen
+                )
+            })?;
+            info!(%bound, writes = s.writes, "ESP-Miner-compatible API listening (GET /api/system/info)");
+            tasks.push(task);
+            Some(bound)
+        } else {
+            None
+        };
+        // --- end of the ESP-Miner-compatible surface.
+
         tasks.push(tokio::spawn(report(
             handle.clone(),
             Duration::from_secs(config.status_interval_secs),
@@ -240,6 +270,7 @@ impl App {
         Ok(App {
             handle,
             api_addr,
+            esp_miner_addr,
             shutdown,
             tasks,
             started,
@@ -304,6 +335,11 @@ impl App {
     /// Where the HTTP API listens, if enabled.
     pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
         self.api_addr
+    }
+
+    /// Where the ESP-Miner-compatible API listens, if enabled.
+    pub fn esp_miner_addr(&self) -> Option<std::net::SocketAddr> {
+        self.esp_miner_addr
     }
 
     /// Time since start.

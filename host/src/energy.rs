@@ -180,6 +180,12 @@ impl EnergyMeter {
         (live.power_w, live.source)
     }
 
+    /// The ledger's counters as of the last sample (`None` before the
+    /// first), for `/metrics`: unknown stays distinguishable from 0 kWh.
+    pub fn counters(&self) -> Option<EnergyCounters> {
+        lock(&self.live).counters
+    }
+
     /// A report for the day or month containing now.
     pub fn report(&self, period: Period) -> Report {
         lock(&self.store)

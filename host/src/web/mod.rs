@@ -12,9 +12,11 @@
 
 pub mod auth;
 pub mod cgminer;
+pub mod esp_miner;
 pub mod guard;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod tls;
 
 use std::net::SocketAddr;
