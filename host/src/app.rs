@@ -53,6 +53,7 @@ pub struct StartOptions {
 pub struct App {
     handle: Handle,
     api_addr: Option<std::net::SocketAddr>,
+    web_auth: Option<std::sync::Arc<crate::web::auth::Auth>>,
     esp_miner_addr: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -220,17 +221,32 @@ impl App {
             shutdown_rx.clone(),
         )));
 
-        let api_addr = match config.web.listen {
+        let (api_addr, web_auth) = match config.web.listen {
             Some(addr) => {
-                let (bound, task) =
+                let started =
                     crate::web::start(addr, &config.web, handle.clone(), shutdown_rx.clone())
                         .await
-                        .with_context(|| format!("cannot listen for the HTTP API on {addr}"))?;
-                info!(%bound, "HTTP API listening (GET /api/status)");
-                tasks.push(task);
-                Some(bound)
+                        .with_context(|| format!("cannot listen for the panel on {addr}"))?;
+                let scheme = if config.web.tls { "https" } else { "http" };
+                info!(bound = %started.addr, "panel and API listening on {scheme}://{}/", started.addr);
+                if let Some(fp) = &started.fingerprint {
+                    info!("panel certificate SHA-256 fingerprint {fp}");
+                    eprintln!("hashwatt: panel certificate SHA-256 fingerprint {fp}");
+                }
+                if let Some(r) = started.redirect_addr {
+                    info!(bound = %r, "plain HTTP redirects to the panel");
+                }
+                if let Some(token) = started.auth.setup_token() {
+                    info!("no admin password yet: open the panel and enter setup token {token}");
+                    eprintln!(
+                        "hashwatt: no admin password yet: open {scheme}://{}/ and enter setup token {token}",
+                        started.addr
+                    );
+                }
+                tasks.extend(started.tasks);
+                (Some(started.addr), Some(started.auth))
             }
-            None => None,
+            None => (None, None),
         };
 
         // --- ESP-Miner-compatible surface (opt-in): its own plain-HTTP listener.
@@ -270,6 +286,7 @@ impl App {
         Ok(App {
             handle,
             api_addr,
+            web_auth,
             esp_miner_addr,
             shutdown,
             tasks,
@@ -335,6 +352,11 @@ impl App {
     /// Where the HTTP API listens, if enabled.
     pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
         self.api_addr
+    }
+
+    /// The panel's accounts (setup token, API tokens), when it runs.
+    pub fn web_auth(&self) -> Option<&std::sync::Arc<crate::web::auth::Auth>> {
+        self.web_auth.as_ref()
     }
 
     /// Where the ESP-Miner-compatible API listens, if enabled.

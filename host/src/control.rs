@@ -339,6 +339,11 @@ impl Appliance {
         lock(&self.history).view(&names)
     }
 
+    /// The configuration file changes are written to, if any.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config_path.as_deref()
+    }
+
     /// The configured pools with their ids, in priority order.
     pub async fn pools(&self) -> Vec<(PoolId, PoolEntry)> {
         self.pools
@@ -382,6 +387,9 @@ impl Appliance {
             .collect();
         Snapshot {
             version: env!("CARGO_PKG_VERSION"),
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
             uptime_secs: self.started.elapsed().as_secs(),
             hashrate_10s_hs: m.total.rate(ten),
             hashrate_1m_hs: m.total.rate(Duration::from_secs(60)),

@@ -1,5 +1,5 @@
 //! The one state snapshot every front end reads: the status line,
-//! `/api/status`, and the panel, cgminer API and metrics to come. Typed and
+//! `/api/v1`, the panel, the cgminer API and `/metrics`. Typed and
 //! serde-serialisable; units are in the names and `null` means unknown.
 
 use serde::Serialize;
@@ -13,6 +13,8 @@ use crate::status::Counters;
 pub struct Snapshot {
     /// Host version.
     pub version: &'static str,
+    /// When it was taken, UTC ms (chart points of live events).
+    pub at_ms: i64,
     /// Seconds since start.
     pub uptime_secs: u64,
     /// Total hashrate over 10 s, H/s.

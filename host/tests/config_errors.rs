@@ -75,11 +75,11 @@ const CASES: &[(&str, &str, usize, &str, &str)] = &[
         "same pool and user as pools[0]",
     ),
     (
-        "api-exposed",
-        "top:[web]\nlisten = \"0.0.0.0:8080\"\n",
-        3,
-        "web.listen",
-        "no authentication",
+        "port-clash",
+        "top:[web]\ntls = true\nredirect_listen = \"0.0.0.0:80\"\n[esp_miner]\nenabled = true\nlisten = \"0.0.0.0:80\"\n",
+        7,
+        "esp_miner.listen",
+        "same port as web.redirect_listen",
     ),
     (
         "redirect-without-tls",

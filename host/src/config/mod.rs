@@ -698,17 +698,26 @@ impl Config {
 
     fn check_web(&self) -> Result<(), Problem> {
         let w = &self.web;
-        // Until the panel's accounts guard the API, it stays on loopback.
-        if let Some(addr) = w.listen
-            && !addr.ip().is_loopback()
-        {
-            return Err(Problem::new(
-                "web.listen",
-                format!(
-                    "{addr} is not a loopback address: the HTTP API has no authentication yet, \
-                     so it may only listen on 127.0.0.1 or [::1] (use \"\" to disable it)"
-                ),
-            ));
+        // Two of the appliance's own listeners on one port would fail at
+        // start with a bare "address in use"; say which ones clash.
+        if self.esp_miner.enabled {
+            let esp = self.esp_miner.listen;
+            for (field, addr) in [
+                ("web.listen", w.listen),
+                ("web.redirect_listen", w.redirect_listen),
+            ] {
+                if let Some(a) = addr
+                    && a.port() == esp.port()
+                    && (a.ip() == esp.ip() || a.ip().is_unspecified() || esp.ip().is_unspecified())
+                {
+                    return Err(Problem::new(
+                        "esp_miner.listen",
+                        format!(
+                            "{esp} takes the same port as {field} ({a}); give one of them another port"
+                        ),
+                    ));
+                }
+            }
         }
         if w.redirect_listen.is_some() && !w.tls {
             return Err(Problem::new(

@@ -152,7 +152,7 @@ fn sha256_hex(s: &str) -> String {
 }
 
 /// Equal-time comparison, so a token is not guessed byte by byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -599,6 +599,7 @@ pub(crate) mod tests {
         rejected.insert("duplicate".to_string(), 1);
         Snapshot {
             version: "9.8.7",
+            at_ms: 1_764_700_000_000,
             uptime_secs: 3600,
             hashrate_10s_hs: 1.2e12 + 3.0e6,
             hashrate_1m_hs: 1.1e12,

@@ -1,7 +1,6 @@
-//! The appliance's HTTP API, on loopback by default: what the operator (and
-//! later the web panel) sees and may change. Status with the reason for
-//! every pause, energy reports, signal values pushed by home automation,
-//! and the manual override.
+//! The appliance's web front end: the panel, the REST API `/api/v1`
+//! ([`api`]), Prometheus `/metrics`, and the tools miners already run
+//! (the cgminer API, the ESP-Miner-compatible surface).
 //!
 //! Every input is checked; a bad request gets a 4xx with a message, never a
 //! panic. Every listener caps open connections per client and in all and
@@ -10,6 +9,8 @@
 //! refused ([`guard`]), so a web page the operator opens cannot reach the
 //! API through the browser.
 
+pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod cgminer;
 pub mod esp_miner;
@@ -20,225 +21,182 @@ pub mod metrics;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use axum::routing::get;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::control::{Command, Handle};
-use crate::policy::Mode;
-use crate::status::PoolState;
+use crate::control::Handle;
 
-/// What the handlers read and change: the control plane.
-pub type ApiState = Handle;
+pub use api::MAX_PAUSE_MINUTES;
 
-/// Binds `settings.listen` (or `addr`) and serves the API and panel until
-/// `shutdown` turns true; returns the bound address.
+/// What [`start`] brings up.
+pub struct Started {
+    /// The panel's bound address.
+    pub addr: SocketAddr,
+    /// The plain-HTTP redirect listener's address, under TLS.
+    pub redirect_addr: Option<SocketAddr>,
+    /// Accounts and tokens (tests and the console read the setup token).
+    pub auth: Arc<auth::Auth>,
+    /// The certificate's fingerprint, under TLS.
+    pub fingerprint: Option<String>,
+    /// The listener tasks.
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Binds `addr` and serves the panel, `/api/v1` and `/metrics` until
+/// `shutdown` turns true; over HTTPS when `settings.tls`, with a
+/// certificate made on first start and kept in `state_dir/web/tls`.
 pub async fn start(
     addr: SocketAddr,
     settings: &crate::config::WebSettings,
-    state: ApiState,
+    handle: Handle,
     shutdown: watch::Receiver<bool>,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let hosts = std::sync::Arc::new(guard::Hosts::new(&settings.names));
-    let app = router(state).layer(axum::middleware::from_fn_with_state(hosts, guard::check));
+) -> anyhow::Result<Started> {
+    let state_dir = handle.config().state_dir.clone();
+    let auth = Arc::new(auth::Auth::load(Some(&state_dir))?);
+    let tls = if settings.tls {
+        let dir = state_dir.join("web").join("tls");
+        let mut names = settings.names.clone();
+        if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            let h = h.trim().to_string();
+            if !h.is_empty() {
+                names.push(format!("{h}.local"));
+                names.push(h);
+            }
+        }
+        names.push("localhost".into());
+        names.push(addr.ip().to_string());
+        Some(tls::load_or_create(&dir, &names)?)
+    } else {
+        None
+    };
+    let fingerprint = tls.as_ref().map(|c| c.fingerprint.clone());
+    let (status_tx, status_rx) = watch::channel::<Arc<str>>(Arc::from("{}"));
+    let panel = Arc::new(api::Panel {
+        handle: handle.clone(),
+        auth: auth.clone(),
+        status: status_rx,
+        started_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+        fingerprint: fingerprint.clone(),
+        shutdown: shutdown.clone(),
+        anonymous_metrics: settings.anonymous_metrics,
+    });
+    let mut tasks = vec![tokio::spawn(publish_status(
+        handle,
+        status_tx,
+        shutdown.clone(),
+    ))];
+    let hosts = Arc::new(guard::Hosts::new(&settings.names));
+    let app = router(panel).layer(axum::middleware::from_fn_with_state(
+        hosts.clone(),
+        guard::check,
+    ));
+    let limiter = limits::ConnLimiter::new(
+        settings.max_connections,
+        settings.max_connections_per_client,
+    );
     let opts = listener::ServeOptions {
-        limiter: limits::ConnLimiter::new(
-            settings.max_connections,
-            settings.max_connections_per_client,
-        ),
-        tls: None,
+        limiter: limiter.clone(),
+        tls: tls.as_ref().map(|c| c.config.clone()),
         name: "panel",
     };
-    listener::bind_and_serve(addr, app, opts, shutdown).await
-}
-
-fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/api/status", get(status))
-        .route("/api/energy/report", get(report))
-        .route("/api/signals/{name}", put(set_signal))
-        .route("/api/override", post(set_override))
-        .fallback(not_found)
-        .with_state(state)
-}
-
-async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "no such page")
-}
-
-/// Longest manual pause, minutes: a week.
-pub const MAX_PAUSE_MINUTES: u32 = 7 * 24 * 60;
-
-fn error(code: StatusCode, message: impl Into<String>) -> Response {
-    (code, Json(json!({ "error": message.into() }))).into_response()
-}
-
-fn mode_json(mode: &Mode) -> Value {
-    match mode {
-        Mode::Run => json!({ "mode": "run" }),
-        Mode::Limit(w) => json!({ "mode": "limit", "watts": w }),
-        Mode::Pause => json!({ "mode": "pause" }),
-    }
-}
-
-async fn status(State(s): State<ApiState>) -> Json<Value> {
-    let snap = s.snapshot();
-    let c = &snap.shares;
-    let engine = &snap.energy;
-    let verdict = &engine.verdict;
-    let pools: Vec<Value> = c
-        .pools
-        .iter()
-        .map(|p| {
-            json!({
-                "id": p.id,
-                "url": p.url,
-                "user": p.user,
-                "state": match p.state {
-                    PoolState::Connecting => "connecting",
-                    PoolState::Healthy => "healthy",
-                    PoolState::Disabled => "disabled",
-                    PoolState::Off => "off",
-                },
-                "plugin": p.plugin,
-                "accepted": p.accepted,
-                "rejected": p.rejected,
-                "stale": p.stale,
-                "throttled": p.throttled,
-                "in_flight": p.in_flight,
-                "connects": p.connects,
-                "last_disconnect": p.last_disconnect,
-                "plugin_restarts": p.plugin_restarts,
-                "plugin_error": p.plugin_error,
-                "disabled": p.disabled,
-            })
-        })
-        .collect();
-    let policies: Vec<Value> = engine
-        .policies
-        .iter()
-        .map(|p| json!({ "name": p.name, "enabled": p.enabled, "failures": p.failures, "last_error": p.last_error }))
-        .collect();
-    Json(json!({
-        "version": snap.version,
-        "uptime_secs": snap.uptime_secs,
-        "hashrate_hs": { "10s": snap.hashrate_10s_hs, "1m": snap.hashrate_1m_hs },
-        "shares": {
-            "accepted": c.accepted,
-            "rejected": c.rejected,
-            "stale": c.stale,
-            "throttled": c.throttled,
-            "hardware_errors": c.hardware_errors,
-            "in_flight": c.in_flight,
-            "blocks": c.blocks,
-        },
-        "active_pool": c.active_pool,
-        "pools": pools,
-        "devices": serde_json::to_value(&snap.devices).unwrap_or(Value::Null),
-        "mining": {
-            "decision": mode_json(&verdict.mode),
-            "by": verdict.by,
-            "reason": verdict.reason,
-            "summary": verdict.to_string(),
-            "since_utc_ms": verdict.since_ms,
-        },
-        "policies": policies,
-        "power": { "watts": snap.power_w, "source": snap.power_source },
-    }))
-}
-
-#[derive(Deserialize)]
-struct ReportQuery {
-    period: Option<String>,
-    format: Option<String>,
-}
-
-async fn report(State(s): State<ApiState>, Query(q): Query<ReportQuery>) -> Response {
-    let period = match q
-        .period
-        .as_deref()
-        .unwrap_or("day")
-        .parse::<hashwatt_energy::Period>()
-    {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let report = s.energy().report(period);
-    match q.format.as_deref().unwrap_or("json") {
-        "json" => Json(report).into_response(),
-        "csv" => (
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            report.to_csv(),
-        )
-            .into_response(),
-        other => error(
-            StatusCode::BAD_REQUEST,
-            format!("format must be json or csv, not {other:?}"),
-        ),
-    }
-}
-
-async fn set_signal(State(s): State<ApiState>, Path(name): Path<String>, body: String) -> Response {
-    let value: f64 = match body.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() => v,
-        Ok(v) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("a signal value must be a finite number, not {v}"),
-            );
+    let (bound, task) = listener::bind_and_serve(addr, app, opts, shutdown.clone()).await?;
+    tasks.push(task);
+    let redirect_addr = match settings.redirect_listen {
+        Some(raddr) if tls.is_some() => {
+            let port = bound.port();
+            let redirect = Router::new()
+                .fallback(move |headers: axum::http::HeaderMap, uri: Uri| async move {
+                    redirect_to_https(&headers, &uri, port)
+                })
+                .layer(axum::middleware::from_fn_with_state(hosts, guard::check));
+            let opts = listener::ServeOptions {
+                limiter,
+                tls: None,
+                name: "redirect",
+            };
+            let (rbound, rtask) = listener::bind_and_serve(raddr, redirect, opts, shutdown)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot listen for the HTTP redirect on {raddr}: {e}")
+                })?;
+            tasks.push(rtask);
+            Some(rbound)
         }
-        Err(_) => return error(StatusCode::BAD_REQUEST, "body must be a number"),
+        _ => None,
     };
-    match s.execute(Command::SetSignal { name, value }).await {
-        Ok(_) => (StatusCode::NO_CONTENT, "").into_response(),
-        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    Ok(Started {
+        addr: bound,
+        redirect_addr,
+        auth,
+        fingerprint,
+        tasks,
+    })
+}
+
+/// Serialises the snapshot once a second for every event stream.
+async fn publish_status(
+    handle: Handle,
+    tx: watch::Sender<Arc<str>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if tx.receiver_count() > 1 || tx.borrow().len() <= 2 {
+            match serde_json::to_string(&handle.snapshot()) {
+                Ok(json) => {
+                    tx.send_replace(Arc::from(json));
+                }
+                Err(e) => tracing::warn!("cannot serialise the status: {e}"),
+            }
+        }
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OverrideRequest {
-    /// true: pause; false: clear the override.
-    pause: bool,
-    /// Pause for this many minutes (none: until cleared).
-    minutes: Option<u32>,
-}
-
-async fn set_override(State(s): State<ApiState>, body: axum::body::Bytes) -> Response {
-    let req: OverrideRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid override request: {e}"),
-            );
+/// `http://host[:port]/path` → `https://host:port/path`.
+fn redirect_to_https(headers: &axum::http::HeaderMap, uri: &Uri, port: u16) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let name = match host.rsplit_once(':') {
+        Some((n, p)) if !n.ends_with(']') || host.starts_with('[') => {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                n
+            } else {
+                host
+            }
         }
+        _ => host,
     };
-    if let Some(m) = req.minutes
-        && !(1..=MAX_PAUSE_MINUTES).contains(&m)
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "minutes must be in 1..={MAX_PAUSE_MINUTES} (a week), not {m}; leave it out to pause until resumed"
-            ),
-        );
-    }
-    let command = if req.pause {
-        Command::Pause {
-            minutes: req.minutes,
-        }
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let target = if port == 443 {
+        format!("https://{name}{path}")
     } else {
-        Command::Resume
+        format!("https://{name}:{port}{path}")
     };
-    match s.execute(command).await {
-        Ok(summary) => Json(json!({ "mining": summary })).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    match HeaderValue::from_str(&target) {
+        Ok(v) => (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, v)]).into_response(),
+        Err(_) => (StatusCode::BAD_REQUEST, "bad Host").into_response(),
     }
+}
+
+fn router(panel: api::PanelState) -> Router {
+    Router::new()
+        .route("/metrics", get(api::metrics).with_state(panel.clone()))
+        .merge(api::router(panel))
+        .fallback(assets::serve)
 }
