@@ -133,6 +133,19 @@ enum BenchCommand {
         #[arg(long, conflicts_with_all = ["backend", "threads"])]
         ablation: bool,
     },
+    /// The panel and APIs under load: dashboard size, REST latency with
+    /// many clients, `/metrics` render time, hashrate cost of live streams.
+    Api {
+        /// Concurrent REST clients and event streams.
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Requests per REST client.
+        #[arg(long, default_value_t = 50)]
+        requests: usize,
+        /// Seconds per hashrate measurement.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Plugin call overhead, notify-to-work latency, instantiation, cached load, RSS.
     Plugin {
         /// Calls per measurement.
@@ -441,6 +454,13 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             } else {
                 println!("{report}");
             }
+        }
+        BenchCommand::Api {
+            clients,
+            requests,
+            seconds,
+        } => {
+            print!("{}", hashwatt::web::bench::run(clients, requests, seconds)?);
         }
         BenchCommand::Plugin { iterations } => {
             println!("{}", hashwatt::plugin::bench::run(iterations)?);

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod bench;
 pub mod cgminer;
 pub mod esp_miner;
 pub mod guard;
