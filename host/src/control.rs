@@ -94,6 +94,12 @@ pub enum Command {
         /// The package directory (plugin.wasm, plugin.toml, plugin.sig).
         dir: PathBuf,
     },
+    /// Installs a signed plugin package uploaded as one `.hwpkg` file (see
+    /// [`crate::plugin::archive`]); verified exactly like [`Self::InstallPlugin`].
+    InstallPluginPackage {
+        /// The `.hwpkg` bytes (at most [`crate::plugin::archive::MAX_PACKAGE_BYTES`]).
+        bytes: Vec<u8>,
+    },
     /// Removes an installed plugin package that no pool or policy uses.
     RemovePlugin {
         /// The package name.
@@ -695,6 +701,19 @@ impl Appliance {
                 let state_dir = current.state_dir.clone();
                 let installed = tokio::task::spawn_blocking(move || {
                     crate::plugin::cli::install(&dir2, &state_dir, &trust)
+                })
+                .await
+                .map_err(|e| CommandError::Failed(e.to_string()))?
+                .map_err(|e| CommandError::Failed(format!("{e:#}")))?;
+                let m = &installed.package.manifest;
+                return Ok(format!("installed {} {} ({})", m.name, m.version, m.kind));
+            }
+            Command::InstallPluginPackage { bytes } => {
+                let trust = crate::plugin::package::Trust::from_config(&current)
+                    .map_err(|e| CommandError::Failed(format!("{e:#}")))?;
+                let state_dir = current.state_dir.clone();
+                let installed = tokio::task::spawn_blocking(move || {
+                    crate::plugin::cli::install_archive(&bytes, &state_dir, &trust)
                 })
                 .await
                 .map_err(|e| CommandError::Failed(e.to_string()))?
