@@ -27,6 +27,7 @@ use crate::policy::arbiter::Override;
 use crate::policy::clock::{Clock, SystemClock};
 use crate::policy::engine::PolicyEngine;
 use crate::policy::signal::SignalHub;
+use crate::pool::probe::{PoolTest, ProbeDeadlines};
 use crate::pool::{PoolDriver, PoolSelector};
 use crate::state::{DeviceSnapshot, Snapshot};
 use crate::status::{HashrateMeter, PoolState, Status};
@@ -92,6 +93,12 @@ pub enum Command {
     InstallPlugin {
         /// The package directory (plugin.wasm, plugin.toml, plugin.sig).
         dir: PathBuf,
+    },
+    /// Installs a signed plugin package uploaded as one `.hwpkg` file (see
+    /// [`crate::plugin::archive`]); verified exactly like [`Self::InstallPlugin`].
+    InstallPluginPackage {
+        /// The `.hwpkg` bytes (at most [`crate::plugin::archive::MAX_PACKAGE_BYTES`]).
+        bytes: Vec<u8>,
     },
     /// Removes an installed plugin package that no pool or policy uses.
     RemovePlugin {
@@ -174,7 +181,13 @@ pub struct Appliance {
     shutdown: watch::Receiver<bool>,
     started: Instant,
     restart: tokio::sync::Notify,
+    /// Test connections that may run at once (each holds a plugin
+    /// instance and a socket), so the panel cannot be used to open many.
+    probes: tokio::sync::Semaphore,
 }
+
+/// Test connections that may run at the same time.
+const MAX_CONCURRENT_PROBES: usize = 2;
 
 /// The handle front ends hold.
 pub type Handle = Arc<Appliance>;
@@ -227,6 +240,7 @@ impl Appliance {
             shutdown,
             started: Instant::now(),
             restart: tokio::sync::Notify::new(),
+            probes: tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES),
         })
     }
 
@@ -403,6 +417,75 @@ impl Appliance {
             energy,
             power_w,
             power_source,
+        }
+    }
+
+    /// Tries `pool` once, without saving or mining on it: connects through
+    /// the plugin a pool entry with these settings would use, waits for
+    /// subscription, authorization and the first job, then disconnects
+    /// (15 s at most). Never touches the running pools or their shares.
+    pub async fn test_pool(&self, pool: PoolEntry) -> PoolTest {
+        self.test_pool_with(pool, ProbeDeadlines::default()).await
+    }
+
+    /// [`Self::test_pool`] with the step deadlines given (tests use short ones).
+    pub async fn test_pool_with(&self, pool: PoolEntry, deadlines: ProbeDeadlines) -> PoolTest {
+        let Ok(_permit) = self.probes.try_acquire() else {
+            return PoolTest::refused(
+                "other test connections are running; try again when they have finished",
+            );
+        };
+        if pool.user.trim().is_empty() {
+            return PoolTest::refused("a worker name (user) is needed to test a pool");
+        }
+        let config = self.config();
+        let loaded = crate::plugin::call_blocking(|| self.prepare_pool(&config, &pool));
+        let (plugin, label) = match loaded {
+            Ok(p) => p,
+            Err(e) => return PoolTest::refused(format!("cannot load the pool's plugin: {e:#}")),
+        };
+        let schemes = plugin.url_schemes().unwrap_or_default();
+        if !schemes.contains(&pool.url.scheme) {
+            return PoolTest::refused(format!(
+                "plugin {label} does not speak {}:// (it speaks {})",
+                pool.url.scheme,
+                schemes.join(", ")
+            ));
+        }
+        if !plugin.allows_endpoint(&pool.url.host, pool.url.port) {
+            return PoolTest::refused(format!(
+                "plugin {label} may not connect to {}:{} (its manifest's pool_endpoints)",
+                pool.url.host, pool.url.port
+            ));
+        }
+        let limits = Limits {
+            call_timeout: Duration::from_millis(config.plugin_limits.call_timeout_ms),
+            memory_bytes: config.plugin_limits.memory_mib << 20,
+            ..Limits::default()
+        };
+        let settings = crate::plugin::pool::settings_map(&pool.settings);
+        let json = crate::plugin::pool::settings_json(&settings);
+        match plugin.validate_settings(&json, limits.clone()) {
+            Ok(Ok(())) => {}
+            Ok(Err(m)) => {
+                return PoolTest::refused(format!("plugin {label} refused the settings: {m}"));
+            }
+            Err(e) => return PoolTest::refused(format!("plugin {label} failed: {e}")),
+        }
+        let pool_config = crate::plugin::pool::PoolConfig {
+            url: pool.url.url.clone(),
+            host: pool.url.host.clone(),
+            port: pool.url.port,
+            user: pool.user.clone(),
+            password: pool.password.clone(),
+            user_agent: self.wiring.user_agent.clone(),
+            version_rolling: self.miner.can_roll_version(),
+            settings,
+        };
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            test = crate::pool::probe::probe(&plugin, pool_config, limits, deadlines) => test,
+            _ = shutdown.wait_for(|s| *s) => PoolTest::refused("the appliance is shutting down"),
         }
     }
 
@@ -618,6 +701,19 @@ impl Appliance {
                 let state_dir = current.state_dir.clone();
                 let installed = tokio::task::spawn_blocking(move || {
                     crate::plugin::cli::install(&dir2, &state_dir, &trust)
+                })
+                .await
+                .map_err(|e| CommandError::Failed(e.to_string()))?
+                .map_err(|e| CommandError::Failed(format!("{e:#}")))?;
+                let m = &installed.package.manifest;
+                return Ok(format!("installed {} {} ({})", m.name, m.version, m.kind));
+            }
+            Command::InstallPluginPackage { bytes } => {
+                let trust = crate::plugin::package::Trust::from_config(&current)
+                    .map_err(|e| CommandError::Failed(format!("{e:#}")))?;
+                let state_dir = current.state_dir.clone();
+                let installed = tokio::task::spawn_blocking(move || {
+                    crate::plugin::cli::install_archive(&bytes, &state_dir, &trust)
                 })
                 .await
                 .map_err(|e| CommandError::Failed(e.to_string()))?

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
+use hashwatt::plugin::archive::{self, MAX_PACKAGE_BYTES, UnpackError};
 use hashwatt::plugin::cache::{self, CacheOutcome, Rejection};
 use hashwatt::plugin::cli::{self, InstallError};
 use hashwatt::plugin::package::{
@@ -695,4 +696,286 @@ fn cli_keygen_sign_install_list_remove() {
         c,
     ]);
     assert!(!ok && err.contains("no plugin named"), "{err}");
+}
+
+// ---- Packed packages (`.hwpkg`) ----
+
+/// A tar header for `name` (written raw, so even paths the tar crate's
+/// builder refuses can be tested) of `kind` and `size`.
+fn raw_header(name: &str, kind: tar::EntryType, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    let bytes = name.as_bytes();
+    h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    h
+}
+
+/// A tar archive of `(name, kind, data)` entries.
+fn tar_of(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, data) in entries {
+        let mut h = raw_header(name, *kind, data.len() as u64);
+        if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
+            h.set_link_name("/etc/passwd").unwrap();
+            h.set_size(0);
+            h.set_cksum();
+            b.append(&h, &[][..]).unwrap();
+        } else {
+            b.append(&h, *data).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn hwpkg_pack_unpack_install_roundtrip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let k = key(1);
+    let t = trust(&[&k], false);
+    let dir = signed_package(tmp.path(), "pkg", MANIFEST, &k);
+    let packed = archive::pack(&dir).unwrap();
+    assert!(packed.signed);
+    assert_eq!(packed.manifest.name, "stratum-v1");
+    assert!(packed.bytes.len() as u64 <= MAX_PACKAGE_BYTES);
+    // Reproducible: the same directory packs to the same bytes.
+    assert_eq!(archive::pack(&dir).unwrap().bytes, packed.bytes);
+
+    let out = tmp.path().join("unpacked");
+    archive::unpack(&packed.bytes, &out).unwrap();
+    for f in [MANIFEST_FILE, WASM_FILE, SIG_FILE] {
+        assert_eq!(
+            fs::read(out.join(f)).unwrap(),
+            fs::read(dir.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 3);
+    package::load_package(&out, &t).unwrap();
+
+    let installed = cli::install_archive(&packed.bytes, &state, &t).unwrap();
+    assert_eq!(installed.package.manifest.version.to_string(), "1.0.0");
+    assert_eq!(
+        installed.package.signer.as_deref(),
+        Some(package::key_id(&k.verifying_key()).as_str())
+    );
+    cli::load_installed(&state, "stratum-v1", &t).unwrap();
+    assert_eq!(
+        hidden_entries(&state.join("plugins")).len(),
+        1,
+        "only the live version; the unpacked copy is gone"
+    );
+
+    // The same verification as a directory: an untrusted key, a tampered
+    // component and a missing signature are refused, and leave nothing.
+    let untrusted = cli::install_archive(&packed.bytes, &state, &trust(&[&key(9)], false));
+    assert!(
+        matches!(
+            untrusted,
+            Err(InstallError::Package(PackageError::UnknownKey { .. }))
+        ),
+        "{untrusted:?}"
+    );
+    let mut tampered = packed.bytes.clone();
+    let at = tampered
+        .windows(4)
+        .position(|w| w == b"\0asm")
+        .expect("the component is in the archive");
+    tampered[at + 100] ^= 0xff;
+    let e = cli::install_archive(&tampered, &state, &t).unwrap_err();
+    assert!(
+        matches!(e, InstallError::Package(PackageError::TamperedWasm { .. })),
+        "{e:?}"
+    );
+    let unsigned = archive::pack(&unsigned_package(tmp.path(), "u", MANIFEST)).unwrap();
+    assert!(!unsigned.signed);
+    let e = cli::install_archive(&unsigned.bytes, &state, &t).unwrap_err();
+    assert!(
+        matches!(e, InstallError::Package(PackageError::MissingSignature(_))),
+        "{e:?}"
+    );
+    assert_eq!(hidden_entries(&state.join("plugins")).len(), 1);
+    let still = cli::load_installed(&state, "stratum-v1", &t).unwrap();
+    assert_eq!(still.manifest.version.to_string(), "1.0.0");
+}
+
+#[test]
+fn hwpkg_malformed_archives_are_refused_with_typed_errors() {
+    use tar::EntryType as T;
+    let tmp = tempfile::tempdir().unwrap();
+    let m = MANIFEST.as_bytes();
+    let w = builtin::STRATUM_V1;
+    let big = vec![b'#'; (package::MAX_MANIFEST_BYTES + 1) as usize];
+    type Case = (&'static str, Vec<u8>, fn(&UnpackError) -> bool);
+    let cases: Vec<Case> = vec![
+        (
+            "symlink",
+            tar_of(&[(MANIFEST_FILE, T::Regular, m), (WASM_FILE, T::Symlink, b"")]),
+            |e| matches!(e, UnpackError::Link { .. }),
+        ),
+        (
+            "hard link",
+            tar_of(&[(MANIFEST_FILE, T::Regular, m), (WASM_FILE, T::Link, b"")]),
+            |e| matches!(e, UnpackError::Link { .. }),
+        ),
+        ("device", tar_of(&[(WASM_FILE, T::Char, b"")]), |e| {
+            matches!(e, UnpackError::Device { .. })
+        }),
+        ("block device", tar_of(&[(WASM_FILE, T::Block, b"")]), |e| {
+            matches!(e, UnpackError::Device { .. })
+        }),
+        (
+            "directory",
+            tar_of(&[("plugins/", T::Directory, b"")]),
+            |e| matches!(e, UnpackError::NotAFile { .. }),
+        ),
+        ("fifo", tar_of(&[(SIG_FILE, T::Fifo, b"")]), |e| {
+            matches!(e, UnpackError::NotAFile { .. })
+        }),
+        (
+            "parent dir",
+            tar_of(&[("../plugin.wasm", T::Regular, w)]),
+            |e| matches!(e, UnpackError::UnsafePath { .. }),
+        ),
+        (
+            "absolute",
+            tar_of(&[("/tmp/plugin.wasm", T::Regular, w)]),
+            |e| matches!(e, UnpackError::UnsafePath { .. }),
+        ),
+        (
+            "duplicate",
+            tar_of(&[
+                (MANIFEST_FILE, T::Regular, m),
+                (WASM_FILE, T::Regular, w),
+                ("./plugin.toml", T::Regular, m),
+            ]),
+            |e| matches!(e, UnpackError::Duplicate { .. }),
+        ),
+        (
+            "extra file",
+            tar_of(&[
+                (MANIFEST_FILE, T::Regular, m),
+                (WASM_FILE, T::Regular, w),
+                ("README", T::Regular, b"hi"),
+            ]),
+            |e| matches!(e, UnpackError::Unexpected { .. }),
+        ),
+        (
+            "nested file",
+            tar_of(&[("x/plugin.wasm", T::Regular, w)]),
+            |e| matches!(e, UnpackError::Unexpected { .. }),
+        ),
+        (
+            "missing component",
+            tar_of(&[(MANIFEST_FILE, T::Regular, m)]),
+            |e| matches!(e, UnpackError::Missing { file } if *file == WASM_FILE),
+        ),
+        (
+            "oversized entry",
+            tar_of(&[
+                (MANIFEST_FILE, T::Regular, &big),
+                (WASM_FILE, T::Regular, w),
+            ]),
+            |e| matches!(e, UnpackError::EntryTooLarge { .. }),
+        ),
+        (
+            "oversized archive",
+            vec![0u8; (MAX_PACKAGE_BYTES + 1) as usize],
+            |e| matches!(e, UnpackError::TooLarge { .. }),
+        ),
+        ("not a tar", vec![b'x'; 1024], |e| {
+            matches!(e, UnpackError::Malformed(_))
+        }),
+        (
+            "truncated",
+            {
+                let t = tar_of(&[(MANIFEST_FILE, T::Regular, m), (WASM_FILE, T::Regular, w)]);
+                t[..t.len() / 2].to_vec()
+            },
+            |e| matches!(e, UnpackError::Malformed(_)),
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        let into = tmp.path().join(what.replace(' ', "-"));
+        let e = archive::unpack(&bytes, &into).expect_err(what);
+        assert!(expected(&e), "{what}: {e:?}");
+        assert!(!e.to_string().is_empty());
+        assert!(
+            !into.exists(),
+            "{what}: nothing is written for a refused archive"
+        );
+        // Through the install path, the same typed refusal.
+        let state = tmp.path().join("state");
+        let e = cli::install_archive(&bytes, &state, &trust(&[], true)).unwrap_err();
+        assert!(
+            matches!(&e, InstallError::Archive(a) if expected(a)),
+            "{what}: {e:?}"
+        );
+    }
+    // A good archive still unpacks next to those refusals.
+    let good = tar_of(&[
+        (MANIFEST_FILE, T::Regular, m),
+        ("./plugin.wasm", T::Regular, w),
+    ]);
+    archive::unpack(&good, &tmp.path().join("good")).unwrap();
+}
+
+#[test]
+fn cli_pack_and_install_a_hwpkg() {
+    use std::process::Command;
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hashwatt"))
+            .arg("plugin")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let k = key(3);
+    let dir = signed_package(tmp.path(), "pkg", MANIFEST, &k);
+    let file = tmp.path().join("stratum.hwpkg");
+    let (ok, out, err) = run(&[
+        "pack".as_ref(),
+        dir.as_os_str(),
+        "-o".as_ref(),
+        file.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("packed stratum-v1 1.0.0 (pool)"), "{out}");
+    assert_eq!(fs::read(&file).unwrap(), archive::pack(&dir).unwrap().bytes);
+
+    let state = tmp.path().join("state");
+    let config = tmp.path().join("hashwatt.toml");
+    fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\ntrusted_keys = [\"{}\"]\n[[pools]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\nuser = \"w\"\n",
+            state.display().to_string(),
+            package::public_key_hex(&k.verifying_key())
+        ),
+    )
+    .unwrap();
+    let c = config.as_os_str();
+    let (ok, out, err) = run(&["install".as_ref(), file.as_os_str(), "--config".as_ref(), c]);
+    assert!(ok, "{err}");
+    assert!(out.contains("installed stratum-v1 1.0.0 (pool)"), "{out}");
+    let t = trust(&[&k], false);
+    cli::load_installed(&state, "stratum-v1", &t).unwrap();
+
+    // A file that is no package is refused with the reason.
+    let junk = tmp.path().join("junk.hwpkg");
+    fs::write(&junk, vec![b'x'; 1024]).unwrap();
+    let (ok, _, err) = run(&["install".as_ref(), junk.as_os_str(), "--config".as_ref(), c]);
+    assert!(
+        !ok && err.contains("not a valid plugin package archive"),
+        "{err}"
+    );
 }

@@ -50,6 +50,9 @@ pub enum InstallError {
     /// No plugin of that name is installed.
     #[error("no plugin named `{0}` is installed")]
     NotInstalled(String),
+    /// A packed package (`.hwpkg`) was refused before verification.
+    #[error(transparent)]
+    Archive(#[from] super::archive::UnpackError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
@@ -78,9 +81,18 @@ pub enum PluginCommand {
         /// The package directory.
         dir: PathBuf,
     },
+    /// Pack a package directory (plugin.toml, plugin.wasm, plugin.sig) into
+    /// one `.hwpkg` file, to copy or upload as a unit.
+    Pack {
+        /// The package directory.
+        dir: PathBuf,
+        /// Where to write the package (default: `<name>.hwpkg` here).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
     /// Verify a package and install it into the state directory.
     Install {
-        /// The package directory.
+        /// The package: a directory, or a `.hwpkg` file from `pack`.
         package: PathBuf,
         /// Configuration file (for state_dir and trusted keys).
         #[arg(long, short)]
@@ -128,10 +140,38 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
                 hex::encode(sig.wasm_sha256)
             )?;
         }
+        PluginCommand::Pack { dir, out: path } => {
+            let packed = super::archive::pack(&dir)?;
+            let m = &packed.manifest;
+            let path = path.unwrap_or_else(|| {
+                PathBuf::from(format!("{}.{}", m.name, super::archive::PACKAGE_EXTENSION))
+            });
+            super::archive::write_package(&path, &packed.bytes)?;
+            writeln!(
+                out,
+                "packed {} {} ({}) into {} ({} bytes)",
+                m.name,
+                m.version,
+                m.kind,
+                path.display(),
+                packed.bytes.len()
+            )?;
+            if !packed.signed {
+                eprintln!(
+                    "warning: {} has no {SIG_FILE}; it installs only where unsigned plugins are allowed",
+                    dir.display()
+                );
+            }
+        }
         PluginCommand::Install { package, config } => {
             let config = Config::load(&config)?;
             let trust = Trust::from_config(&config)?;
-            let installed = install(&package, &config.state_dir, &trust)?;
+            let installed = if package.is_file() {
+                let bytes = super::archive::read_package(&package)?;
+                install_archive(&bytes, &config.state_dir, &trust)?
+            } else {
+                install(&package, &config.state_dir, &trust)?
+            };
             let m = &installed.package.manifest;
             writeln!(
                 out,
@@ -230,6 +270,31 @@ pub fn install(
         path,
         cache,
     })
+}
+
+/// Installs a packed package (`.hwpkg` bytes, e.g. uploaded through the
+/// panel) exactly like a directory: it is unpacked into a private
+/// directory under `<state_dir>/plugins/` (which a crash leaves for
+/// [`super::clean_state_dir`]), verified and installed by [`install`],
+/// and the unpacked copy is removed whatever the outcome.
+pub fn install_archive(
+    bytes: &[u8],
+    state_dir: &Path,
+    trust: &Trust,
+) -> Result<Installed, InstallError> {
+    let plugins = plugins_dir(state_dir);
+    fs::create_dir_all(&plugins).map_err(io_err(&plugins))?;
+    // `_` cannot occur in a plugin name, so this is never a version directory.
+    let temp = plugins.join(format!("._unpack.{}", hashwatt_state::unique_suffix()));
+    let result = super::archive::unpack(bytes, &temp)
+        .map_err(InstallError::from)
+        .and_then(|()| install(&temp, state_dir, trust));
+    if let Err(e) = fs::remove_dir_all(&temp)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %temp.display(), "cannot remove an unpacked package: {e}");
+    }
+    result
 }
 
 /// Writes one file of a staged package and flushes it to disk.

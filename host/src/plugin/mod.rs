@@ -8,6 +8,7 @@
 //! interruption. Everything they want done comes back as actions that the
 //! host validates before acting on them.
 
+pub mod archive;
 pub mod bench;
 pub mod builtin;
 pub mod cache;

@@ -3,6 +3,7 @@
 
 mod backoff;
 mod failover;
+pub mod probe;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
