@@ -127,7 +127,11 @@ async fn status_signals_reports_pools_and_override_over_http() {
             .await;
         assert_eq!(code, 204, "{body}");
         assert!(
-            common::wait_for(Duration::from_secs(10), || app.verdict().by == "grid-emergency").await
+            common::wait_for(Duration::from_secs(10), || {
+                app.verdict().by == "grid-emergency"
+                    && matches!(app.verdict().mode, hashwatt::policy::Mode::Pause)
+            })
+            .await
         );
         let s = api.json("/api/v1/status").await;
         assert!(
@@ -222,6 +226,38 @@ async fn status_signals_reports_pools_and_override_over_http() {
         assert_eq!(code, 204);
         let (code, _) = api.call("DELETE", &format!("/api/v1/pools/{id}"), None).await;
         assert_eq!(code, 404);
+
+        // Test connection: every step against the devpool; refused where nothing listens.
+        let (code, body) = api
+            .call(
+                "POST",
+                "/api/v1/pools/test",
+                Some(json!({"url": format!("stratum+tcp://{}", pool.local_addr()), "user": "probe"})),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let t: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(t["ok"], true, "{t}");
+        assert_eq!(t["steps"].as_array().unwrap().len(), 4, "{t}");
+        let (code, body) = api
+            .call("POST", "/api/v1/pools/test", Some(json!({"url": "stratum+tcp://127.0.0.1:9", "user": "w"})))
+            .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["ok"], false, "{body}");
+
+        // A plugin upload that is not a package: refused, nothing installed.
+        let (code, _, body) = send(
+            "POST",
+            format!("{}/api/v1/plugins", api.base),
+            vec![
+                ("Authorization".into(), format!("Bearer {}", api.token)),
+                ("Content-Type".into(), "application/octet-stream".into()),
+            ],
+            Some("not a tar".into()),
+        )
+        .await;
+        assert!((400..500).contains(&code), "{code}: {body}");
+        assert!(body.contains("\"error\""), "{body}");
 
         // Policies: listed with their verdict, disabled and enabled.
         let policies = api.json("/api/v1/policies").await;

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use utoipa::{OpenApi, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::auth::{ADMIN, Auth, AuthError, Principal, Scope, TokenInfo};
@@ -282,6 +282,13 @@ pub fn router(panel: PanelState) -> Router {
         .routes(routes!(list_pools, add_pool))
         .routes(routes!(edit_pool, remove_pool))
         .routes(routes!(move_pool))
+        .routes(routes!(test_pool))
+        .routes(
+            routes!(upload_plugin).layer(axum::extract::DefaultBodyLimit::max(
+                usize::try_from(crate::plugin::archive::MAX_PACKAGE_BYTES).unwrap_or(usize::MAX),
+            )),
+        )
+        .routes(routes!(remove_plugin))
         .routes(routes!(list_policies, add_policy))
         .routes(routes!(configure_policy, remove_policy))
         .routes(routes!(enable_policy))
@@ -820,6 +827,103 @@ async fn move_pool(
         })
         .await?;
     Ok(Json(json!({ "message": msg })))
+}
+
+/// A pool to try once: the fields of a pool, or `id` to reuse a stored
+/// pool's password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolTestRequest {
+    /// A configured pool whose stored password is used when none is given.
+    pub id: Option<u64>,
+    /// `scheme://host:port[/path]`.
+    pub url: String,
+    /// Worker name.
+    pub user: String,
+    /// Password (absent: the stored one of `id`, or none).
+    pub password: Option<String>,
+    /// An installed plugin; null for the one the scheme selects.
+    pub plugin: Option<String>,
+    /// Settings for the plugin.
+    #[schema(value_type = Object)]
+    pub settings: Option<Value>,
+}
+
+#[utoipa::path(post, path = "/api/v1/pools/test", request_body = PoolTestRequest,
+    responses((status = 200, body = crate::pool::probe::PoolTest), (status = 400, body = ErrorBody)))]
+async fn test_pool(
+    State(p): State<PanelState>,
+    _: Admin,
+    Body(req): Body<PoolTestRequest>,
+) -> ApiResult<Json<crate::pool::probe::PoolTest>> {
+    let keep = match req.id {
+        Some(id) => Some(stored_pool(&p, id).await?.password),
+        None => None,
+    };
+    let pool = PoolRequest {
+        url: req.url,
+        user: req.user,
+        password: req.password,
+        plugin: req.plugin,
+        enabled: Some(true),
+        settings: req.settings,
+        position: None,
+    }
+    .entry(keep.as_deref())?;
+    Ok(Json(p.handle.test_pool(pool).await))
+}
+
+/// `POST /api/v1/plugins`: the body is a `.hwpkg` file.
+#[utoipa::path(post, path = "/api/v1/plugins",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "a package made by `hashwatt plugin pack`"),
+    responses((status = 201, body = Value), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn upload_plugin(
+    State(p): State<PanelState>,
+    _: Admin,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ctype.starts_with("application/octet-stream") {
+        return Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the package as application/octet-stream".into(),
+        ));
+    }
+    let bytes = body.map_err(|e| {
+        ApiError(
+            e.status(),
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "a package is at most {} bytes",
+                    crate::plugin::archive::MAX_PACKAGE_BYTES
+                )
+            } else {
+                e.body_text()
+            },
+        )
+    })?;
+    let message = p
+        .handle
+        .execute(Command::InstallPluginPackage {
+            bytes: bytes.to_vec(),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "message": message }))))
+}
+
+#[utoipa::path(delete, path = "/api/v1/plugins/{name}", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody)))]
+async fn remove_plugin(
+    State(p): State<PanelState>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    p.handle.execute(Command::RemovePlugin { name }).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---------------------------------------------------------------- policies
