@@ -54,6 +54,7 @@ pub struct App {
     handle: Handle,
     api_addr: Option<std::net::SocketAddr>,
     esp_miner_addr: Option<std::net::SocketAddr>,
+    cgminer_addr: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     started: Instant,
@@ -262,6 +263,26 @@ impl App {
         };
         // --- end of the ESP-Miner-compatible surface.
 
+        // --- cgminer-compatible API (opt-in): TCP 4028, its own listener.
+        let cgminer_addr = if config.cgminer.enabled {
+            let s = &config.cgminer;
+            let (bound, task) =
+                crate::web::cgminer::start(s.listen, s, handle.clone(), shutdown_rx.clone())
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot listen for the cgminer-compatible API on {}",
+                            s.listen
+                        )
+                    })?;
+            info!(%bound, privileged = s.privileged.len(), "cgminer-compatible API listening");
+            tasks.push(task);
+            Some(bound)
+        } else {
+            None
+        };
+        // --- end of the cgminer-compatible API.
+
         tasks.push(tokio::spawn(report(
             handle.clone(),
             Duration::from_secs(config.status_interval_secs),
@@ -271,6 +292,7 @@ impl App {
             handle,
             api_addr,
             esp_miner_addr,
+            cgminer_addr,
             shutdown,
             tasks,
             started,
@@ -340,6 +362,11 @@ impl App {
     /// Where the ESP-Miner-compatible API listens, if enabled.
     pub fn esp_miner_addr(&self) -> Option<std::net::SocketAddr> {
         self.esp_miner_addr
+    }
+
+    /// Where the cgminer-compatible API listens, if enabled.
+    pub fn cgminer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.cgminer_addr
     }
 
     /// Time since start.
