@@ -55,6 +55,7 @@ pub struct App {
     api_addr: Option<std::net::SocketAddr>,
     web_auth: Option<std::sync::Arc<crate::web::auth::Auth>>,
     esp_miner_addr: Option<std::net::SocketAddr>,
+    cgminer_addr: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     started: Instant,
@@ -278,6 +279,26 @@ impl App {
         };
         // --- end of the ESP-Miner-compatible surface.
 
+        // --- cgminer-compatible API (opt-in): TCP 4028, its own listener.
+        let cgminer_addr = if config.cgminer.enabled {
+            let s = &config.cgminer;
+            let (bound, task) =
+                crate::web::cgminer::start(s.listen, s, handle.clone(), shutdown_rx.clone())
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot listen for the cgminer-compatible API on {}",
+                            s.listen
+                        )
+                    })?;
+            info!(%bound, privileged = s.privileged.len(), "cgminer-compatible API listening");
+            tasks.push(task);
+            Some(bound)
+        } else {
+            None
+        };
+        // --- end of the cgminer-compatible API.
+
         tasks.push(tokio::spawn(report(
             handle.clone(),
             Duration::from_secs(config.status_interval_secs),
@@ -288,6 +309,7 @@ impl App {
             api_addr,
             web_auth,
             esp_miner_addr,
+            cgminer_addr,
             shutdown,
             tasks,
             started,
@@ -362,6 +384,11 @@ impl App {
     /// Where the ESP-Miner-compatible API listens, if enabled.
     pub fn esp_miner_addr(&self) -> Option<std::net::SocketAddr> {
         self.esp_miner_addr
+    }
+
+    /// Where the cgminer-compatible API listens, if enabled.
+    pub fn cgminer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.cgminer_addr
     }
 
     /// Time since start.

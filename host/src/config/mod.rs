@@ -175,6 +175,11 @@ pub struct CgminerSettings {
     /// Addresses or networks (`192.168.1.0/24`) that may run privileged
     /// commands (`switchpool`, `addpool`, `restart`…).
     pub privileged: Vec<String>,
+    /// Open connections at most, all clients together: cgminer answers one
+    /// request per connection, so a fleet poller needs few.
+    pub max_connections: usize,
+    /// Open connections at most from one client address.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for CgminerSettings {
@@ -183,6 +188,8 @@ impl Default for CgminerSettings {
             enabled: false,
             listen: std::net::SocketAddr::from(([0, 0, 0, 0], 4028)),
             privileged: Vec::new(),
+            max_connections: 64,
+            max_connections_per_client: 16,
         }
     }
 }
@@ -750,6 +757,19 @@ impl Config {
                     format!("web.names[{i}]"),
                     format!("{name:?} is not a host name like hashwatt.local"),
                 ));
+            }
+        }
+        let c = &self.cgminer;
+        for (field, n, max) in [
+            ("cgminer.max_connections", c.max_connections, 65_536),
+            (
+                "cgminer.max_connections_per_client",
+                c.max_connections_per_client,
+                c.max_connections.max(1),
+            ),
+        ] {
+            if n == 0 || n > max {
+                return Err(Problem::new(field, format!("{n} is outside 1..={max}")));
             }
         }
         for (i, net) in self.cgminer.privileged.iter().enumerate() {
@@ -1539,6 +1559,11 @@ mod tests {
                 "[cgminer]\nprivileged = [\"10.0.0.0/33\"]\n",
                 "cgminer.privileged[0]",
                 "not an address",
+            ),
+            (
+                "[cgminer]\nmax_connections = 8\nmax_connections_per_client = 9\n",
+                "cgminer.max_connections_per_client",
+                "outside 1..=8",
             ),
             (
                 "[energy]\nprice_per_kwh = -1\n",
