@@ -139,7 +139,8 @@ impl App {
         let (component, outcome) =
             runtime.compile_cached(&cache_dir, "stratum-v1", builtin::STRATUM_V1)?;
         tracing::debug!(?outcome, "built-in stratum-v1 plugin loaded");
-        let builtin_plugin = PoolPluginPre::from_component(&runtime, "stratum-v1", &component)?;
+        let builtin_plugin = PoolPluginPre::from_component(&runtime, "stratum-v1", &component)?
+            .with_stats(runtime.stats_for(builtin::STRATUM_V1_STATS_KEY));
 
         let names: Vec<String> = devices.iter().map(|d| d.info().name.clone()).collect();
         let status = Arc::new(Status::new(&names));

@@ -420,6 +420,47 @@ impl Appliance {
         }
     }
 
+    /// Every plugin the appliance has (built in, installed, or a file the
+    /// configuration names) with who signed it, what uses it, its health
+    /// and its memory and call time, for the panel. Installed packages are
+    /// verified again (off the async threads), so the list shows one that
+    /// stopped verifying as `invalid` with the reason.
+    pub async fn plugins(&self) -> Vec<crate::plugin::info::PluginInfo> {
+        let config = self.config();
+        let pools: Vec<(u64, Option<String>)> = self
+            .pools
+            .lock()
+            .await
+            .iter()
+            .map(|s| (s.id, s.entry.plugin.clone()))
+            .collect();
+        let state_dir = config.state_dir.clone();
+        let trust = crate::plugin::package::Trust::from_config(&config);
+        let installed = tokio::task::spawn_blocking(move || {
+            let trust = trust
+                .map_err(|e| warn!("cannot list installed plugins: {e}"))
+                .ok()?;
+            crate::plugin::cli::list(&state_dir, &trust)
+                .map_err(|e| warn!("cannot list installed plugins: {e}"))
+                .ok()
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let pool_status = self.status.snapshot().pools;
+        let policies = self.engine.status().policies;
+        let runtime = &self.wiring.runtime;
+        crate::plugin::info::build(crate::plugin::info::Inputs {
+            config: &config,
+            pools,
+            pool_status: &pool_status,
+            policies: &policies,
+            installed,
+            stats: &|key| runtime.stats_of(key),
+        })
+    }
+
     /// Tries `pool` once, without saving or mining on it: connects through
     /// the plugin a pool entry with these settings would use, waits for
     /// subscription, authorization and the first job, then disconnects
@@ -482,6 +523,8 @@ impl Appliance {
             version_rolling: self.miner.can_roll_version(),
             settings,
         };
+        // Accounted apart: the panel's plugin figures are the running pools'.
+        let plugin = plugin.with_stats(Arc::default());
         let mut shutdown = self.shutdown.clone();
         tokio::select! {
             test = crate::pool::probe::probe(&plugin, pool_config, limits, deadlines) => test,

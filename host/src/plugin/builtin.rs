@@ -4,6 +4,10 @@
 /// The Stratum V1 pool plugin component (`plugins/stratum-v1`).
 pub const STRATUM_V1: &[u8] = include_bytes!(env!("HASHWATT_STRATUM_V1_WASM"));
 
+/// The accounting key ([`super::Runtime::stats_for`]) of the built-in
+/// Stratum V1 plugin, apart from any installed package named `stratum-v1`.
+pub(crate) const STRATUM_V1_STATS_KEY: &str = "pool-builtin:stratum-v1";
+
 /// The first-party energy policies (`plugins/<name>`), by the name a
 /// `[[policies]]` entry uses in `plugin = "…"`.
 pub const POLICIES: &[(&str, &[u8])] = &[

@@ -14,6 +14,7 @@ pub mod builtin;
 pub mod cache;
 pub mod clean;
 pub mod cli;
+pub mod info;
 pub mod loader;
 pub mod package;
 pub mod policy;
@@ -22,7 +23,9 @@ mod wake;
 
 pub use clean::{CleanReport, clean_state_dir};
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -111,6 +114,47 @@ impl Default for Limits {
     }
 }
 
+/// What the host measured about the instances of one plugin, for the
+/// operator to see which plugin costs what. Shared by every instance (and
+/// every clone of its compiled form); updated with relaxed atomics only,
+/// so the accounting adds no lock to a plugin call.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    memory_peak: AtomicU64,
+    call_nanos: AtomicU64,
+    calls: AtomicU64,
+}
+
+impl PluginStats {
+    /// The most linear memory one instance's store has held, in bytes
+    /// (its high-water mark, as the store's limiter granted it).
+    pub fn memory_peak_bytes(&self) -> u64 {
+        self.memory_peak.load(Ordering::Relaxed)
+    }
+
+    /// Wall-clock time spent in calls into the plugin, all instances.
+    pub fn call_time(&self) -> Duration {
+        Duration::from_nanos(self.call_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Calls into the plugin counted in [`Self::call_time`].
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn record_memory(&self, bytes: usize) {
+        self.memory_peak
+            .fetch_max(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Adds one call that took `d`.
+    pub(crate) fn record_call(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.call_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The per-instance host state a plugin's [`wasmtime::Store`] carries.
 pub struct PluginState {
     wasi: WasiCtx,
@@ -119,13 +163,18 @@ pub struct PluginState {
 }
 
 impl PluginState {
-    fn new(limits: &Limits) -> Self {
+    fn new(limits: &Limits, stats: Arc<PluginStats>) -> Self {
         PluginState {
             // Grants nothing: no preopened dirs, no env, no args, no network.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limiter: Limiter::new(limits),
+            limiter: Limiter::new(limits, stats),
         }
+    }
+
+    /// Where this instance's memory and call time are accounted.
+    pub(crate) fn stats(&self) -> &PluginStats {
+        &self.limiter.stats
     }
 
     /// The growth the limiter refused since the last call, if any.
@@ -182,6 +231,9 @@ struct Limiter {
     memory_bytes: usize,
     table_elements: usize,
     refused: Option<Refusal>,
+    /// Linear memory of this store now (all its memories), in bytes.
+    memory_now: usize,
+    stats: Arc<PluginStats>,
 }
 
 impl Limiter {
@@ -194,11 +246,13 @@ impl Limiter {
     /// Linear memories across those instances.
     const MEMORIES: usize = 2;
 
-    fn new(limits: &Limits) -> Self {
+    fn new(limits: &Limits, stats: Arc<PluginStats>) -> Self {
         Limiter {
             memory_bytes: limits.memory_bytes,
             table_elements: Self::TABLE_ELEMENTS,
             refused: None,
+            memory_now: 0,
+            stats,
         }
     }
 
@@ -235,7 +289,17 @@ impl ResourceLimiter for Limiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let limit = self.memory_bytes;
-        self.check(Resource::Memory, current, desired, limit, maximum)
+        let granted = self.check(Resource::Memory, current, desired, limit, maximum)?;
+        if granted {
+            // Called for a memory's creation too (from 0), so this is the
+            // store's whole linear memory.
+            self.memory_now = self
+                .memory_now
+                .saturating_sub(current)
+                .saturating_add(desired);
+            self.stats.record_memory(self.memory_now);
+        }
+        Ok(granted)
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -284,6 +348,9 @@ impl WasiView for PluginState {
 pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<PluginState>>,
+    /// Accounting per plugin (see [`Runtime::stats_for`]); locked only
+    /// when a plugin is loaded or listed, never during a call.
+    stats: Arc<Mutex<HashMap<String, Arc<PluginStats>>>>,
 }
 
 impl Runtime {
@@ -311,7 +378,22 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
+            stats: Arc::default(),
         })
+    }
+
+    /// The accounting of the plugin known as `key` (e.g. `pool:stratum-v1`,
+    /// `policy:<policy name>`), created on first use, so every load of the
+    /// same plugin (a reload, a hot-installed version) adds to one record.
+    pub fn stats_for(&self, key: &str) -> Arc<PluginStats> {
+        let mut map = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.to_string()).or_default().clone()
+    }
+
+    /// The accounting of `key` if a plugin by that key was ever loaded.
+    pub fn stats_of(&self, key: &str) -> Option<Arc<PluginStats>> {
+        let map = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).cloned()
     }
 
     /// Compiles a component from its bytes.
@@ -353,8 +435,12 @@ const SETUP_BUDGET: Duration = Duration::from_millis(200);
 
 /// A store for one plugin instance with its memory limits and epoch traps
 /// in place, plus the setup deadline (in ticks) its first calls run under.
-fn limited_store(runtime: &Runtime, limits: &Limits) -> (wasmtime::Store<PluginState>, u64) {
-    let mut store = wasmtime::Store::new(runtime.engine(), PluginState::new(limits));
+fn limited_store(
+    runtime: &Runtime,
+    limits: &Limits,
+    stats: Arc<PluginStats>,
+) -> (wasmtime::Store<PluginState>, u64) {
+    let mut store = wasmtime::Store::new(runtime.engine(), PluginState::new(limits, stats));
     store.limiter(|s| &mut s.limiter);
     store.epoch_deadline_trap();
     let setup = deadline_ticks(limits.call_timeout.max(SETUP_BUDGET));
@@ -402,8 +488,10 @@ mod tests {
             memory_bytes: 1 << 20,
             ..Limits::default()
         };
-        let mut l = Limiter::new(&limits);
+        let stats = Arc::new(PluginStats::default());
+        let mut l = Limiter::new(&limits, stats.clone());
         assert!(l.memory_growing(0, 1 << 20, None).unwrap());
+        assert_eq!(stats.memory_peak_bytes(), 1 << 20);
         assert!(l.table_growing(0, 10_000, None).unwrap());
         assert_eq!(l.refused, None);
         let e = l.memory_growing(1 << 20, 2 << 20, None).unwrap_err();
@@ -421,10 +509,37 @@ mod tests {
         // A smaller declared maximum is the bound that refused.
         let _ = l.memory_growing(0, 65_536 * 2, Some(65_536)).unwrap_err();
         assert_eq!(l.refused.map(|r| r.limit), Some(65_536));
-        let mut l = Limiter::new(&limits);
+        let mut l = Limiter::new(&limits, Arc::default());
         let e = l.table_growing(5, 20_000, None).unwrap_err();
         let reason = classify(&e, l.refused.take());
         assert!(reason.starts_with("table limit exceeded"), "{reason}");
+    }
+
+    #[test]
+    fn the_limiter_keeps_the_stores_memory_high_water_mark() {
+        let limits = Limits {
+            memory_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let stats = Arc::new(PluginStats::default());
+        let mut a = Limiter::new(&limits, stats.clone());
+        assert!(a.memory_growing(0, 64 << 10, None).unwrap());
+        assert!(a.memory_growing(0, 64 << 10, None).unwrap());
+        assert_eq!(stats.memory_peak_bytes(), 128 << 10, "two memories add up");
+        assert!(a.memory_growing(64 << 10, 512 << 10, None).unwrap());
+        // A refused growth is not memory held.
+        let _ = a.memory_growing(512 << 10, 4 << 20, None).unwrap_err();
+        assert_eq!(stats.memory_peak_bytes(), (512 + 64) << 10);
+        // Another store of the same plugin: the peak is per store.
+        let mut b = Limiter::new(&limits, stats.clone());
+        assert!(b.memory_growing(0, 64 << 10, None).unwrap());
+        assert_eq!(stats.memory_peak_bytes(), (512 + 64) << 10);
+        stats.record_call(Duration::from_micros(1500));
+        stats.record_call(Duration::from_micros(500));
+        assert_eq!(
+            (stats.calls(), stats.call_time()),
+            (2, Duration::from_millis(2))
+        );
     }
 
     #[test]

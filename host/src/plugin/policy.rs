@@ -9,8 +9,8 @@ use std::sync::Arc;
 use wasmtime::Store;
 
 use super::{
-    Limits, PluginError, PluginState, Runtime, call_blocking, deadline_ticks, describe_trap,
-    limited_store,
+    Limits, PluginError, PluginState, PluginStats, Runtime, call_blocking, deadline_ticks,
+    describe_trap, limited_store,
 };
 use crate::policy::{
     Decision, DecisionLimits, Inputs, Mode, PolicyBackend, PolicyFactory, SignalValue,
@@ -56,6 +56,8 @@ pub struct PolicyPluginPre {
     name: String,
     runtime: Runtime,
     pre: bindings::PolicyPluginPre<PluginState>,
+    /// Where its instances' memory and call time are accounted.
+    stats: Arc<PluginStats>,
 }
 
 impl PolicyPluginPre {
@@ -75,6 +77,7 @@ impl PolicyPluginPre {
             name: name.into(),
             runtime: runtime.clone(),
             pre,
+            stats: runtime.stats_for(&format!("policy:{name}")),
         })
     }
 
@@ -90,7 +93,7 @@ impl PolicyPluginPre {
         config_json: &str,
         limits: PolicyLimits,
     ) -> Result<PolicyPlugin, PluginError> {
-        let (mut store, setup) = limited_store(&self.runtime, &limits.call);
+        let (mut store, setup) = limited_store(&self.runtime, &limits.call, self.stats.clone());
         let trap = |store: &mut Store<PluginState>, e: wasmtime::Error| PluginError::Trap {
             name: self.name.clone(),
             reason: describe_trap(store, &e),
@@ -179,7 +182,10 @@ impl PolicyPlugin {
             .set_epoch_deadline(deadline_ticks(self.limits.call.call_timeout));
         let guest = self.instance.hashwatt_policy_policy();
         let store = &mut self.store;
-        let raw = match call_blocking(|| guest.call_evaluate(store, &wit_inputs)) {
+        let started = std::time::Instant::now();
+        let result = call_blocking(|| guest.call_evaluate(&mut *store, &wit_inputs));
+        self.store.data().stats().record_call(started.elapsed());
+        let raw = match result {
             Ok(d) => d,
             Err(e) => {
                 let reason = describe_trap(&mut self.store, &e);

@@ -13,8 +13,8 @@ use wasmtime::component::ResourceAny;
 
 pub use super::wake::{MAX_WAKE_DELAY, MIN_WAKE_DELAY, wake_delay};
 use super::{
-    Limits, PluginError, PluginState, Runtime, call_blocking, deadline_ticks, describe_trap,
-    limited_store,
+    Limits, PluginError, PluginState, PluginStats, Runtime, call_blocking, deadline_ticks,
+    describe_trap, limited_store,
 };
 
 mod bindings {
@@ -196,6 +196,8 @@ pub struct PoolPluginPre {
     endpoints: Option<Arc<crate::plugin::package::Capabilities>>,
     /// What `plugin-info.url-schemes` answered when the plugin was loaded.
     url_schemes: Arc<[String]>,
+    /// Where its session instances' memory and call time are accounted.
+    stats: Arc<PluginStats>,
 }
 
 impl PoolPluginPre {
@@ -234,6 +236,7 @@ impl PoolPluginPre {
             pre,
             endpoints: None,
             url_schemes: Arc::from(Vec::new()),
+            stats: runtime.stats_for(&format!("pool:{name}")),
         };
         let limits = Limits::default();
         let schemes = plugin.with_throwaway(&limits, |info, store| info.call_url_schemes(store))?;
@@ -284,7 +287,8 @@ impl PoolPluginPre {
             reason: describe_trap(store, &e),
         };
         call_blocking(|| {
-            let (mut store, setup_budget) = limited_store(&self.runtime, limits);
+            // Throwaway instances are not sessions: accounted nowhere.
+            let (mut store, setup_budget) = limited_store(&self.runtime, limits, Arc::default());
             let instance = match self.pre.instantiate(&mut store) {
                 Ok(i) => i,
                 Err(e) => return Err(trap(&mut store, e)),
@@ -316,13 +320,26 @@ impl PoolPluginPre {
         &self.name
     }
 
+    /// Memory and call time of this plugin's sessions (shared by clones).
+    pub fn stats(&self) -> &Arc<PluginStats> {
+        &self.stats
+    }
+
+    /// Accounts this plugin's sessions in `stats` instead: the built-in
+    /// plugin apart from an installed one of the same name, or a test
+    /// connection apart from the running pools.
+    pub fn with_stats(mut self, stats: Arc<PluginStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
     /// Instantiates the plugin and creates a session for `config`.
     pub fn instantiate(
         &self,
         config: &PoolConfig,
         limits: Limits,
     ) -> Result<PoolPlugin, PluginError> {
-        let (mut store, setup_budget) = limited_store(&self.runtime, &limits);
+        let (mut store, setup_budget) = limited_store(&self.runtime, &limits, self.stats.clone());
         let trap = |store: &mut Store<PluginState>, e: wasmtime::Error| PluginError::Trap {
             name: self.name.clone(),
             reason: describe_trap(store, &e),
@@ -411,9 +428,10 @@ impl PoolPlugin {
         self.store
             .set_epoch_deadline(deadline_ticks(self.limits.call_timeout));
         let session = self.instance.hashwatt_pool_session().session();
-        session
-            .call_disconnected(&mut self.store, self.session, reason)
-            .map_err(|e| self.kill(&e))
+        let started = std::time::Instant::now();
+        let result = session.call_disconnected(&mut self.store, self.session, reason);
+        self.store.data().stats().record_call(started.elapsed());
+        result.map_err(|e| self.kill(&e))
     }
 
     /// The reason this instance died, if it did.
@@ -452,7 +470,9 @@ impl PoolPlugin {
         self.store
             .set_epoch_deadline(deadline_ticks(self.limits.call_timeout));
         let guest = self.instance.hashwatt_pool_session();
+        let started = std::time::Instant::now();
         let result = f(&guest.session(), &mut self.store, self.session);
+        self.store.data().stats().record_call(started.elapsed());
         match result {
             Ok(actions) => convert(&self.name, &self.limits, actions),
             Err(e) => Err(self.kill(&e)),
