@@ -168,7 +168,7 @@ async fn every_page_in_a_real_browser() {
         // Every page renders with its data.
         for (page, needle) in [
             ("pools", "127.0.0.1"),
-            ("plugins", "Plugins"),
+            ("plugins", "stratum-v1"),
             ("energy", "surplus"),
             ("system", env!("CARGO_PKG_VERSION")),
             ("account", "token"),

@@ -259,6 +259,17 @@ async fn status_signals_reports_pools_and_override_over_http() {
         assert!((400..500).contains(&code), "{code}: {body}");
         assert!(body.contains("\"error\""), "{body}");
 
+        // Plugins: the built-in pool plugin, used by the pool, with its cost.
+        let plugins = api.json("/api/v1/plugins").await;
+        let v1 = plugins
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "stratum-v1")
+            .unwrap_or_else(|| panic!("stratum-v1 listed: {plugins}"));
+        assert_eq!(v1["kind"], "pool", "{v1}");
+        assert!(v1["memory_bytes"].as_u64().unwrap_or(0) > 0, "{v1}");
+
         // Policies: listed with their verdict, disabled and enabled.
         let policies = api.json("/api/v1/policies").await;
         assert_eq!(policies[0]["name"], "grid-emergency", "{policies}");

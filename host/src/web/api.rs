@@ -284,7 +284,7 @@ pub fn router(panel: PanelState) -> Router {
         .routes(routes!(move_pool))
         .routes(routes!(test_pool))
         .routes(
-            routes!(upload_plugin).layer(axum::extract::DefaultBodyLimit::max(
+            routes!(list_plugins, upload_plugin).layer(axum::extract::DefaultBodyLimit::max(
                 usize::try_from(crate::plugin::archive::MAX_PACKAGE_BYTES).unwrap_or(usize::MAX),
             )),
         )
@@ -871,6 +871,14 @@ async fn test_pool(
     }
     .entry(keep.as_deref())?;
     Ok(Json(p.handle.test_pool(pool).await))
+}
+
+#[utoipa::path(get, path = "/api/v1/plugins", responses((status = 200, body = [crate::plugin::info::PluginInfo])))]
+async fn list_plugins(
+    State(p): State<PanelState>,
+    _: Reader,
+) -> Json<Vec<crate::plugin::info::PluginInfo>> {
+    Json(p.handle.plugins().await)
 }
 
 /// `POST /api/v1/plugins`: the body is a `.hwpkg` file.
