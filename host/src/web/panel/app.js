@@ -1341,7 +1341,7 @@
           el('td', null, stateBadge(p.state), el('span', { class: 'sub nowrap', text: fmtInt(p.restarts ?? 0) + (p.restarts === 1 ? ' restart' : ' restarts') })),
           el('td', { class: 'break' }, p.last_error ? el('span', { class: 'val-bad', text: p.last_error }) : DASH),
           el('td', { class: 'num', text: fmtBytes(p.memory_bytes) }),
-          el('td', { class: 'num', text: isNum(p.fuel_or_time_ms) ? p.fuel_or_time_ms.toFixed(1) + ' ms' : DASH }),
+          el('td', { class: 'num', text: isNum(p.time_ms) ? p.time_ms.toFixed(1) + ' ms' : DASH }),
           el('td', { class: 'break clip' }, used.length ? el('ul', { class: 'list-plain' }, used.map((u) => el('li', null, el('a', { href: target, text: u })))) : el('span', { class: 'muted', text: 'unused' })),
           el('td', { class: 'actions' }, rm));
       }));
