@@ -54,6 +54,7 @@ pub struct App {
     handle: Handle,
     api_addr: Option<std::net::SocketAddr>,
     web_auth: Option<std::sync::Arc<crate::web::auth::Auth>>,
+    redirect_addr: Option<std::net::SocketAddr>,
     esp_miner_addr: Option<std::net::SocketAddr>,
     cgminer_addr: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -223,7 +224,7 @@ impl App {
             shutdown_rx.clone(),
         )));
 
-        let (api_addr, web_auth) = match config.web.listen {
+        let (api_addr, web_auth, redirect_addr) = match config.web.listen {
             Some(addr) => {
                 let started =
                     crate::web::start(addr, &config.web, handle.clone(), shutdown_rx.clone())
@@ -246,9 +247,13 @@ impl App {
                     );
                 }
                 tasks.extend(started.tasks);
-                (Some(started.addr), Some(started.auth))
+                (
+                    Some(started.addr),
+                    Some(started.auth),
+                    started.redirect_addr,
+                )
             }
-            None => (None, None),
+            None => (None, None, None),
         };
 
         // --- ESP-Miner-compatible surface (opt-in): its own plain-HTTP listener.
@@ -309,6 +314,7 @@ impl App {
             handle,
             api_addr,
             web_auth,
+            redirect_addr,
             esp_miner_addr,
             cgminer_addr,
             shutdown,
@@ -375,6 +381,11 @@ impl App {
     /// Where the HTTP API listens, if enabled.
     pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
         self.api_addr
+    }
+
+    /// The plain-HTTP listener that redirects to the HTTPS panel, if any.
+    pub fn redirect_addr(&self) -> Option<std::net::SocketAddr> {
+        self.redirect_addr
     }
 
     /// The panel's accounts (setup token, API tokens), when it runs.

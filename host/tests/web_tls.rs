@@ -39,6 +39,7 @@ async fn the_panel_serves_https_with_its_own_certificate() {
         let app = common::appliance_with(&[pool.local_addr()], 1, |c| {
             c.web.listen = Some("127.0.0.1:0".parse().unwrap());
             c.web.tls = true;
+            c.web.redirect_listen = Some("127.0.0.1:0".parse().unwrap());
         })
         .await;
         let addr = app.api_addr().unwrap();
@@ -67,6 +68,18 @@ async fn the_panel_serves_https_with_its_own_certificate() {
             .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
             .unwrap_or_else(|| panic!("a session cookie: {reply}"));
         assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
+        // The plain-HTTP listener sends browsers to the HTTPS panel.
+        let redirect = app.redirect_addr().expect("redirect listener");
+        let mut plain = tokio::net::TcpStream::connect(redirect).await.unwrap();
+        plain
+            .write_all(format!("GET /#/pools HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\n\r\n", redirect.port()).as_bytes())
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut buf)).await;
+        let reply = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+        assert!(reply.starts_with("http/1.1 308"), "{reply}");
+        assert!(reply.contains(&format!("location: https://localhost:{}/", addr.port())), "{reply}");
         // Plain HTTP to the TLS port gets no page.
         let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
         plain.write_all(b"GET /api/v1/setup HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
