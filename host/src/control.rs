@@ -134,10 +134,19 @@ pub enum CommandError {
     /// It names something that does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// One of its own arguments is out of range or malformed (a pause of
+    /// a year, a signal value of NaN): the caller's mistake, not the
+    /// appliance's, so every front end answers it as bad input.
+    #[error("{0}")]
+    BadArgument(String),
     /// It cannot be applied (plugin load failure, I/O).
     #[error("{0}")]
     Failed(String),
 }
+
+/// Longest manual pause, minutes: a week. Longer is almost certainly a
+/// typo, and "until resumed" exists for the open-ended case.
+pub const MAX_PAUSE_MINUTES: u32 = 7 * 24 * 60;
 
 /// A pool the appliance knows, with its driver if it runs.
 struct PoolSlot {
@@ -711,11 +720,11 @@ impl Appliance {
         match command {
             Command::Pause { minutes } => {
                 if let Some(m) = minutes
-                    && !(1..=crate::web::MAX_PAUSE_MINUTES).contains(&m)
+                    && !(1..=MAX_PAUSE_MINUTES).contains(&m)
                 {
-                    return Err(CommandError::Failed(format!(
-                        "a pause lasts 1 to {} minutes (a week), not {m}",
-                        crate::web::MAX_PAUSE_MINUTES
+                    return Err(CommandError::BadArgument(format!(
+                        "minutes must be in 1..={MAX_PAUSE_MINUTES} (a week), not {m}; \
+                         give none to pause until resumed"
                     )));
                 }
                 self.engine
@@ -728,7 +737,7 @@ impl Appliance {
             }
             Command::SetSignal { name, value } => {
                 if !value.is_finite() {
-                    return Err(CommandError::Failed(format!(
+                    return Err(CommandError::BadArgument(format!(
                         "signal {name}: a value must be a finite number, not {value}"
                     )));
                 }

@@ -78,7 +78,8 @@ impl EnergyMeter {
             settings.idle_w,
             settings.full_load_w,
             full_hashrate_hs.max(1.0),
-        );
+        )
+        .capped_at(settings.full_load_w);
         let (source, why_not_rapl) =
             meter::auto(&settings.powercap_root, model, backend).context("invalid energy model")?;
         match why_not_rapl {

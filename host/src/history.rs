@@ -84,7 +84,10 @@ fn mode_parts(mode: &Mode) -> (&'static str, Option<f64>) {
 
 impl History {
     /// Records the state at `now_ms`: a hashrate point every
-    /// [`INTERVAL_SECS`], and the decision if it changed.
+    /// [`INTERVAL_SECS`], and a decision row when the mode or the deciding
+    /// party changed. A reason that only rewords itself (a countdown, a
+    /// signal's new value) updates the current row instead, so a
+    /// manual pause or a moving price cannot flood the timeline.
     pub fn record(&mut self, now_ms: i64, total_hs: f64, devices_hs: Vec<f64>, verdict: &Verdict) {
         let due = self
             .last_point_ms
@@ -97,10 +100,17 @@ impl History {
             self.points.push_back((now_ms, total_hs, devices_hs));
         }
         let (mode, watts) = mode_parts(&verdict.mode);
-        let changed = self.decisions.back().is_none_or(|d| {
-            d.mode != mode || d.watts != watts || d.by != verdict.by || d.reason != verdict.reason
-        });
-        if changed {
+        let last = self.decisions.back_mut();
+        let changed = last
+            .as_ref()
+            .is_none_or(|d| d.mode != mode || d.watts != watts || d.by != verdict.by);
+        if !changed {
+            if let Some(d) = last
+                && d.reason != verdict.reason
+            {
+                d.reason.clone_from(&verdict.reason);
+            }
+        } else {
             if self.decisions.len() == DECISIONS {
                 self.decisions.pop_front();
             }
@@ -179,8 +189,38 @@ mod tests {
             modes,
             [(0, "run"), (1_000_000, "pause"), (2_000_000, "run")]
         );
+        // A reworded reason updates the current row; a new decider adds one.
+        h.record(
+            7_201_000,
+            10.0,
+            vec![],
+            &verdict(Mode::Run, "default", "59 min left"),
+        );
+        h.record(
+            7_202_000,
+            10.0,
+            vec![],
+            &verdict(Mode::Run, "default", "58 min left"),
+        );
+        let last = h.view(&[]).decisions.last().cloned().unwrap();
+        assert_eq!(
+            (last.at_ms, last.reason.as_str()),
+            (2_000_000, "58 min left")
+        );
+        h.record(
+            7_203_000,
+            10.0,
+            vec![],
+            &verdict(Mode::Run, "price", "cheap"),
+        );
+        assert_eq!(h.view(&[]).decisions.len(), 4);
         // A day later only the decision in force then remains.
-        h.record(2_000_000 + DAY_MS + 1, 0.0, vec![], &run);
+        h.record(
+            7_203_000 + DAY_MS + 1,
+            0.0,
+            vec![],
+            &verdict(Mode::Run, "price", "cheap"),
+        );
         assert_eq!(h.view(&[]).decisions.len(), 1);
     }
 }

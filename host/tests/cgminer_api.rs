@@ -417,8 +417,9 @@ async fn privileged_commands_from_listed_addresses_go_through_the_control_plane(
     common::bounded(LIMIT, async {
         let (app, pools, addr) = api(2, |c| {
             c.cgminer.privileged = vec!["127.0.0.1/32".into()];
-            // Mining follows the new order at once (no fail-back hold).
-            c.failback_secs = 0;
+            // An hour's fail-back hold: switchpool still moves mining at
+            // once, since the operator chose the pool.
+            c.failback_secs = 3600;
         })
         .await;
         let h = app.handle().clone();

@@ -191,6 +191,10 @@ fn model_arithmetic() {
     assert!((m.watts_at(0.0).unwrap() - 20.0).abs() < 1e-12);
     assert!((m.watts_at(5.0e6).unwrap() - 35.0).abs() < 1e-9);
     assert!((m.watts_at(20.0e6).unwrap() - 80.0).abs() < 1e-9);
+    // Capped at the full-load rating, a faster hashrate draws no more.
+    let capped = ModelSource::new(model().capped_at(50.0), "cpu").unwrap();
+    assert!((capped.watts_at(5.0e6).unwrap() - 35.0).abs() < 1e-9);
+    assert!((capped.watts_at(20.0e6).unwrap() - 50.0).abs() < 1e-9);
     let t0 = Instant::now();
     let first = m.sample(t0, 5.0e6).unwrap();
     assert_eq!(first.joules, 0.0);

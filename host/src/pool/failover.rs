@@ -15,6 +15,10 @@ pub struct Failover {
     healthy_since: HashMap<u64, Instant>,
     active: Option<u64>,
     hold: Duration,
+    /// A pool the operator just put first: taken as soon as it is healthy,
+    /// without the hold, which guards against a recovering pool, not
+    /// against the operator's choice.
+    chosen: Option<u64>,
 }
 
 impl Failover {
@@ -26,15 +30,22 @@ impl Failover {
             healthy_since: HashMap::new(),
             active: None,
             hold,
+            chosen: None,
         }
     }
 
     /// The pools mined on, in priority order (ids). Health is kept for
     /// every pool, listed or not, so a pool that reports before it is listed
     /// (or while disabled) is not lost; [`Failover::forget`] drops a removed one.
+    /// A new first pool is the operator's choice: it is mined on as soon as
+    /// it is healthy, without waiting for the fail-back hold.
     pub fn set_order(&mut self, order: Vec<u64>) {
         if self.active.is_some_and(|a| !order.contains(&a)) {
             self.active = None;
+        }
+        let first = order.first().copied();
+        if first != self.order.first().copied() {
+            self.chosen = first;
         }
         self.order = order;
     }
@@ -72,6 +83,15 @@ impl Failover {
                 .is_some_and(|t| now.saturating_duration_since(*t) >= self.hold)
         };
         let position = |id: u64| self.order.iter().position(|&p| p == id);
+        if let Some(c) = self.chosen {
+            if !self.order.contains(&c) {
+                self.chosen = None;
+            } else if healthy(c) {
+                self.chosen = None;
+                self.active = Some(c);
+                return self.active;
+            }
+        }
         self.active = match self.active.and_then(|a| position(a).map(|p| (a, p))) {
             // Stay on a healthy pool unless a higher-priority one has been
             // healthy for the whole hold time.
@@ -152,6 +172,28 @@ mod tests {
             Some(1),
             "the new first pool, healthy for the hold"
         );
+        // Pool 0 put first again by the operator: at once, no hold, even
+        // though it has just become healthy.
+        f.set_healthy(0, false, t0 + HOLD);
+        f.set_healthy(0, true, t0 + HOLD * 2);
+        f.set_order(vec![0, 1]);
+        assert_eq!(
+            f.decide(t0 + HOLD * 2),
+            Some(0),
+            "the operator's choice needs no hold"
+        );
+        // Once there, a flap of it is a recovery again: the hold applies.
+        f.set_healthy(0, false, t0 + HOLD * 3);
+        assert_eq!(f.decide(t0 + HOLD * 3), Some(1));
+        f.set_healthy(0, true, t0 + HOLD * 3);
+        assert_eq!(
+            f.decide(t0 + HOLD * 3),
+            Some(1),
+            "recovering: the hold again"
+        );
+        assert_eq!(f.decide(t0 + HOLD * 4), Some(0));
+        f.set_order(vec![1, 0]);
+        assert_eq!(f.decide(t0 + HOLD * 4), Some(1));
         f.set_order(vec![0]);
         f.forget(1);
         assert_eq!(f.decide(t0 + HOLD), Some(0), "pool 1 was removed");

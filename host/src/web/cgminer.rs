@@ -13,9 +13,9 @@
 //! Everything comes from the control plane: the one [`Snapshot`], the pool
 //! list and the one command path. Pool numbers are positions in priority
 //! order, as cgminer's are; `switchpool N` moves pool N to the front (and
-//! enables it), which is what makes it the pool mined on here: at once if
-//! the active pool is unhealthy or `failback_secs` is 0, otherwise once
-//! pool N has been healthy for `failback_secs`, as for any reorder.
+//! enables it), which is what makes it the pool mined on here: at once
+//! when it is healthy (the operator's choice skips the fail-back hold),
+//! otherwise as soon as it connects.
 //!
 //! Where the appliance does not know a value cgminer reports (difficulty
 //! sums, getwork timings, per-device share counts) the field is left out

@@ -601,7 +601,7 @@ fn refusal(s: &Surface, headers: &HeaderMap) -> Option<Response> {
 
 fn command_error(e: CommandError) -> Response {
     let code = match e {
-        CommandError::Invalid(_) => StatusCode::BAD_REQUEST,
+        CommandError::Invalid(_) | CommandError::BadArgument(_) => StatusCode::BAD_REQUEST,
         CommandError::NotFound(_) => StatusCode::NOT_FOUND,
         CommandError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };

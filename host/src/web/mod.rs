@@ -34,8 +34,6 @@ use tokio::task::JoinHandle;
 
 use crate::control::Handle;
 
-pub use api::MAX_PAUSE_MINUTES;
-
 /// What [`start`] brings up.
 pub struct Started {
     /// The panel's bound address.

@@ -30,6 +30,12 @@ pub struct ModelConfig {
     pub idle_w: f64,
     /// Calibration per hashing backend name (e.g. `cpu`, `sha-ni`).
     pub backends: BTreeMap<String, Calibration>,
+    /// The most the appliance can draw (its full-load rating), watts:
+    /// estimates stop here when the hashrate runs above the calibration
+    /// point, so a CPU that turbos past its benchmark is not reported as
+    /// drawing more than its supply. `None` extrapolates linearly.
+    #[serde(default)]
+    pub max_w: Option<f64>,
 }
 
 impl ModelConfig {
@@ -44,7 +50,14 @@ impl ModelConfig {
                     watts_at_ref,
                 },
             )]),
+            max_w: None,
         }
+    }
+
+    /// The same model with estimates capped at `max_w` watts.
+    pub fn capped_at(mut self, max_w: f64) -> Self {
+        self.max_w = Some(max_w);
+        self
     }
 
     /// Checks the configuration and returns the joules per hash of `backend`.
@@ -116,7 +129,11 @@ impl ModelSource {
                 value: hashrate_hs,
             });
         }
-        Ok(self.config.idle_w + self.joules_per_hash * hashrate_hs)
+        let watts = self.config.idle_w + self.joules_per_hash * hashrate_hs;
+        Ok(match self.config.max_w {
+            Some(max) if max.is_finite() => watts.min(max.max(self.config.idle_w)),
+            _ => watts,
+        })
     }
 }
 

@@ -1315,24 +1315,30 @@
       body.replaceChildren(...list.map((p) => {
         const target = p.kind === 'policy' ? '#/energy' : '#/pools';
         const used = Array.isArray(p.used_by) ? p.used_by : [];
-        const rm = el('button', {
-          type: 'button', class: 'btn btn-small btn-danger', text: 'Remove',
-          'aria-label': 'Remove plugin ' + p.name, disabled: !!p.built_in,
-          title: p.built_in ? 'Built-in plugins cannot be removed' : 'Remove plugin ' + p.name,
-        });
-        rm.addEventListener('click', () => {
-          let q = 'Remove the plugin ' + p.name + '?';
-          if (used.length) q += '\nIt is used by: ' + used.join(', ') + '.';
-          if (!window.confirm(q)) return;
-          busy(rm, async () => {
-            try {
-              await api('DELETE', '/api/v1/plugins/' + encodeURIComponent(p.name));
-              setMsg(listMsg, 'ok', 'Removed ' + p.name + '.');
-              await load();
-              const f = $('#plugin-file'); if (f) f.focus();
-            } catch (e) { showError(listMsg, e); }
+        // Pools are named by their id; say so, and give the URL when known.
+        const usedLabel = (u) => {
+          if (p.kind === 'policy') return String(u);
+          const sp = S.snapshot && S.snapshot.shares && Array.isArray(S.snapshot.shares.pools) ? S.snapshot.shares.pools : [];
+          const hit = sp.find((x) => String(x.id) === String(u));
+          return 'pool ' + u + (hit && hit.url ? ' (' + hit.url + ')' : '');
+        };
+        let rm = el('span', { class: 'muted small', text: 'built in' });
+        if (!p.built_in) {
+          rm = el('button', { type: 'button', class: 'btn btn-small btn-danger', text: 'Remove', 'aria-label': 'Remove plugin ' + p.name });
+          rm.addEventListener('click', () => {
+            let q = 'Remove the plugin ' + p.name + '?';
+            if (used.length) q += '\nIt is used by: ' + used.map(usedLabel).join(', ') + '.';
+            if (!window.confirm(q)) return;
+            busy(rm, async () => {
+              try {
+                await api('DELETE', '/api/v1/plugins/' + encodeURIComponent(p.name));
+                setMsg(listMsg, 'ok', 'Removed ' + p.name + '.');
+                await load();
+                const f = $('#plugin-file'); if (f) f.focus();
+              } catch (e) { showError(listMsg, e); }
+            });
           });
-        });
+        }
         return el('tr', { dataset: { plugin: p.name } },
           el('th', { scope: 'row', class: 'nowrap' }, el('span', { class: 'mono', text: p.name }), el('span', { class: 'sub', text: p.version ? 'version ' + p.version : 'version unknown' })),
           el('td', { text: p.kind || DASH }),
@@ -1342,7 +1348,7 @@
           el('td', { class: 'break' }, p.last_error ? el('span', { class: 'val-bad', text: p.last_error }) : DASH),
           el('td', { class: 'num', text: fmtBytes(p.memory_bytes) }),
           el('td', { class: 'num', text: isNum(p.time_ms) ? p.time_ms.toFixed(1) + ' ms' : DASH }),
-          el('td', { class: 'break clip' }, used.length ? el('ul', { class: 'list-plain' }, used.map((u) => el('li', null, el('a', { href: target, text: u })))) : el('span', { class: 'muted', text: 'unused' })),
+          el('td', { class: 'break clip' }, used.length ? el('ul', { class: 'list-plain' }, used.map((u) => el('li', null, el('a', { href: target, text: usedLabel(u) })))) : el('span', { class: 'muted', text: 'unused' })),
           el('td', { class: 'actions' }, rm));
       }));
       stackLabels(table);
