@@ -36,7 +36,6 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -44,12 +43,9 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, patch, post};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use crate::config::{PoolEntry, PoolUrl};
 use crate::control::{Command, CommandError, Handle};
@@ -58,6 +54,7 @@ use crate::policy::Mode;
 use crate::state::Snapshot;
 use crate::status::{PoolState, PoolStatus};
 use crate::web::limits::ConnLimiter;
+use crate::web::listener;
 
 /// What ESP-Miner's `GET` of a password answers; never taken as a new one.
 const HIDDEN_PASSWORD: &str = "*****";
@@ -73,8 +70,9 @@ struct Surface {
 
 type Shared = State<Arc<Surface>>;
 
-/// Binds `addr` and serves the surface until `shutdown` turns true;
-/// returns the bound address. Every connection holds a permit of `limiter`.
+/// Binds `addr` and serves the surface on the shared accept loop
+/// ([`crate::web::listener`]) until `shutdown` turns true; returns the bound
+/// address. Every connection holds a permit of `limiter`.
 pub async fn start(
     addr: SocketAddr,
     handle: Handle,
@@ -82,11 +80,13 @@ pub async fn start(
     limiter: ConnLimiter,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
     let app = router(handle, writes, hostname());
-    let task = tokio::spawn(serve(listener, app, limiter, shutdown));
-    Ok((bound, task))
+    let opts = listener::ServeOptions {
+        limiter,
+        tls: None,
+        name: "ESP-Miner surface",
+    };
+    listener::bind_and_serve(addr, app, opts, shutdown).await
 }
 
 /// This machine's host name (ESP-Miner's `hostname`).
@@ -96,72 +96,6 @@ fn hostname() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "hashwatt".into())
-}
-
-/// Serves `router` on `listener` over HTTP/1.1 until `shutdown` turns
-/// true: one permit of `limiter` per connection (refused: closed at once),
-/// 10 s to send a request's headers, then a graceful stop.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    limiter: ConnLimiter,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut conns = tokio::task::JoinSet::new();
-    let stop_rx = shutdown.clone();
-    let stop = async move {
-        let _ = shutdown.wait_for(|s| *s).await;
-    };
-    tokio::pin!(stop);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = &mut stop => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off.
-                    warn!("ESP-Miner surface: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let permit = match limiter.try_acquire(peer.ip()) {
-            Ok(p) => p,
-            Err(why) => {
-                debug!(%peer, "ESP-Miner surface: connection refused: {why}");
-                drop(stream);
-                continue;
-            }
-        };
-        let service = TowerToHyperService::new(router.clone());
-        let mut conn_stop = stop_rx.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        debug!(%peer, "ESP-Miner surface: connection ended: {e}");
-                    }
-                }
-                _ = async { let _ = conn_stop.wait_for(|s| *s).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
-                }
-            }
-        });
-        while conns.try_join_next().is_some() {}
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(3), async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
 }
 
 /// The surface's routes; `writes` enables the write endpoints.
