@@ -388,7 +388,7 @@ impl Conn {
         match checked {
             Ok((difficulty, rolled, ntime_rolled)) => {
                 self.shared.record_accepted(&user, rolled, ntime_rolled);
-                info!(peer = %self.peer, %user, %job_id, difficulty, version_rolled = rolled, "share accepted");
+                debug!(peer = %self.peer, %user, %job_id, difficulty, version_rolled = rolled, "share accepted");
                 Ok(Value::Bool(true))
             }
             Err(reject) => {
