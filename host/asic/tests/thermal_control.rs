@@ -382,3 +382,38 @@ fn throttle_never_goes_below_minimum() {
     }
     assert_eq!(f, 200.0);
 }
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_input_gives_a_sane_action(
+            steps in proptest::collection::vec(
+                (0u64..100_000, proptest::collection::vec(proptest::option::of(prop_oneof![
+                    -50.0f64..150.0, Just(f64::NAN), Just(f64::INFINITY)]), 0..6),
+                 proptest::option::of(0u32..10_000), prop_oneof![0.0f64..100.0, Just(f64::NAN)],
+                 prop_oneof![1.0f32..1000.0, Just(0.0f32), Just(f32::NAN)]),
+                1..50)
+        ) {
+            let mut ctl = ThermalController::new(ThermalConfig::default()).unwrap();
+            let mut seen = Vec::new();
+            for (ms, temps, rpm, duty, f) in steps {
+                seen.push(f);
+                let a = ctl.step(Duration::from_millis(ms), &ThermalInput {
+                    chip_temps: &temps, fan_rpm: rpm, fan_duty_pct: duty, frequency_mhz: f,
+                });
+                prop_assert!((20.0..=100.0).contains(&a.fan_duty_pct), "{:?}", a);
+                if let FrequencyAction::Set(n) = a.frequency {
+                    // Never throttled below the floor; lower only when restoring
+                    // a nominal frequency the caller ran at itself.
+                    prop_assert!(n.is_finite() && (n >= 200.0 || seen.contains(&n)), "{:?}", a);
+                }
+                if temps.iter().all(|t| t.is_none_or(|t| !t.is_finite())) {
+                    prop_assert!(a.stop.is_some());
+                }
+            }
+        }
+    }
+}
