@@ -19,6 +19,8 @@
 //! Results are saved per board as JSON with [`save`] and read back with
 //! [`load`], so a restart applies the tuned setting without searching.
 
+#![warn(missing_docs)]
+
 use std::fs;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};

@@ -8,6 +8,8 @@
 //! [`emulated`] is a deterministic physical model for tests and the chip
 //! emulator.
 
+#![warn(missing_docs)]
+
 pub mod emulated;
 pub mod hwmon;
 

@@ -18,6 +18,8 @@
 //!    hottest chip is below `resume_c`, after which the frequency restarts
 //!    from the minimum and is restored gradually.
 
+#![warn(missing_docs)]
+
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
