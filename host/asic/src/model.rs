@@ -267,7 +267,7 @@ impl Model {
     /// per-core sweep would take so cores never overlap. The BM1370 loses a
     /// few clock cycles per sweep (an erratum), so it gets a margin.
     pub fn hash_counting_number(self, frequency_mhz: f32, chips: usize) -> u32 {
-        if !(frequency_mhz > 0.0) {
+        if frequency_mhz.is_nan() || frequency_mhz <= 0.0 {
             return 0;
         }
         let space = NONCE_SPACE as f64
