@@ -622,6 +622,7 @@ mod tests {
                 paused: false,
                 power_limit_w: None,
                 tasks_in_flight: 0,
+                problem: None,
             }
         }
     }

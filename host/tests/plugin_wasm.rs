@@ -32,7 +32,18 @@ fn plugin(version_rolling: bool) -> PoolPlugin {
         version_rolling,
         settings: Default::default(),
     };
-    pre().instantiate(&config, Limits::default()).unwrap()
+    pre().instantiate(&config, loaded_machine_limits()).unwrap()
+}
+
+/// The default limits with a wider call budget: these tests are about the
+/// protocol, not the budget, and share two cores with the whole suite, so a
+/// descheduled call must not look like a runaway plugin (the budget itself
+/// is tested in `hostile.rs`).
+fn loaded_machine_limits() -> Limits {
+    Limits {
+        call_timeout: std::time::Duration::from_millis(250),
+        ..Limits::default()
+    }
 }
 
 /// JSON lines the plugin asked to send.
@@ -388,7 +399,7 @@ fn settings_reach_the_session_and_wake_ups_reach_the_host() {
         version_rolling: false,
         settings,
     };
-    let mut p = pre().instantiate(&config, Limits::default()).unwrap();
+    let mut p = pre().instantiate(&config, loaded_machine_limits()).unwrap();
     let hello = p.connected(1_000).unwrap();
     let methods: Vec<Value> = sent(&hello).iter().map(|m| m["method"].clone()).collect();
     assert_eq!(

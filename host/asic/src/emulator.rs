@@ -158,6 +158,8 @@ struct Shared {
     chips: Vec<Chip>,
     baud: u32,
     stats: EmulatorStats,
+    /// A power cycle the worker has still to apply to its own state.
+    reset: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -226,6 +228,7 @@ impl Emulator {
                 nonces: vec![0; cfg.chips],
                 ..EmulatorStats::default()
             },
+            reset: false,
         }));
         let faults = Arc::new(Faults {
             corrupt_crc: AtomicU32::new(0),
@@ -295,6 +298,20 @@ impl Emulator {
     /// The chips' UART rate.
     pub fn baud(&self) -> u32 {
         lock(&self.shared).baud
+    }
+
+    /// Power-cycles the chips, as a board does when its rail goes off and
+    /// on or its reset line is pulsed: addresses, registers, the job and
+    /// the baud rate return to their reset state (the counters stay).
+    pub fn power_cycle(&self) {
+        let mut sh = lock(&self.shared);
+        for c in &mut sh.chips {
+            c.address = 0;
+            c.addressed = false;
+            c.regs.fill(0);
+        }
+        sh.baud = 115_740;
+        sh.reset = true;
     }
 
     /// Counters so far.
@@ -404,6 +421,12 @@ impl Worker {
         let mut buf = [0u8; 4096];
         let mut last = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
+            if std::mem::take(&mut lock(&self.shared).reset) {
+                self.job = None;
+                self.inactive = false;
+                self.parser = HostFrameParser::new();
+                self.out.clear();
+            }
             let wait: u16 = if self.job.is_some() { 1 } else { 20 };
             let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLIN)];
             let ready = poll(&mut fds, PollTimeout::from(wait)).unwrap_or(0);

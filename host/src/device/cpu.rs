@@ -327,6 +327,7 @@ impl Device for CpuDevice {
             paused: c.paused,
             power_limit_w: c.limit_w,
             tasks_in_flight: usize::from(self.feeder.lock().task.is_some()),
+            problem: None,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! (pause, resume, a power limit where supported), so energy policies and
 //! the energy meter work the same on any hardware.
 
+pub mod asic;
 pub mod cpu;
 pub mod hwmon;
 pub mod sim;
@@ -175,6 +176,10 @@ pub struct Telemetry {
     pub power_limit_w: Option<f64>,
     /// Tasks in flight now.
     pub tasks_in_flight: usize,
+    /// Why the device is not hashing as it should, in the operator's words
+    /// ("stopped: chip 3 at 92 °C ≥ 90 °C", "chip 2 not answering"); `None`
+    /// while all is well. Shown in the status line and the panel.
+    pub problem: Option<String>,
 }
 
 impl Telemetry {

@@ -228,6 +228,7 @@ impl Device for SimDevice {
             paused: s.paused,
             power_limit_w: None,
             tasks_in_flight: s.tasks.len(),
+            problem: None,
         }
     }
 }

@@ -561,6 +561,7 @@ pub(crate) mod tests {
                 paused: false,
                 power_limit_w: None,
                 tasks_in_flight: 0,
+                problem: None,
             },
             solutions: 0,
             hardware_errors: 0,

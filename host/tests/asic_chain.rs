@@ -1,0 +1,434 @@
+//! The ASIC device on the device layer, end to end: the BM13xx chain driver
+//! on a real pseudo-terminal to the chip-chain emulator, an emulated board
+//! (rail, sensors, fan) whose heat follows the chips' clocks, and the whole
+//! appliance mining through the stratum-v1 plugin to the devpool.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hashwatt::app::{App, StartOptions};
+use hashwatt::control::Command;
+use hashwatt::device::Device;
+use hashwatt::device::asic::{AsicDevice, AsicSettings};
+use hashwatt_asic::autotune::{self, TuneBounds, TuneGoal};
+use hashwatt_asic::board::emulated::{EmulatedBoard, EmulatedParams};
+use hashwatt_asic::chain::ChainConfig;
+use hashwatt_asic::emulator::{Emulator, EmulatorConfig};
+use hashwatt_asic::model::Model;
+use hashwatt_asic::thermal::ThermalConfig;
+
+const LIMIT: Duration = Duration::from_secs(240);
+/// Difficulty the emulated chips report at: 4096 hashes a nonce.
+const REPORT: f64 = 1.0 / 1_048_576.0;
+/// Emulated chain hashrate at the default clock: ~250 nonces/s.
+const RATE: f64 = 1_000_000.0;
+/// The devpool's share difficulty: one nonce in 16 is a share.
+const SHARE: f64 = 1.0 / 65_536.0;
+/// Emulated board time runs this much faster than the wall clock (the
+/// thermal loop still sees several rounds per time constant).
+const SPEED: u32 = 2;
+
+/// An emulated chain and board, with a thread that feeds the chips'
+/// clocks into the board's heat model and powers the chips with its rail.
+struct Rig {
+    emu: Arc<Emulator>,
+    board: EmulatedBoard,
+    stop: Arc<AtomicBool>,
+    glue: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Rig {
+    fn new(model: Model, chips: usize, params: EmulatedParams) -> Rig {
+        let emu = Arc::new(
+            Emulator::spawn(EmulatorConfig {
+                model,
+                chips,
+                hashrate_hs: RATE,
+                difficulty: REPORT,
+            })
+            .expect("emulator starts"),
+        );
+        let board = EmulatedBoard::with_params(chips, 25.0, params);
+        let stop = Arc::new(AtomicBool::new(false));
+        let glue = {
+            let (emu, board, stop) = (emu.clone(), board.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let faults = emu.faults();
+                let mut powered = true;
+                while !stop.load(Ordering::Acquire) {
+                    let on = board.rail_enabled();
+                    if on != powered {
+                        // The rail powers the chips: off, they are silent;
+                        // on again, they start from reset.
+                        powered = on;
+                        if on {
+                            emu.power_cycle();
+                        }
+                        for c in 0..chips {
+                            faults.set_dead(c, !on);
+                        }
+                    }
+                    for c in 0..chips {
+                        let f = if on {
+                            emu.chip_frequency_mhz(c).unwrap_or(0.0)
+                        } else {
+                            0.0
+                        };
+                        let _ = board.set_chip_load(c, f64::from(f));
+                    }
+                    board.advance(Duration::from_millis(50) * SPEED);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        Rig {
+            emu,
+            board,
+            stop,
+            glue: Some(glue),
+        }
+    }
+
+    fn settings(&self, model: Model, chips: usize, tune_dir: &std::path::Path) -> AsicSettings {
+        AsicSettings {
+            name: "asic0".into(),
+            port: self.emu.tty_path().to_path_buf(),
+            chain: ChainConfig {
+                expected_chips: Some(chips),
+                min_nonce_difficulty: Some(REPORT),
+                pll_step_delay: Duration::from_millis(1),
+                ..ChainConfig::new(model)
+            },
+            voltage_mv: None,
+            thermal: ThermalConfig {
+                throttle_interval: Duration::from_millis(500),
+                ..ThermalConfig::default()
+            },
+            autotune: None,
+            tune_bounds: None,
+            tune_settle: Duration::from_secs(2),
+            tune_dir: tune_dir.to_path_buf(),
+            job_interval: Duration::from_millis(500),
+            dead_after: Duration::from_secs(4),
+            retry: Duration::from_millis(500),
+        }
+    }
+
+    fn device(&self, settings: AsicSettings) -> Arc<AsicDevice> {
+        AsicDevice::start(settings, self.board.board("emulated-board"))
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(g) = self.glue.take() {
+            let _ = g.join();
+        }
+    }
+}
+
+async fn appliance(pool: std::net::SocketAddr, device: Arc<AsicDevice>) -> App {
+    App::start_with(
+        common::config(&[pool], 1),
+        StartOptions {
+            config_path: None,
+            devices: Some(vec![device]),
+        },
+    )
+    .await
+    .expect("appliance starts")
+}
+
+fn problem(app: &App) -> Option<String> {
+    app.handle().snapshot().devices[0].telemetry.problem.clone()
+}
+
+fn chip_hashes(app: &App) -> Vec<u64> {
+    app.handle().snapshot().devices[0]
+        .telemetry
+        .units
+        .iter()
+        .map(|u| u.hashes)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_chips_mine_through_the_stack_with_nothing_rejected() {
+    common::bounded(LIMIT, async {
+        let pool = common::devpool(SHARE).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let rig = Rig::new(Model::BM1370, 4, EmulatedParams::default());
+        let dev = rig.device(rig.settings(Model::BM1370, 4, tmp.path()));
+        let app = appliance(pool.local_addr(), dev.clone()).await;
+        assert!(
+            common::wait_for(Duration::from_secs(90), || pool.stats().accepted >= 30).await,
+            "shares from the chain: {:?}; device: {:?}",
+            pool.stats(),
+            dev.telemetry()
+        );
+        let stats = pool.stats();
+        assert!(stats.rejected.is_empty(), "{stats:?}");
+        let snap = app.handle().snapshot();
+        let d = &snap.devices[0];
+        assert_eq!(d.info.kind, "asic");
+        assert_eq!(d.telemetry.units.len(), 4, "one unit per chip");
+        assert!(
+            d.telemetry.units.iter().all(|u| u.hashes > 0),
+            "{:?}",
+            d.telemetry.units
+        );
+        assert_eq!(d.telemetry.temperatures.len(), 4, "a temperature per chip");
+        assert!(d.telemetry.power_w.is_some_and(|w| w > 0.0));
+        assert_eq!(d.hardware_errors, 0);
+        assert_eq!(d.telemetry.problem, None);
+        app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_chip_is_reported_while_the_others_hash() {
+    common::bounded(LIMIT, async {
+        let pool = common::devpool(SHARE).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let rig = Rig::new(Model::BM1366, 4, EmulatedParams::default());
+        let app = appliance(
+            pool.local_addr(),
+            rig.device(rig.settings(Model::BM1366, 4, tmp.path())),
+        )
+        .await;
+        assert!(common::wait_for(Duration::from_secs(90), || pool.stats().accepted >= 5).await);
+        rig.emu.faults().set_dead(2, true);
+        assert!(
+            common::wait_for(Duration::from_secs(60), || {
+                problem(&app).is_some_and(|p| p.contains("chip 2 not answering"))
+            })
+            .await,
+            "problem: {:?}",
+            problem(&app)
+        );
+        let before = chip_hashes(&app);
+        let accepted = pool.stats().accepted;
+        assert!(
+            common::wait_for(Duration::from_secs(60), || {
+                let now = chip_hashes(&app);
+                pool.stats().accepted > accepted + 3
+                    && [0, 1, 3].iter().all(|&c| now[c] > before[c])
+            })
+            .await,
+            "the other chips kept hashing"
+        );
+        assert_eq!(
+            chip_hashes(&app)[2],
+            before[2],
+            "the dead chip found nothing"
+        );
+        assert!(pool.stats().rejected.is_empty());
+        app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overheat_throttles_then_stops_with_the_reason_in_status() {
+    common::bounded(LIMIT, async {
+        let pool = common::devpool(SHARE).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let rig = Rig::new(Model::BM1368, 4, EmulatedParams::default());
+        let settings = rig.settings(Model::BM1368, 4, tmp.path());
+        let nominal = settings.chain.frequency_mhz;
+        let app = appliance(pool.local_addr(), rig.device(settings)).await;
+        assert!(common::wait_for(Duration::from_secs(90), || pool.stats().accepted >= 3).await);
+        // Chip 3 gets hot (~85 °C with the fan at full): the clock comes
+        // down while the chain keeps hashing.
+        rig.board.set_extra_heat(3, 35.0).unwrap();
+        assert!(
+            common::wait_for(Duration::from_secs(90), || {
+                rig.board.rail_enabled()
+                    && rig
+                        .emu
+                        .chip_frequency_mhz(0)
+                        .is_some_and(|f| f < nominal - 1.0)
+            })
+            .await,
+            "no throttle: {:?} MHz, chip 3 at {:?} °C",
+            rig.emu.chip_frequency_mhz(0),
+            rig.board.chip_temp_c(3)
+        );
+        eprintln!(
+            "throttled to {:?} MHz at {:?} °C; problem {:?}",
+            rig.emu.chip_frequency_mhz(0),
+            rig.board.chip_temp_c(3),
+            problem(&app)
+        );
+        assert!(problem(&app).is_none_or(|p| !p.starts_with("stopped")));
+        // Hotter still: a safe stop, with the reason.
+        rig.board.set_extra_heat(3, 120.0).unwrap();
+        assert!(
+            common::wait_for(Duration::from_secs(90), || {
+                problem(&app).is_some_and(|p| p.starts_with("stopped: chip 3"))
+            })
+            .await,
+            "no stop: {:?}, chip 3 at {:?} °C",
+            problem(&app),
+            rig.board.chip_temp_c(3)
+        );
+        let reason = problem(&app).unwrap();
+        eprintln!("status: {reason}");
+        assert!(reason.contains("90 °C"), "{reason}");
+        assert!(!rig.board.rail_enabled(), "the rail is off while stopped");
+        // The status line carries it too.
+        assert!(app.handle().snapshot().devices[0].hashrate_10s_hs >= 0.0);
+        // Cooled down, the chain comes back and mines again.
+        rig.board.set_extra_heat(3, 0.0).unwrap();
+        let accepted = pool.stats().accepted;
+        assert!(
+            common::wait_for(Duration::from_secs(120), || {
+                problem(&app).is_none() && pool.stats().accepted > accepted
+            })
+            .await,
+            "no recovery: {:?}",
+            problem(&app)
+        );
+        app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_power_limit_act_on_the_chain() {
+    common::bounded(LIMIT, async {
+        let pool = common::devpool(SHARE).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let rig = Rig::new(Model::BM1370, 2, EmulatedParams::default());
+        let settings = rig.settings(Model::BM1370, 2, tmp.path());
+        let nominal = settings.chain.frequency_mhz;
+        let dev = rig.device(settings);
+        let app = appliance(pool.local_addr(), dev.clone()).await;
+        assert!(common::wait_for(Duration::from_secs(90), || pool.stats().accepted >= 3).await);
+        // A power limit under today's draw lowers the clock until it holds.
+        let full = rig.board.total_power_w();
+        let limit = full * 0.6;
+        dev.control(hashwatt::device::Control::PowerLimit(Some(limit)))
+            .unwrap();
+        assert!(
+            common::wait_for(Duration::from_secs(60), || {
+                rig.board.total_power_w() <= limit
+                    && rig.emu.chip_frequency_mhz(0).is_some_and(|f| f < nominal)
+            })
+            .await,
+            "draw {} W over the {limit} W limit",
+            rig.board.total_power_w()
+        );
+        eprintln!(
+            "limit {limit:.1} W (of {full:.1} W): {:.1} W at {:?} MHz",
+            rig.board.total_power_w(),
+            rig.emu.chip_frequency_mhz(0)
+        );
+        dev.control(hashwatt::device::Control::PowerLimit(None))
+            .unwrap();
+        // The energy policies' pause reaches the chain: rail off, no shares.
+        app.execute(Command::Pause { minutes: None }).await.unwrap();
+        assert!(
+            common::wait_for(Duration::from_secs(30), || !rig.board.rail_enabled()).await,
+            "the rail stays on while paused"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let accepted = pool.stats().accepted;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(pool.stats().accepted, accepted, "shares while paused");
+        assert!(dev.telemetry().paused);
+        app.execute(Command::Resume).await.unwrap();
+        assert!(
+            common::wait_for(Duration::from_secs(60), || pool.stats().accepted > accepted).await,
+            "no shares after resume: {:?}",
+            dev.telemetry()
+        );
+        app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autotune_converges_and_its_result_survives_a_restart() {
+    common::bounded(LIMIT, async {
+        let pool = common::devpool(SHARE).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let params = EmulatedParams {
+            voltage_range_mv: None,
+            ..EmulatedParams::default()
+        };
+        let rig = Rig::new(Model::BM1370, 1, params);
+        let mut settings = rig.settings(Model::BM1370, 1, tmp.path());
+        // ~15 W at 525 MHz for one chip: aim for 10 W.
+        settings.autotune = Some(TuneGoal::PowerTarget(10.0));
+        settings.tune_bounds = Some(TuneBounds {
+            min_mhz: 200.0,
+            max_mhz: 600.0,
+            step_mhz: 50.0,
+            voltage: None,
+        });
+        let app = appliance(pool.local_addr(), rig.device(settings.clone())).await;
+        let saved = || autotune::load(tmp.path(), "emulated-board").ok().flatten();
+        assert!(
+            common::wait_for(Duration::from_secs(150), || saved().is_some()).await,
+            "autotune never finished: {:?}",
+            problem(&app)
+        );
+        let result = saved().unwrap();
+        eprintln!("autotune result: {result:?}");
+        assert!(result.power_w <= 10.0, "{result:?}");
+        assert!(
+            (200.0..=600.0).contains(&result.frequency_mhz) && result.frequency_mhz > 200.0,
+            "{result:?}"
+        );
+        assert!(
+            common::wait_for(Duration::from_secs(30), || {
+                rig.emu
+                    .chip_frequency_mhz(0)
+                    .is_some_and(|f| (f - result.frequency_mhz).abs() < 1.0)
+            })
+            .await
+        );
+        app.shutdown().await;
+
+        // Restart: the saved result is applied at once, no new search.
+        let before =
+            std::fs::metadata(autotune::result_path(tmp.path(), "emulated-board").unwrap())
+                .unwrap()
+                .modified()
+                .unwrap();
+        let dev = rig.device(settings);
+        let app = appliance(pool.local_addr(), dev.clone()).await;
+        let accepted = pool.stats().accepted;
+        assert!(
+            common::wait_for(Duration::from_secs(60), || {
+                pool.stats().accepted > accepted
+                    && rig
+                        .emu
+                        .chip_frequency_mhz(0)
+                        .is_some_and(|f| (f - result.frequency_mhz).abs() < 1.0)
+            })
+            .await,
+            "not mining at the saved clock: {:?} MHz; {:?}; pool {:?}",
+            rig.emu.chip_frequency_mhz(0),
+            dev.telemetry(),
+            pool.stats()
+        );
+        assert!(problem(&app).is_none_or(|p| !p.contains("autotuning")));
+        let after = std::fs::metadata(autotune::result_path(tmp.path(), "emulated-board").unwrap())
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(
+            before, after,
+            "the saved result was re-used, not tuned again"
+        );
+        app.shutdown().await;
+    })
+    .await;
+}
