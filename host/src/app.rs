@@ -106,29 +106,51 @@ impl App {
         let (devices, backend_name, full_rate) = match options.devices {
             Some(devices) => (devices, "external", 1e6),
             None => {
-                let backend_name = (config.backend != "auto").then_some(config.backend.as_str());
-                let selected = hashwatt_hash::select(backend_name)
-                    .context("cannot choose a hashing backend")?;
-                let backend = selected.backend.clone();
-                let name = backend.name();
-                let rate = selected
-                    .calibration
-                    .as_ref()
-                    .and_then(|c| c.rates.iter().find(|(n, _)| *n == name).map(|(_, r)| *r))
-                    .unwrap_or(1e6)
-                    * threads as f64;
-                info!(backend = name, threads, "hashing backend selected");
-                let cpu = CpuDevice::start(
-                    backend,
-                    threads,
-                    PowerModel {
-                        idle_w: config.energy.idle_w,
-                        k_w: config.energy.full_load_w - config.energy.idle_w,
-                    },
-                    Duration::from_millis(100),
-                );
-                let devices: Devices = vec![cpu];
-                (devices, name, rate)
+                let mut devices: Devices = Vec::new();
+                for (i, entry) in config.asic.iter().enumerate() {
+                    let Some(settings) =
+                        crate::device::asic::settings_from_config(entry, i, &config.state_dir)
+                    else {
+                        anyhow::bail!("asic[{i}]: unknown model {:?}", entry.model);
+                    };
+                    let board = crate::device::asic::hwmon_board(entry, &settings.name)
+                        .with_context(|| {
+                            format!(
+                                "asic[{i}] ({}): cannot open the board's parts",
+                                settings.name
+                            )
+                        })?;
+                    info!(device = %settings.name, port = %entry.port.display(), model = %entry.model, chips = entry.chips, "ASIC chain configured");
+                    devices.push(crate::device::asic::AsicDevice::start(settings, board));
+                }
+                if config.cpu_mining.unwrap_or(config.asic.is_empty()) {
+                    let backend_name =
+                        (config.backend != "auto").then_some(config.backend.as_str());
+                    let selected = hashwatt_hash::select(backend_name)
+                        .context("cannot choose a hashing backend")?;
+                    let backend = selected.backend.clone();
+                    let name = backend.name();
+                    let rate = selected
+                        .calibration
+                        .as_ref()
+                        .and_then(|c| c.rates.iter().find(|(n, _)| *n == name).map(|(_, r)| *r))
+                        .unwrap_or(1e6)
+                        * threads as f64;
+                    info!(backend = name, threads, "hashing backend selected");
+                    let cpu = CpuDevice::start(
+                        backend,
+                        threads,
+                        PowerModel {
+                            idle_w: config.energy.idle_w,
+                            k_w: config.energy.full_load_w - config.energy.idle_w,
+                        },
+                        Duration::from_millis(100),
+                    );
+                    devices.push(cpu);
+                    (devices, name, rate)
+                } else {
+                    (devices, "asic", 1e6)
+                }
             }
         };
 
@@ -524,9 +546,20 @@ async fn report(handle: Handle, every: Duration, mut shutdown: watch::Receiver<b
         }
         let s = handle.snapshot();
         let c = &s.shares;
+        // A device that is not hashing as it should says why, in the line.
+        let problems: String = s
+            .devices
+            .iter()
+            .filter_map(|d| {
+                d.telemetry
+                    .problem
+                    .as_ref()
+                    .map(|p| format!(" | {}: {p}", d.info.name))
+            })
+            .collect();
         info!(
             target: "hashwatt::status",
-            "hashrate {} (10s) {} (1m) | accepted {} rejected {} stale {} | pool {} | {} | power {} | uptime {}s",
+            "hashrate {} (10s) {} (1m) | accepted {} rejected {} stale {} | pool {} | {} | power {} | uptime {}s{}",
             format_hashrate(s.hashrate_10s_hs),
             format_hashrate(s.hashrate_1m_hs),
             c.accepted,
@@ -542,6 +575,7 @@ async fn report(handle: Handle, every: Duration, mut shutdown: watch::Receiver<b
                 None => "unknown".to_string(),
             },
             s.uptime_secs,
+            problems,
         );
     }
 }

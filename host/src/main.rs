@@ -272,6 +272,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     energy: Default::default(),
                     signals: Vec::new(),
                     policies: Vec::new(),
+                    asic: Vec::new(),
+                    cpu_mining: None,
                 };
                 (config, Some(pool))
             }

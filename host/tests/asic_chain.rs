@@ -432,3 +432,59 @@ async fn autotune_converges_and_its_result_survives_a_restart() {
     })
     .await;
 }
+
+/// The chain configured in the file (`[[asic]]`), its board read from a
+/// hwmon tree laid out as the kernel does, and no CPU mining.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_from_the_config_file_mines_without_the_cpu() {
+    common::bounded(LIMIT, async {
+        let pool = common::devpool(SHARE).await;
+        let emu = Emulator::spawn(EmulatorConfig {
+            model: Model::BM1366,
+            chips: 2,
+            hashrate_hs: RATE,
+            difficulty: REPORT,
+        })
+        .unwrap();
+        let hwmon = tempfile::tempdir().unwrap();
+        let dev = hwmon.path().join("hwmon3");
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(dev.join("name"), "emc2101\n").unwrap();
+        std::fs::write(dev.join("temp1_input"), "51250\n").unwrap();
+        let text = format!(
+            "[[pools]]\nurl = \"stratum+tcp://{}\"\nuser = \"test.worker\"\n\n\
+             [[asic]]\nport = \"{}\"\nmodel = \"bm1366\"\nchips = 2\nmin_nonce_difficulty = {REPORT:e}\n\
+             [asic.board]\nhwmon_root = \"{}\"\ntemp_sensor = \"emc2101\"\n",
+            pool.local_addr(),
+            emu.tty_path().display(),
+            hwmon.path().display(),
+        );
+        let path = hwmon.path().join("hashwatt.toml");
+        let mut config = hashwatt::config::Config::parse(&path, &text).expect("the file parses");
+        config.state_dir = common::state_dir();
+        let app = App::start(config).await.expect("appliance starts");
+        assert!(
+            common::wait_for(Duration::from_secs(90), || pool.stats().accepted >= 10).await,
+            "{:?}",
+            app.handle().snapshot().devices.iter().map(|d| d.telemetry.problem.clone()).collect::<Vec<_>>()
+        );
+        let snap = app.handle().snapshot();
+        assert_eq!(snap.devices.len(), 1, "the chain only: no CPU device");
+        let d = &snap.devices[0];
+        assert_eq!((d.info.name.as_str(), d.info.kind), ("asic0", "asic"));
+        assert_eq!(d.telemetry.units.len(), 2);
+        let temps: Vec<f64> = d.telemetry.temperatures.iter().map(|t| t.temp_c).collect();
+        assert_eq!(temps, [51.25, 51.25], "the board sensor stands for both chips");
+        assert!(pool.stats().rejected.is_empty());
+        app.shutdown().await;
+
+        // A chain without a temperature sensor is refused with the reason.
+        let bad = text.replace("temp_sensor = \"emc2101\"\n", "");
+        let e = hashwatt::config::Config::parse(&path, &bad).unwrap_err().to_string();
+        assert!(e.contains("asic[0].board.temp_sensor") && e.contains("no temperature"), "{e}");
+        let bad = text.replace("bm1366", "bm1397");
+        let e = hashwatt::config::Config::parse(&path, &bad).unwrap_err().to_string();
+        assert!(e.contains("asic[0].model") && e.contains("BM1366, BM1368 or BM1370"), "{e}");
+    })
+    .await;
+}

@@ -14,6 +14,7 @@
 //!
 //! Both report [`ConfigError::Invalid`] with the line of the field.
 
+pub mod asic;
 mod preflight;
 
 pub use preflight::{Checker, preflight};
@@ -116,6 +117,13 @@ pub struct Config {
     /// Energy policies, all evaluated; the most restrictive decision wins.
     #[serde(default)]
     pub policies: Vec<PolicyEntry>,
+    /// BM13xx ASIC chains on serial ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub asic: Vec<asic::AsicEntry>,
+    /// Hash on the CPU too. Unset: only when no `[[asic]]` chain is
+    /// configured (the CPU is for demos, tests and verification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_mining: Option<bool>,
 }
 
 /// The panel's listener. On the appliance: HTTPS with a certificate made
@@ -659,6 +667,7 @@ impl Config {
             ));
         }
         self.check_policies()?;
+        asic::check(&self.asic)?;
         if self.status_interval_secs == 0 {
             return Err(Problem::new("status_interval_secs", "must be at least 1"));
         }

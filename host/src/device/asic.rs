@@ -859,3 +859,106 @@ fn chip_temperatures(temps: &[Option<f64>]) -> Vec<TempReading> {
         })
         .collect()
 }
+
+/// The rail of a board whose regulator the host cannot see: nothing to
+/// measure, nothing to switch (pause then only stops handing out work).
+pub struct NoRail;
+
+impl hashwatt_asic::board::PowerRail for NoRail {
+    fn label(&self) -> &str {
+        "none"
+    }
+    fn voltage_mv(&mut self) -> Result<Option<u32>, hashwatt_asic::board::BoardError> {
+        Ok(None)
+    }
+    fn set_voltage_mv(&mut self, _mv: u32) -> Result<(), hashwatt_asic::board::BoardError> {
+        Err(hashwatt_asic::board::BoardError::Unsupported(
+            "no regulator configured".into(),
+        ))
+    }
+    fn voltage_range_mv(&self) -> Option<(u32, u32)> {
+        None
+    }
+    fn power_w(&mut self) -> Result<Option<f64>, hashwatt_asic::board::BoardError> {
+        Ok(None)
+    }
+    fn set_enabled(&mut self, _on: bool) -> Result<(), hashwatt_asic::board::BoardError> {
+        Ok(())
+    }
+}
+
+/// The board of a configured chain from Linux hwmon: the temperature
+/// sensor (shared by every chip), the fan and the regulator where named.
+pub fn hwmon_board(
+    entry: &crate::config::asic::AsicEntry,
+    id: &str,
+) -> Result<Board, hashwatt_asic::board::BoardError> {
+    use hashwatt_asic::board::hwmon::{HwmonDevice, HwmonFan, HwmonRail, HwmonTemp, RailConfig};
+    use hashwatt_asic::board::{Fan, PowerRail, TempSensor};
+    let b = &entry.board;
+    let root = b.hwmon_root.as_path();
+    let name = b.temp_sensor.as_deref().unwrap_or_default();
+    let sensor = HwmonTemp::discover(root, name, b.temp_label.as_deref())?;
+    let fan: Option<Box<dyn Fan>> = match &b.fan {
+        Some(f) => Some(Box::new(HwmonFan::discover(root, f)?)),
+        None => None,
+    };
+    let rail: Box<dyn PowerRail> = match &b.rail {
+        Some(r) => Box::new(HwmonRail::open(
+            &HwmonDevice::find(root, r)?,
+            RailConfig {
+                label: r.clone(),
+                voltage_channel: Some(1),
+                power_channel: Some(1),
+                ..RailConfig::default()
+            },
+        )?),
+        None => Box::new(NoRail),
+    };
+    let sensors: Vec<Box<dyn TempSensor>> = vec![Box::new(sensor)];
+    Board::new(id, rail, sensors, vec![0; entry.chips], fan)
+}
+
+/// The driver settings of a configured chain.
+pub fn settings_from_config(
+    entry: &crate::config::asic::AsicEntry,
+    index: usize,
+    state_dir: &std::path::Path,
+) -> Option<AsicSettings> {
+    use crate::config::asic::AutotuneMode;
+    let model = entry.parsed_model()?;
+    let mut chain = ChainConfig::new(model);
+    chain.expected_chips = Some(entry.chips);
+    if let Some(f) = entry.frequency_mhz {
+        chain.frequency_mhz = f;
+    }
+    chain.fast_baud = entry.baud;
+    chain.min_nonce_difficulty = entry.min_nonce_difficulty;
+    if let Some(t) = entry.ticket_difficulty {
+        chain.ticket_difficulty = t;
+    }
+    let autotune = match entry.autotune {
+        AutotuneMode::Off => None,
+        AutotuneMode::Power => entry.power_target_w.map(TuneGoal::PowerTarget),
+        AutotuneMode::Efficiency => Some(TuneGoal::BestEfficiency),
+    };
+    Some(AsicSettings {
+        name: entry.name_at(index),
+        port: entry.port.clone(),
+        chain,
+        voltage_mv: entry.voltage_mv,
+        thermal: entry.thermal.config(),
+        autotune,
+        tune_bounds: Some(TuneBounds {
+            min_mhz: entry.tune_min_mhz,
+            max_mhz: entry.tune_max_mhz,
+            step_mhz: entry.tune_step_mhz,
+            voltage: None,
+        }),
+        tune_settle: Duration::from_secs(entry.tune_settle_secs),
+        tune_dir: state_dir.join("asic"),
+        job_interval: Duration::from_millis(entry.job_interval_ms),
+        dead_after: Duration::from_secs(60),
+        retry: Duration::from_secs(10),
+    })
+}

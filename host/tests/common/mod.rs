@@ -111,6 +111,8 @@ pub fn config(pools: &[SocketAddr], threads: usize) -> Config {
         energy: Default::default(),
         signals: Vec::new(),
         policies: Vec::new(),
+        asic: Vec::new(),
+        cpu_mining: None,
     }
 }
 

@@ -902,6 +902,22 @@
       renderDevices(Array.isArray(snap.devices) ? snap.devices : []);
     }
 
+    /** Per chip (or thread): hashrate, hardware errors and temperature. */
+    function unitDetails(d) {
+      const tel = d.telemetry || {};
+      const units = Array.isArray(tel.units) ? tel.units : [];
+      if (units.length < 2 && (d.info || {}).kind !== 'asic') return null;
+      const rates = Array.isArray(d.unit_hashrates_10s_hs) ? d.unit_hashrates_10s_hs : [];
+      const temps = Array.isArray(tel.temperatures) ? tel.temperatures : [];
+      return el('details', { class: 'units' },
+        el('summary', { text: units.length + ((d.info || {}).kind === 'asic' ? ' chips' : ' units') }),
+        el('ul', { class: 'list-plain small' }, units.map((u, i) => {
+          const t = temps.find((x) => x.label === u.name);
+          return el('li', { class: 'nowrap', dataset: { unit: u.name } },
+            u.name + ': ' + fmtHs(rates[i]) + ' · ' + fmtInt(u.hardware_errors) + ' errors' + (t ? ' · ' + fmtTemp(t.temp_c) : ''));
+        })));
+    }
+
     function renderDevices(devs) {
       if (!devs.length) {
         ref.devBody.replaceChildren(el('tr', null, el('td', { colspan: '8', class: 'empty', text: 'No devices.' })));
@@ -916,7 +932,9 @@
         return el('tr', { dataset: { device: String(info.name || '') } },
           el('th', { scope: 'row' }, String(info.name || '?'), units ? el('span', { class: 'sub', text: units + (units === 1 ? ' unit' : ' units') }) : null),
           el('td', { text: info.kind || DASH }),
-          el('td', { class: 'break', text: info.model || DASH }),
+          el('td', { class: 'break' }, info.model || DASH,
+            tel.problem ? el('span', { class: 'sub val-bad device-problem', text: tel.problem }) : null,
+            unitDetails(d)),
           el('td', { class: 'num', text: fmtHs(d.hashrate_10s_hs) }),
           el('td', null, temps.length ? el('ul', { class: 'list-plain' }, temps.map((t) => el('li', { class: 'nowrap', text: (t.label || 'temp') + ' ' + fmtTemp(t.temp_c) }))) : DASH),
           el('td', null, fans.length ? el('ul', { class: 'list-plain' }, fans.map((f) => el('li', {
