@@ -227,7 +227,8 @@ pub(super) fn check(entries: &[AsicEntry]) -> Result<(), Problem> {
             ));
         }
         if e.autotune != AutotuneMode::Off {
-            if e.tune_min_mhz > e.tune_max_mhz || !(e.tune_step_mhz > 0.0) {
+            if e.tune_min_mhz > e.tune_max_mhz || e.tune_step_mhz.is_nan() || e.tune_step_mhz <= 0.0
+            {
                 return Err(Problem::new(
                     f("tune_step_mhz"),
                     "the search needs tune_min_mhz ≤ tune_max_mhz and a positive step",
