@@ -38,6 +38,27 @@ enum Command {
     /// Plugin packages: signing keys, signing, install, list, remove.
     #[command(subcommand)]
     Plugin(hashwatt::plugin::cli::PluginCommand),
+    /// Emulate a BM13xx chip chain on a pseudo-terminal (for trying the
+    /// ASIC driver without hardware): prints the port to configure.
+    AsicEmulator(AsicEmulatorArgs),
+}
+
+#[derive(Args)]
+struct AsicEmulatorArgs {
+    /// Chip model: BM1366, BM1368 or BM1370.
+    #[arg(long, default_value = "BM1370")]
+    model: hashwatt_asic::model::Model,
+    /// Chips on the chain.
+    #[arg(long, default_value_t = 1)]
+    chips: usize,
+    /// Whole-chain hashrate at the stock clock, H/s (the CPU really
+    /// hashes this much).
+    #[arg(long, default_value_t = 2.0e6)]
+    hashrate: f64,
+    /// Difficulty the emulated chips report nonces at (scaled down from
+    /// the real chips' 256 so a CPU can find them).
+    #[arg(long, default_value_t = 1.0 / 1_048_576.0)]
+    difficulty: f64,
 }
 
 #[derive(Args)]
@@ -152,6 +173,22 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2000)]
         iterations: usize,
     },
+    /// The ASIC device against the chip emulator on a pty: solution rate
+    /// vs the configured rate, nonce-to-solution latency, host CPU.
+    Asic {
+        /// Chip model emulated.
+        #[arg(long, default_value = "BM1370")]
+        model: hashwatt_asic::model::Model,
+        /// Chips on the chain.
+        #[arg(long, default_value_t = 4)]
+        chips: usize,
+        /// Nonces per second the emulator delivers.
+        #[arg(long, default_value_t = 400.0)]
+        rate: f64,
+        /// Nonces to measure over.
+        #[arg(long, default_value_t = 2000)]
+        nonces: u64,
+    },
 }
 
 /// Whether log lines get ANSI colours: only on a terminal (not in a file
@@ -187,6 +224,7 @@ fn main() -> ExitCode {
         Command::Devpool(args) => devpool(args),
         Command::Bench(cmd) => bench(cmd),
         Command::Plugin(cmd) => hashwatt::plugin::cli::run(cmd),
+        Command::AsicEmulator(args) => asic_emulator(args),
         Command::Energy(EnergyCommand::Report {
             config,
             period,
@@ -467,6 +505,66 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Plugin { iterations } => {
             println!("{}", hashwatt::plugin::bench::run(iterations)?);
         }
+        BenchCommand::Asic {
+            model,
+            chips,
+            rate,
+            nonces,
+        } => {
+            print!(
+                "{}",
+                hashwatt::device::asic_bench::run(&hashwatt::device::asic_bench::AsicBench {
+                    model,
+                    chips,
+                    nonce_rate: rate,
+                    nonces,
+                })?
+            );
+        }
     }
+    Ok(())
+}
+
+/// `hashwatt asic-emulator`: an emulated chain until Ctrl-C or SIGTERM.
+fn asic_emulator(args: AsicEmulatorArgs) -> anyhow::Result<()> {
+    use hashwatt_asic::emulator::{Emulator, EmulatorConfig};
+    let emu = Emulator::spawn(EmulatorConfig {
+        model: args.model,
+        chips: args.chips,
+        hashrate_hs: args.hashrate,
+        difficulty: args.difficulty,
+    })
+    .map_err(|e| anyhow::anyhow!("cannot start the emulator: {e}"))?;
+    println!(
+        "emulated {} chain of {} chip(s) on {}\n\
+         configure it with:\n\n[[asic]]\nport = \"{}\"\nmodel = \"{}\"\nchips = {}\n\
+         min_nonce_difficulty = {:e}\n[asic.board]\ntemp_sensor = \"…\"  # the board's hwmon sensor\n",
+        args.model,
+        args.chips,
+        emu.tty_path().display(),
+        emu.tty_path().display(),
+        args.model,
+        args.chips,
+        args.difficulty,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+        anyhow::Ok(())
+    })?;
+    let s = emu.stats();
+    println!(
+        "stopped: {} nonces sent ({:?} per chip), {} jobs, {} frames rejected",
+        s.nonces.iter().sum::<u64>(),
+        s.nonces,
+        s.jobs,
+        s.frames_rejected
+    );
     Ok(())
 }

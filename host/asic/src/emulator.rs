@@ -160,7 +160,12 @@ struct Shared {
     stats: EmulatorStats,
     /// A power cycle the worker has still to apply to its own state.
     reset: bool,
+    /// When the latest nonces went out on the wire (for latency figures).
+    sent: VecDeque<(u32, Instant)>,
 }
+
+/// Nonces whose send time is remembered.
+const SENT_MEMORY: usize = 8192;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -229,6 +234,7 @@ impl Emulator {
                 ..EmulatorStats::default()
             },
             reset: false,
+            sent: VecDeque::new(),
         }));
         let faults = Arc::new(Faults {
             corrupt_crc: AtomicU32::new(0),
@@ -314,6 +320,17 @@ impl Emulator {
         sh.reset = true;
     }
 
+    /// When the reply carrying `nonce` was written to the wire, for the
+    /// latest few thousand nonces (measuring nonce-to-share latency).
+    pub fn sent_at(&self, nonce: u32) -> Option<Instant> {
+        lock(&self.shared)
+            .sent
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == nonce)
+            .map(|(_, t)| *t)
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> EmulatorStats {
         lock(&self.shared).stats.clone()
@@ -361,6 +378,8 @@ struct Worker {
     parser: HostFrameParser,
     events: Vec<HostEvent>,
     out: Vec<u8>,
+    /// Nonces in `out`, not yet written.
+    queued: Vec<u32>,
     job: Option<ActiveJob>,
     inactive: bool,
     target: Target,
@@ -409,6 +428,7 @@ impl Worker {
             parser: HostFrameParser::new(),
             events: Vec::new(),
             out: Vec::new(),
+            queued: Vec::new(),
             job: None,
             inactive: false,
             target,
@@ -661,6 +681,7 @@ impl Worker {
         sh.stats.nonces[f.chip] += 1;
         drop(sh);
         self.out.extend_from_slice(&bytes);
+        self.queued.push(nonce);
     }
 
     fn host_baud(&self) -> u32 {
@@ -711,6 +732,14 @@ impl Worker {
                     break;
                 }
             }
+        }
+        let now = Instant::now();
+        let mut sh = lock(&self.shared);
+        for n in self.queued.drain(..) {
+            if sh.sent.len() == SENT_MEMORY {
+                sh.sent.pop_front();
+            }
+            sh.sent.push_back((n, now));
         }
     }
 }

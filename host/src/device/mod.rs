@@ -15,6 +15,7 @@
 //! the energy meter work the same on any hardware.
 
 pub mod asic;
+pub mod asic_bench;
 pub mod cpu;
 pub mod hwmon;
 pub mod sim;
