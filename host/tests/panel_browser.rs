@@ -278,6 +278,11 @@ async fn every_page_in_a_real_browser() {
         eprintln!("test connection: {tested}");
         click(&c, "#pool-add").await;
         wait_text(&c, "#pools-table", &second.local_addr().port().to_string()).await;
+        let enabled_again = c
+            .execute("return document.getElementById('pool-enabled').checked", vec![])
+            .await
+            .unwrap();
+        assert_eq!(enabled_again, serde_json::json!(true), "the add form resets to its defaults");
         let pools = app.handle().pools().await;
         assert_eq!(pools.len(), 2, "the form's pool reached the control plane");
         assert_eq!(pools[1].1.url.port, second.local_addr().port(), "{:?}", pools[1].1.url);

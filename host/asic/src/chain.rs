@@ -334,6 +334,11 @@ pub fn ramp_steps(from: f32, to: f32) -> Vec<f32> {
     if (from - to).abs() < 1e-4 {
         return v;
     }
+    // A change smaller than one step is written at once.
+    if (to - from).abs() < RAMP_STEP_MHZ {
+        v.push(to);
+        return v;
+    }
     if to > from {
         let mut k = (from / RAMP_STEP_MHZ).floor() as i64 + 1;
         while (k as f32) * RAMP_STEP_MHZ < to - 1e-4 {
@@ -500,7 +505,10 @@ impl<L: SerialLink> Chain<L> {
             reg: reg::VERSION_MASK,
             value: version_mask_value(chain.chip_mask),
         };
-        for _ in 0..3 {
+        // The public driver writes the mask three times (four on BM1368)
+        // before anything else, to get every chip's UART in step.
+        let repeats = if model == Model::BM1368 { 4 } else { 3 };
+        for _ in 0..repeats {
             chain.send(vmask)?;
         }
         chain.send(Command::Read {
@@ -528,7 +536,11 @@ impl<L: SerialLink> Chain<L> {
         }
         let target = chain.cfg.frequency_mhz;
         chain.ramp_to(target)?;
-        chain.send(vmask)?;
+        // BM1366 and BM1368 get the mask once more after the clock ramp;
+        // the BM1370 sequence ends with the hash counting number.
+        if model != Model::BM1370 {
+            chain.send(vmask)?;
+        }
         let fast = chain.cfg.fast_baud;
         if fast != chain.link.baud() {
             chain.switch_baud(fast)?;
@@ -656,6 +668,8 @@ impl<L: SerialLink> Chain<L> {
         })?;
         // The link drains the frame at the old rate before switching.
         self.link.set_baud(host)?;
+        // Whatever arrived while the two ends disagreed is noise.
+        self.link.clear_input()?;
         self.parser.reset();
         tracing::info!(chip_baud = s.chip_baud, host_baud = host, "baud switched");
         Ok(())
@@ -894,6 +908,9 @@ mod tests {
         assert_eq!(ramp_steps(50.0, 60.0), vec![56.25, 60.0]);
         assert_eq!(ramp_steps(60.0, 50.0), vec![56.25, 50.0]);
         assert_eq!(ramp_steps(485.0, 485.0), Vec::<f32>::new());
+        // Less than a step: written at once, as the public driver does.
+        assert_eq!(ramp_steps(485.0, 490.0), vec![490.0]);
+        assert_eq!(ramp_steps(490.0, 485.0), vec![485.0]);
         let up = ramp_steps(50.0, 485.0);
         assert_eq!(*up.last().unwrap(), 485.0);
         assert!(

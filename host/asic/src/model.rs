@@ -328,7 +328,9 @@ pub fn address_interval(chips: usize) -> Option<u16> {
     if chips == 0 || chips > 256 {
         return None;
     }
-    Some((256 / chips.next_power_of_two()) as u16)
+    // As the public drivers do: 256 / chips, so a 6-chip board gets
+    // addresses 0, 42, 84…
+    Some((256 / chips) as u16)
 }
 
 /// The address the driver gives chip `index` of a `chips`-long chain.
@@ -344,8 +346,9 @@ pub fn chip_address(index: usize, chips: usize) -> Option<u8> {
 /// address space); `None` past the end of the chain.
 pub fn chip_index(address: u8, chips: usize) -> Option<usize> {
     let iv = address_interval(chips)?;
-    let idx = usize::from(u16::from(address) / iv);
-    (idx < chips).then_some(idx)
+    // The slice past the last chip's (256 not divisible by `chips`)
+    // belongs to the last chip.
+    Some(usize::from(u16::from(address) / iv).min(chips - 1))
 }
 
 /// The nonce as the chips see it: its header bytes (offset 76..80) read
@@ -456,14 +459,22 @@ mod tests {
     #[test]
     fn addresses_and_nonce_fields() {
         assert_eq!(address_interval(1), Some(256));
-        assert_eq!(address_interval(3), Some(64));
+        assert_eq!(address_interval(3), Some(85));
+        // ESP-Miner's 6-chip boards: addresses 0, 0x2A, 0x54, 0x7E, 0xA8, 0xD2.
+        let six: Vec<_> = (0..6).filter_map(|i| chip_address(i, 6)).collect();
+        assert_eq!(six, [0x00, 0x2A, 0x54, 0x7E, 0xA8, 0xD2]);
+        assert_eq!(
+            chip_index(0xFF, 6),
+            Some(5),
+            "the tail slice is the last chip's"
+        );
         assert_eq!(address_interval(4), Some(64));
         assert_eq!(address_interval(0), None);
         assert_eq!(address_interval(257), None);
         assert_eq!(chip_address(3, 4), Some(192));
         assert_eq!(chip_index(192, 4), Some(3));
         assert_eq!(chip_index(200, 4), Some(3));
-        assert_eq!(chip_index(200, 3), None);
+        assert_eq!(chip_index(200, 3), Some(2));
         // Big-endian view 0xFE_FE_00_00: core 0x7F, address 0x7F.
         let nonce = u32::from_be_bytes([0x00, 0x00, 0xFE, 0xFE]);
         assert_eq!(nonce_core_id(nonce), 0x7f);

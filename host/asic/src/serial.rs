@@ -54,6 +54,11 @@ pub trait SerialLink: Send {
     fn set_baud(&mut self, baud: u32) -> Result<(), SerialError>;
     /// The host side's current rate.
     fn baud(&self) -> u32;
+    /// Discards bytes received but not read yet (what arrived while the
+    /// two ends switched rates is noise).
+    fn clear_input(&mut self) -> Result<(), SerialError> {
+        Ok(())
+    }
 }
 
 /// The termios constant for `baud`, for the rates boards use.
@@ -221,6 +226,11 @@ impl SerialLink for TtyPort {
 
     fn baud(&self) -> u32 {
         self.baud
+    }
+
+    fn clear_input(&mut self) -> Result<(), SerialError> {
+        nix::sys::termios::tcflush(self.fd.as_fd(), nix::sys::termios::FlushArg::TCIFLUSH)
+            .map_err(SerialError::Config)
     }
 }
 

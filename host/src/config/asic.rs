@@ -253,6 +253,14 @@ pub(super) fn check(entries: &[AsicEntry]) -> Result<(), Problem> {
                  needs the board's sensor (the hwmon name, e.g. \"emc2101\")",
             ));
         }
+        if let Some(t) = e.ticket_difficulty
+            && !(t.is_power_of_two() && t >= 1)
+        {
+            return Err(Problem::new(
+                f("ticket_difficulty"),
+                format!("{t} is not a power of two (the chips' mask register holds one)"),
+            ));
+        }
         if e.job_interval_ms == 0 || e.job_interval_ms > 60_000 {
             return Err(Problem::new(
                 f("job_interval_ms"),

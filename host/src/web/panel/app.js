@@ -57,7 +57,8 @@
         else if (k === 'style') n.style.cssText = v; // CSSOM: allowed under a strict CSP
         else if (k.startsWith('on') && typeof v === 'function') n.addEventListener(k.slice(2), v);
         else if (k === 'value') n.value = v;
-        else if (k === 'checked' || k === 'disabled' || k === 'required' || k === 'open' || k === 'hidden' || k === 'readOnly') n[k] = !!v;
+        else if (k === 'checked') { n.checked = !!v; n.defaultChecked = !!v; } // survives form.reset()
+        else if (k === 'disabled' || k === 'required' || k === 'open' || k === 'hidden' || k === 'readOnly') n[k] = !!v;
         else n.setAttribute(k, v === true ? '' : String(v));
       }
     }
