@@ -342,9 +342,16 @@ impl Appliance {
             })
             .collect();
         let verdict = self.engine.verdict();
+        // Measured by the hardware itself only if every device measures.
+        let device_power_w = telemetry
+            .iter()
+            .map(|t| t.power_w)
+            .sum::<Option<f64>>()
+            .filter(|_| !telemetry.is_empty());
         self.energy.sample(
             now,
             rate,
+            device_power_w,
             &verdict.mode,
             &verdict.by,
             &verdict.reason,

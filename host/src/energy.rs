@@ -48,6 +48,10 @@ struct Live {
 pub struct EnergyMeter {
     store: Mutex<EnergyStore>,
     source: Mutex<Box<dyn PowerSource>>,
+    /// What the devices measure themselves (an ASIC board's regulator),
+    /// used while every device reports power and no external meter is set.
+    devices: Mutex<ExternalSource>,
+    prefer_devices: bool,
     live: Mutex<Live>,
 }
 
@@ -106,23 +110,47 @@ impl EnergyMeter {
         Ok(Arc::new(EnergyMeter {
             store: Mutex::new(store),
             source: Mutex::new(source),
+            devices: Mutex::new(ExternalSource::new(Duration::from_secs(5))),
+            prefer_devices: settings.meter_signal.is_none(),
             live: Mutex::new(Live::default()),
         }))
     }
 
     /// Takes one sample: `hashes` were done since the last one; `mode` and
     /// `by`/`reason` say what the policy engine applies (pauses are
-    /// accounted to the policy that caused them).
+    /// accounted to the policy that caused them). `device_power_w` is the
+    /// sum of what the devices measure, when every one of them does: it is
+    /// preferred to RAPL and the model (an external meter signal still
+    /// comes first).
+    #[allow(clippy::too_many_arguments)]
     pub fn sample(
         &self,
         now: Instant,
         hashrate_hs: f64,
+        device_power_w: Option<f64>,
         mode: &Mode,
         by: &str,
         reason: &str,
         temperatures: Vec<crate::policy::Temperature>,
     ) {
-        let sample = match lock(&self.source).sample(now, hashrate_hs) {
+        let measured = match device_power_w.filter(|_| self.prefer_devices) {
+            Some(w) => {
+                let mut d = lock(&self.devices);
+                d.push_watts(now, w)
+                    .and_then(|()| d.sample(now, hashrate_hs))
+                    .map(|mut s| {
+                        s.source = "devices";
+                        s
+                    })
+                    .ok()
+            }
+            None => None,
+        };
+        let sampled = match measured {
+            Some(s) => Ok(s),
+            None => lock(&self.source).sample(now, hashrate_hs),
+        };
+        let sample = match sampled {
             Ok(s) => s,
             Err(e) => {
                 warn!("energy meter sample failed: {e}");

@@ -69,6 +69,11 @@ struct RunArgs {
     /// Start a development pool on loopback and mine against it.
     #[arg(long, conflicts_with = "config")]
     demo: bool,
+    /// With --demo: mine with an emulated BM1370 chain of this many chips
+    /// (on a pseudo-terminal, through the real ASIC driver) instead of the
+    /// CPU.
+    #[arg(long, requires = "demo", value_parser = clap::value_parser!(u16).range(1..=16))]
+    asic_chips: Option<u16>,
 }
 
 #[derive(Subcommand)]
@@ -275,10 +280,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     runtime()?.block_on(async move {
+        let mut devices = None;
+        let mut _chain = None;
         let (config, _pool) = match config {
             Some(c) => (c, None),
             None => {
-                let pool = hashwatt_devpool::start(hashwatt_devpool::DevPoolConfig::default())
+                let mut pool_config = hashwatt_devpool::DevPoolConfig::default();
+                if args.asic_chips.is_some() {
+                    // The emulated chips hash on this CPU: an easier share.
+                    pool_config.difficulty = 1.0 / 4096.0;
+                }
+                let pool = hashwatt_devpool::start(pool_config)
                     .await
                     .context("cannot start the demo pool")?;
                 let addr = pool.local_addr();
@@ -313,6 +325,27 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     asic: Vec::new(),
                     cpu_mining: None,
                 };
+                if let Some(chips) = args.asic_chips {
+                    let chain = hashwatt::device::asic_emulated::EmulatedChain::start(
+                        hashwatt_asic::model::Model::BM1370,
+                        usize::from(chips),
+                        2.0e6,
+                        1.0 / 1_048_576.0,
+                        Default::default(),
+                        1,
+                    )
+                    .context("cannot start the emulated ASIC chain")?;
+                    info!(
+                        port = %chain.emulator.tty_path().display(),
+                        chips,
+                        "demo: emulated BM1370 chain on a pseudo-terminal"
+                    );
+                    let settings = chain.settings("asic0", &config.state_dir.join("asic"));
+                    devices = Some(vec![
+                        chain.device(settings) as std::sync::Arc<dyn hashwatt::device::Device>
+                    ]);
+                    _chain = Some(chain);
+                }
                 (config, Some(pool))
             }
         };
@@ -320,7 +353,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             config,
             StartOptions {
                 config_path: args.config.clone(),
-                devices: None,
+                devices,
             },
         )
         .await?;

@@ -6,16 +6,15 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hashwatt::app::{App, StartOptions};
 use hashwatt::control::Command;
 use hashwatt::device::Device;
 use hashwatt::device::asic::{AsicDevice, AsicSettings};
+use hashwatt::device::asic_emulated::EmulatedChain;
 use hashwatt_asic::autotune::{self, TuneBounds, TuneGoal};
-use hashwatt_asic::board::emulated::{EmulatedBoard, EmulatedParams};
-use hashwatt_asic::chain::ChainConfig;
+use hashwatt_asic::board::emulated::EmulatedParams;
 use hashwatt_asic::emulator::{Emulator, EmulatorConfig};
 use hashwatt_asic::model::Model;
 use hashwatt_asic::thermal::ThermalConfig;
@@ -31,102 +30,31 @@ const SHARE: f64 = 1.0 / 65_536.0;
 /// thermal loop still sees several rounds per time constant).
 const SPEED: u32 = 2;
 
-/// An emulated chain and board, with a thread that feeds the chips'
-/// clocks into the board's heat model and powers the chips with its rail.
-struct Rig {
-    emu: Arc<Emulator>,
-    board: EmulatedBoard,
-    stop: Arc<AtomicBool>,
-    glue: Option<std::thread::JoinHandle<()>>,
+/// The emulated chain and board of the library, with the tests' settings.
+struct Rig(EmulatedChain);
+
+impl std::ops::Deref for Rig {
+    type Target = EmulatedChain;
+    fn deref(&self) -> &EmulatedChain {
+        &self.0
+    }
 }
 
 impl Rig {
     fn new(model: Model, chips: usize, params: EmulatedParams) -> Rig {
-        let emu = Arc::new(
-            Emulator::spawn(EmulatorConfig {
-                model,
-                chips,
-                hashrate_hs: RATE,
-                difficulty: REPORT,
-            })
-            .expect("emulator starts"),
-        );
-        let board = EmulatedBoard::with_params(chips, 25.0, params);
-        let stop = Arc::new(AtomicBool::new(false));
-        let glue = {
-            let (emu, board, stop) = (emu.clone(), board.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let faults = emu.faults();
-                let mut powered = true;
-                while !stop.load(Ordering::Acquire) {
-                    let on = board.rail_enabled();
-                    if on != powered {
-                        // The rail powers the chips: off, they are silent;
-                        // on again, they start from reset.
-                        powered = on;
-                        if on {
-                            emu.power_cycle();
-                        }
-                        for c in 0..chips {
-                            faults.set_dead(c, !on);
-                        }
-                    }
-                    for c in 0..chips {
-                        let f = if on {
-                            emu.chip_frequency_mhz(c).unwrap_or(0.0)
-                        } else {
-                            0.0
-                        };
-                        let _ = board.set_chip_load(c, f64::from(f));
-                    }
-                    board.advance(Duration::from_millis(50) * SPEED);
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            })
-        };
-        Rig {
-            emu,
-            board,
-            stop,
-            glue: Some(glue),
-        }
+        Rig(
+            EmulatedChain::start(model, chips, RATE, REPORT, params, SPEED)
+                .expect("emulator starts"),
+        )
     }
 
-    fn settings(&self, model: Model, chips: usize, tune_dir: &std::path::Path) -> AsicSettings {
+    fn settings(&self, _model: Model, _chips: usize, tune_dir: &std::path::Path) -> AsicSettings {
         AsicSettings {
-            name: "asic0".into(),
-            port: self.emu.tty_path().to_path_buf(),
-            chain: ChainConfig {
-                expected_chips: Some(chips),
-                min_nonce_difficulty: Some(REPORT),
-                pll_step_delay: Duration::from_millis(1),
-                ..ChainConfig::new(model)
-            },
-            voltage_mv: None,
             thermal: ThermalConfig {
                 throttle_interval: Duration::from_millis(500),
                 ..ThermalConfig::default()
             },
-            autotune: None,
-            tune_bounds: None,
-            tune_settle: Duration::from_secs(2),
-            tune_dir: tune_dir.to_path_buf(),
-            job_interval: Duration::from_millis(500),
-            dead_after: Duration::from_secs(4),
-            retry: Duration::from_millis(500),
-        }
-    }
-
-    fn device(&self, settings: AsicSettings) -> Arc<AsicDevice> {
-        AsicDevice::start(settings, self.board.board("emulated-board"))
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(g) = self.glue.take() {
-            let _ = g.join();
+            ..self.0.settings("asic0", tune_dir)
         }
     }
 }
@@ -185,6 +113,17 @@ async fn four_chips_mine_through_the_stack_with_nothing_rejected() {
         assert!(d.telemetry.power_w.is_some_and(|w| w > 0.0));
         assert_eq!(d.hardware_errors, 0);
         assert_eq!(d.telemetry.problem, None);
+        // The appliance's energy comes from the board's rail, not a model.
+        assert!(
+            common::wait_for(Duration::from_secs(10), || app
+                .handle()
+                .snapshot()
+                .power_source
+                == "devices")
+            .await,
+            "power source {}",
+            app.handle().snapshot().power_source
+        );
         app.shutdown().await;
     })
     .await;
@@ -202,7 +141,7 @@ async fn a_dead_chip_is_reported_while_the_others_hash() {
         )
         .await;
         assert!(common::wait_for(Duration::from_secs(90), || pool.stats().accepted >= 5).await);
-        rig.emu.faults().set_dead(2, true);
+        rig.emulator.faults().set_dead(2, true);
         assert!(
             common::wait_for(Duration::from_secs(60), || {
                 problem(&app).is_some_and(|p| p.contains("chip 2 not answering"))
@@ -250,18 +189,18 @@ async fn overheat_throttles_then_stops_with_the_reason_in_status() {
             common::wait_for(Duration::from_secs(90), || {
                 rig.board.rail_enabled()
                     && rig
-                        .emu
+                        .emulator
                         .chip_frequency_mhz(0)
                         .is_some_and(|f| f < nominal - 1.0)
             })
             .await,
             "no throttle: {:?} MHz, chip 3 at {:?} °C",
-            rig.emu.chip_frequency_mhz(0),
+            rig.emulator.chip_frequency_mhz(0),
             rig.board.chip_temp_c(3)
         );
         eprintln!(
             "throttled to {:?} MHz at {:?} °C; problem {:?}",
-            rig.emu.chip_frequency_mhz(0),
+            rig.emulator.chip_frequency_mhz(0),
             rig.board.chip_temp_c(3),
             problem(&app)
         );
@@ -318,7 +257,10 @@ async fn pause_and_power_limit_act_on_the_chain() {
         assert!(
             common::wait_for(Duration::from_secs(60), || {
                 rig.board.total_power_w() <= limit
-                    && rig.emu.chip_frequency_mhz(0).is_some_and(|f| f < nominal)
+                    && rig
+                        .emulator
+                        .chip_frequency_mhz(0)
+                        .is_some_and(|f| f < nominal)
             })
             .await,
             "draw {} W over the {limit} W limit",
@@ -327,7 +269,7 @@ async fn pause_and_power_limit_act_on_the_chain() {
         eprintln!(
             "limit {limit:.1} W (of {full:.1} W): {:.1} W at {:?} MHz",
             rig.board.total_power_w(),
-            rig.emu.chip_frequency_mhz(0)
+            rig.emulator.chip_frequency_mhz(0)
         );
         dev.control(hashwatt::device::Control::PowerLimit(None))
             .unwrap();
@@ -388,7 +330,7 @@ async fn autotune_converges_and_its_result_survives_a_restart() {
         );
         assert!(
             common::wait_for(Duration::from_secs(30), || {
-                rig.emu
+                rig.emulator
                     .chip_frequency_mhz(0)
                     .is_some_and(|f| (f - result.frequency_mhz).abs() < 1.0)
             })
@@ -409,13 +351,13 @@ async fn autotune_converges_and_its_result_survives_a_restart() {
             common::wait_for(Duration::from_secs(60), || {
                 pool.stats().accepted > accepted
                     && rig
-                        .emu
+                        .emulator
                         .chip_frequency_mhz(0)
                         .is_some_and(|f| (f - result.frequency_mhz).abs() < 1.0)
             })
             .await,
             "not mining at the saved clock: {:?} MHz; {:?}; pool {:?}",
-            rig.emu.chip_frequency_mhz(0),
+            rig.emulator.chip_frequency_mhz(0),
             dev.telemetry(),
             pool.stats()
         );

@@ -16,6 +16,7 @@
 
 pub mod asic;
 pub mod asic_bench;
+pub mod asic_emulated;
 pub mod cpu;
 pub mod hwmon;
 pub mod sim;
