@@ -722,6 +722,9 @@ impl Worker {
             }
         }
         self.out.clear();
+        // Stamped before the write: the driver may read the reply before
+        // this thread runs again.
+        let now = Instant::now();
         let mut rest = &wire[..];
         while !rest.is_empty() {
             match nix::unistd::write(&self.master, rest) {
@@ -733,7 +736,6 @@ impl Worker {
                 }
             }
         }
-        let now = Instant::now();
         let mut sh = lock(&self.shared);
         for n in self.queued.drain(..) {
             if sh.sent.len() == SENT_MEMORY {
