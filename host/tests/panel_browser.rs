@@ -356,10 +356,18 @@ async fn every_page_in_a_real_browser() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         shot(&c, "02-plugins").await;
 
-        // The other pages render with their data.
-        for (page, needle) in [("energy", "surplus"), ("system", env!("CARGO_PKG_VERSION")), ("account", "token")] {
+        // The other pages render with their data (System: the version and
+        // the live log tail).
+        let pages: [(&str, &[&str]); 3] = [
+            ("energy", &["surplus"]),
+            ("system", &[env!("CARGO_PKG_VERSION"), "share accepted"]),
+            ("account", &["token"]),
+        ];
+        for (page, needles) in pages {
             c.goto(&format!("{base}/#/{page}")).await.unwrap();
-            wait_text(&c, "#main", needle).await;
+            for needle in needles {
+                wait_text(&c, "#main", needle).await;
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
             shot(&c, &format!("02-{page}")).await;
         }

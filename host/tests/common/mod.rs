@@ -10,15 +10,19 @@ use hashwatt::app::App;
 use hashwatt::config::{Config, PoolEntry};
 use hashwatt_devpool::{DevPool, DevPoolConfig};
 
-/// Sends the host's logs to the test output (shown for failing tests).
+/// Sends the host's logs to the test output (shown for failing tests)
+/// and to the panel's log tail, as `hashwatt run` does.
 pub fn logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_test_writer())
+            .with(hashwatt::logtail::TailLayer)
             .try_init();
     });
 }
