@@ -36,6 +36,7 @@ pub mod plugin;
 pub mod policy;
 pub mod pool;
 pub mod ratelimit;
+pub mod service;
 pub mod state;
 pub mod status;
 pub mod web;

@@ -357,7 +357,21 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             },
         )
         .await?;
+        hashwatt::service::ready(&format!(
+            "mining; panel {}",
+            app.api_addr().map_or("off".into(), |a| a.to_string())
+        ));
+        let (watchdog_stop, watchdog_rx) = tokio::sync::watch::channel(false);
+        if let Some(period) = hashwatt::service::watchdog_period() {
+            tokio::spawn(hashwatt::service::watchdog(
+                app.handle().clone(),
+                period,
+                watchdog_rx,
+            ));
+        }
         let restart = wait_for_stop(&app).await?;
+        hashwatt::service::stopping();
+        let _ = watchdog_stop.send(true);
         // systemd waits 90 s before SIGKILL; an appliance should be done in 5.
         if tokio::time::timeout(Duration::from_secs(5), app.shutdown())
             .await
