@@ -327,6 +327,14 @@ impl App {
         };
         // --- end of the cgminer-compatible API.
 
+        // The answer an A/B update's boot check reads.
+        tasks.push(tokio::spawn(crate::health::publish(
+            handle.clone(),
+            config.state_dir.clone(),
+            api_addr.is_some(),
+            config.web.listen.is_some(),
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(report(
             handle.clone(),
             Duration::from_secs(config.status_interval_secs),

@@ -29,6 +29,7 @@ pub mod config;
 pub mod control;
 pub mod device;
 pub mod energy;
+pub mod health;
 pub mod history;
 pub mod logtail;
 pub mod miner;

@@ -38,9 +38,23 @@ enum Command {
     /// Plugin packages: signing keys, signing, install, list, remove.
     #[command(subcommand)]
     Plugin(hashwatt::plugin::cli::PluginCommand),
+    /// Whether the running appliance is healthy (panel up, devices hashing
+    /// or saying why not, a pool connected or the reason known): exit
+    /// status 0 if so. The boot check of an A/B update runs it.
+    Health(HealthArgs),
     /// Emulate a BM13xx chip chain on a pseudo-terminal (for trying the
     /// ASIC driver without hardware): prints the port to configure.
     AsicEmulator(AsicEmulatorArgs),
+}
+
+#[derive(Args)]
+struct HealthArgs {
+    /// Configuration file (for the state directory).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Wait up to this many seconds for a healthy answer.
+    #[arg(long, default_value_t = 0)]
+    wait: u64,
 }
 
 #[derive(Args)]
@@ -230,6 +244,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench(cmd),
         Command::Plugin(cmd) => hashwatt::plugin::cli::run(cmd),
         Command::AsicEmulator(args) => asic_emulator(args),
+        Command::Health(args) => health(args),
         Command::Energy(EnergyCommand::Report {
             config,
             period,
@@ -614,4 +629,25 @@ fn asic_emulator(args: AsicEmulatorArgs) -> anyhow::Result<()> {
         s.frames_rejected
     );
     Ok(())
+}
+
+/// `hashwatt health`: the running host's own answer, waited for.
+fn health(args: HealthArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.wait);
+    loop {
+        let answer = hashwatt::health::read(&config.state_dir);
+        let last = match &answer {
+            Ok(h) if h.healthy => {
+                println!("{h}");
+                return Ok(());
+            }
+            Ok(h) => h.to_string(),
+            Err(e) => e.clone(),
+        };
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!("{last}");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }

@@ -72,6 +72,29 @@ async fn ready_watchdog_and_stopping_reach_the_service_manager() {
         got.iter().position(|m| m.contains("WATCHDOG=1")) > ready,
         "pings come after READY: {got:?}"
     );
+    // The boot check's question: healthy, with each check's reason.
+    let health = |wait: &str| {
+        Command::new(env!("CARGO_BIN_EXE_hashwatt"))
+            .args(["health", "--wait", wait, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = health("60");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("healthy: panel ok (listening); devices ok (hashing"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pool ok (connected to stratum+tcp://"),
+        "{text}"
+    );
     // SIGTERM: STOPPING=1, then a clean exit.
     nix_kill(pid);
     let got = tokio::task::spawn_blocking(move || {
@@ -86,6 +109,14 @@ async fn ready_watchdog_and_stopping_reach_the_service_manager() {
         .await
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
+    // Stopped: no longer healthy.
+    let out = health("0");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "healthy after stopping");
+    assert!(
+        err.contains("unhealthy") && err.contains("hashwatt stopped"),
+        "{err}"
+    );
 }
 
 fn nix_kill(pid: u32) {
