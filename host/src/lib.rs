@@ -40,4 +40,5 @@ pub mod ratelimit;
 pub mod service;
 pub mod state;
 pub mod status;
+pub mod update;
 pub mod web;

@@ -42,9 +42,23 @@ enum Command {
     /// or saying why not, a pool connected or the reason known): exit
     /// status 0 if so. The boot check of an A/B update runs it.
     Health(HealthArgs),
+    /// A/B updates of the appliance image (through RAUC).
+    #[command(subcommand)]
+    Update(UpdateCommand),
     /// Emulate a BM13xx chip chain on a pseudo-terminal (for trying the
     /// ASIC driver without hardware): prints the port to configure.
     AsicEmulator(AsicEmulatorArgs),
+}
+
+#[derive(Subcommand)]
+enum UpdateCommand {
+    /// Both root slots: versions, which is booted, good or bad.
+    Status,
+    /// Verify a signed bundle and install it into the inactive slot.
+    Install {
+        /// The `.raucb` bundle.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -245,6 +259,16 @@ fn main() -> ExitCode {
         Command::Plugin(cmd) => hashwatt::plugin::cli::run(cmd),
         Command::AsicEmulator(args) => asic_emulator(args),
         Command::Health(args) => health(args),
+        Command::Update(UpdateCommand::Status) => (|| {
+            print!("{}", hashwatt::update::Rauc::default().status()?);
+            Ok(())
+        })(),
+        Command::Update(UpdateCommand::Install { file }) => (|| {
+            let msg =
+                hashwatt::update::Rauc::default().install(&file, env!("CARGO_PKG_VERSION"))?;
+            println!("{msg}");
+            Ok(())
+        })(),
         Command::Energy(EnergyCommand::Report {
             config,
             period,
