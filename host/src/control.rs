@@ -100,6 +100,12 @@ pub enum Command {
         /// The `.hwpkg` bytes (at most [`crate::plugin::archive::MAX_PACKAGE_BYTES`]).
         bytes: Vec<u8>,
     },
+    /// Verifies a signed A/B update bundle and installs it into the
+    /// inactive slot (through RAUC), to boot once on trial.
+    InstallUpdate {
+        /// The bundle file (an upload kept in the state directory).
+        bundle: PathBuf,
+    },
     /// Removes an installed plugin package that no pool or policy uses.
     RemovePlugin {
         /// The package name.
@@ -766,6 +772,27 @@ impl Appliance {
                 .map_err(|e| CommandError::Failed(format!("{e:#}")))?;
                 let m = &installed.package.manifest;
                 return Ok(format!("installed {} {} ({})", m.name, m.version, m.kind));
+            }
+            Command::InstallUpdate { bundle } => {
+                let result = tokio::task::spawn_blocking(move || {
+                    crate::update::Rauc::default().install(&bundle, env!("CARGO_PKG_VERSION"))
+                })
+                .await
+                .map_err(|e| CommandError::Failed(e.to_string()))?;
+                return match result {
+                    Ok(m) => {
+                        tracing::info!("{m}");
+                        Ok(m)
+                    }
+                    Err(e @ crate::update::UpdateError::Refused(_)) => {
+                        tracing::warn!("{e}");
+                        Err(CommandError::BadArgument(e.to_string()))
+                    }
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        Err(CommandError::Failed(e.to_string()))
+                    }
+                };
             }
             Command::InstallPluginPackage { bytes } => {
                 let trust = crate::plugin::package::Trust::from_config(&current)

@@ -45,6 +45,8 @@ fn out(o: &Output) -> String {
 fn status_and_install_check_the_bundle_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let rauc = fake_rauc(dir.path());
+    // SAFETY: the only test in this binary, and no thread has started yet.
+    unsafe { std::env::set_var("HASHWATT_RAUC", &rauc) };
     let installed = || std::fs::read_to_string(dir.path().join("installed")).unwrap_or_default();
 
     let o = hashwatt(&rauc, &["update", "status"]);
@@ -120,4 +122,88 @@ fn status_and_install_check_the_bundle_before_anything_is_written() {
         "{}",
         out(&o)
     );
+
+    std::fs::remove_file(dir.path().join("installed")).unwrap();
+    the_rest_api_uploads_bundles_through_the_command_path(dir.path());
+}
+
+mod common;
+
+/// The same checks through the REST API (what the panel's System page
+/// uses): the slots, a good bundle installed, a downgrade refused with 400.
+/// Called from the one test of this binary, whose first act is to set
+/// `HASHWATT_RAUC` for the appliance in this process.
+fn the_rest_api_uploads_bundles_through_the_command_path(dir: &Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = common::devpool(0.01).await;
+        let app = common::appliance_with(&[pool.local_addr()], 1, |c| {
+            c.web.listen = Some("127.0.0.1:0".parse().unwrap());
+        })
+        .await;
+        let token = app
+            .web_auth()
+            .unwrap()
+            .create_token("test", hashwatt::web::auth::Scope::Admin, 0)
+            .unwrap()
+            .1;
+        let base = format!("http://{}/api/v1/system/update", app.api_addr().unwrap());
+        let auth = format!("Bearer {token}");
+        let (status, slots) = {
+            let (b, a) = (base.clone(), auth.clone());
+            tokio::task::spawn_blocking(move || {
+                let r = ureq::get(&b).set("Authorization", &a).call().unwrap();
+                (r.status(), r.into_string().unwrap())
+            })
+            .await
+            .unwrap()
+        };
+        assert_eq!(status, 200, "{slots}");
+        let v: serde_json::Value = serde_json::from_str(&slots).unwrap();
+        assert_eq!(v["booted"], "A");
+        assert_eq!(v["slots"].as_array().unwrap().len(), 2, "{v}");
+        let post = |body: &'static str| {
+            let (b, a) = (base.clone(), auth.clone());
+            tokio::task::spawn_blocking(move || {
+                match ureq::post(&b)
+                    .set("Authorization", &a)
+                    .set("Content-Type", "application/octet-stream")
+                    .send_bytes(body.as_bytes())
+                {
+                    Ok(r) => (r.status(), r.into_string().unwrap()),
+                    Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        };
+        let (code, body) = post(r#"{"compatible":"hashwatt-x86_64","version":"9.0.0"}"#)
+            .await
+            .unwrap();
+        assert_eq!(code, 201, "{body}");
+        assert!(
+            body.contains("installed 9.0.0 into the inactive slot"),
+            "{body}"
+        );
+        let (code, body) = post(r#"{"compatible":"hashwatt-x86_64","version":"0.0.1"}"#)
+            .await
+            .unwrap();
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("downgrades are refused"), "{body}");
+        let installed = std::fs::read_to_string(dir.join("installed")).unwrap();
+        assert_eq!(
+            installed.lines().count(),
+            1,
+            "only the good bundle was installed"
+        );
+        // The upload is not left on the data partition.
+        let left: Vec<_> = std::fs::read_dir(app.handle().config().state_dir.join("update"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        app.shutdown().await;
+    });
 }

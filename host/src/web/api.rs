@@ -295,6 +295,9 @@ pub fn router(panel: PanelState) -> Router {
         .routes(routes!(energy_report))
         .routes(routes!(system))
         .routes(routes!(restart))
+        .routes(
+            routes!(update_status, upload_update).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .split_for_parts();
     let doc = Arc::new(doc);
     router
@@ -1270,6 +1273,78 @@ async fn system(State(p): State<PanelState>, _: Reader) -> Json<SystemInfo> {
 async fn restart(State(p): State<PanelState>, _: Admin) -> ApiResult<(StatusCode, Json<Value>)> {
     let msg = p.handle.execute(Command::Restart).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "message": msg }))))
+}
+
+/// Largest update bundle accepted (an appliance image is tens of MiB).
+pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
+
+#[utoipa::path(get, path = "/api/v1/system/update",
+    responses((status = 200, body = crate::update::Status), (status = 422, body = ErrorBody)))]
+async fn update_status(
+    State(_p): State<PanelState>,
+    _: Reader,
+) -> ApiResult<Json<crate::update::Status>> {
+    let status = tokio::task::spawn_blocking(|| crate::update::Rauc::default().status())
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    Ok(Json(status))
+}
+
+#[utoipa::path(post, path = "/api/v1/system/update",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = Value), (status = 400, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn upload_update(
+    State(p): State<PanelState>,
+    _: Admin,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    use tokio::io::AsyncWriteExt as _;
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ctype.starts_with("application/octet-stream") {
+        return Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the bundle as application/octet-stream".into(),
+        ));
+    }
+    // Streamed to the data partition, never held in memory.
+    let dir = p.handle.config().state_dir.join("update");
+    let internal = |e: std::io::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
+    let path = dir.join(format!("upload-{}.raucb", hashwatt_state::unique_suffix()));
+    let result = async {
+        let mut file = tokio::fs::File::create(&path).await.map_err(internal)?;
+        let mut stream = body.into_data_stream();
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+            written += chunk.len() as u64;
+            if written > MAX_BUNDLE_BYTES {
+                return Err(ApiError(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a bundle is at most {MAX_BUNDLE_BYTES} bytes"),
+                ));
+            }
+            file.write_all(&chunk).await.map_err(internal)?;
+        }
+        file.sync_all().await.map_err(internal)?;
+        drop(file);
+        let message = p
+            .handle
+            .execute(Command::InstallUpdate {
+                bundle: path.clone(),
+            })
+            .await?;
+        Ok((StatusCode::CREATED, Json(json!({ "message": message }))))
+    }
+    .await;
+    let _ = tokio::fs::remove_file(&path).await;
+    result
 }
 
 /// `/metrics`: Prometheus text, for a token or session unless the operator

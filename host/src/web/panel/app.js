@@ -1733,13 +1733,55 @@
             el('h2', { id: 'restart-title', text: 'Restart' }),
             el('p', { class: 'muted', text: 'Restarts the hashwatt service. Mining stops for a few seconds; settings are kept.' }),
             restart, restartMsg),
-          el('section', { class: 'card', 'aria-labelledby': 'fw-title' },
-            el('h2', { id: 'fw-title', text: 'Firmware update' }),
-            el('p', { class: 'placeholder', text: 'Firmware updates arrive with the OS image.' })))),
+          firmwareCard())),
       el('section', { class: 'card', 'aria-labelledby': 'log-title', style: 'margin-top:16px' },
         el('div', { class: 'card-head' }, el('h2', { id: 'log-title', text: 'Log' }),
           el('div', { class: 'log-tools' }, follow, jump, count)),
         tail, logMsg));
+
+    /* ---- firmware: both slots, and a signed bundle upload ---- */
+    function firmwareCard() {
+      const slots = el('div', { id: 'fw-slots' }, el('p', { class: 'loading', text: 'Loading…' }));
+      const file = el('input', { type: 'file', id: 'fw-file', accept: '.raucb', required: true });
+      const upload = el('button', { type: 'submit', id: 'fw-upload', class: 'btn btn-primary', text: 'Verify and install' });
+      const result = el('p', { id: 'fw-result', class: 'msg', role: 'status', 'aria-live': 'polite' });
+      const form = el('form', { id: 'fw-form', novalidate: true },
+        field('Update bundle (.raucb)', file, 'Signed bundles only; checked before anything is written. It boots once on trial and is kept only if healthy.'),
+        el('div', { class: 'form-actions' }, upload), result);
+      form.addEventListener('submit', (e) => {
+        e.preventDefault();
+        busy(upload, async () => {
+          const f = file.files && file.files[0];
+          if (!f) { file.focus(); return setMsg(result, 'error', 'Choose a .raucb bundle first.'); }
+          setMsg(result, 'info', 'Uploading and verifying ' + f.name + '…');
+          try {
+            const r = await api('POST', '/api/v1/system/update', await f.arrayBuffer(), { raw: true });
+            setMsg(result, 'ok', (r && r.message) || 'Installed.');
+            form.reset();
+            loadSlots();
+          } catch (err) { showError(result, err); }
+        });
+      });
+      function loadSlots() {
+        api('GET', '/api/v1/system/update').then((st) => {
+          const list = Array.isArray(st && st.slots) ? st.slots : [];
+          slots.replaceChildren(el('table', { id: 'fw-slot-table' },
+            el('caption', { class: 'sr-only', text: 'Root slots' }),
+            el('thead', null, el('tr', null, ['Slot', 'Version', 'Boot', 'State'].map((h) => el('th', { scope: 'col', text: h })))),
+            el('tbody', null, list.map((sl) => el('tr', null,
+              el('th', { scope: 'row' }, String(sl.bootname || sl.name), sl.bootname && sl.bootname === st.booted ? el('span', { class: 'sub', text: 'booted' }) : null),
+              el('td', { text: sl.version || 'unknown' }),
+              el('td', null, sl.boot_status === 'good' ? badge('good', 'ok') : sl.boot_status ? badge(sl.boot_status, 'bad') : DASH),
+              el('td', { text: sl.state || DASH }))))));
+        }).catch((e) => {
+          slots.replaceChildren(el('p', { class: 'muted', text: e.message }));
+          upload.disabled = true;
+        });
+      }
+      loadSlots();
+      return el('section', { class: 'card', 'aria-labelledby': 'fw-title' },
+        el('h2', { id: 'fw-title', text: 'Firmware update' }), slots, form);
+    }
 
     /* ---- info ---- */
     function renderInfo(sys) {
