@@ -1,5 +1,7 @@
 //! The chain driver against the emulator over a real pseudo-terminal.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use hashwatt_asic::chain::{Chain, ChainConfig, ChainError, ChainEvent, HardwareErrorReason, Work};
@@ -42,20 +44,12 @@ fn start(model: Model, chips: usize) -> (Emulator, Chain<TtyPort>) {
     (emu, chain)
 }
 
-/// Bitcoin block 125552's header.
+/// Bitcoin block 125552's header as work: BIP 9 version bits (so the
+/// chips may roll), no nonce.
 fn block_125552() -> [u8; 80] {
-    let mut prev =
-        hex::decode("00000000000008a3a41b85b8b29ad444def299fee21793cd8b9e567eab02cd81").unwrap();
-    prev.reverse();
-    let mut merkle =
-        hex::decode("2b12fcf1b09288fcaff797d71e950e71ae42b91e8bdb2304758dfcffc2b620e3").unwrap();
-    merkle.reverse();
-    let mut h = [0u8; 80];
+    let mut h = common::block_125552();
     h[0..4].copy_from_slice(&0x2000_0000u32.to_le_bytes());
-    h[4..36].copy_from_slice(&prev);
-    h[36..68].copy_from_slice(&merkle);
-    h[68..72].copy_from_slice(&1_305_998_791u32.to_le_bytes());
-    h[72..76].copy_from_slice(&0x1a44_b9f2u32.to_le_bytes());
+    h[76..80].fill(0);
     h
 }
 

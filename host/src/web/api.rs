@@ -881,6 +881,22 @@ async fn list_plugins(
     Json(p.handle.plugins().await)
 }
 
+/// File uploads (packages, bundles) come as raw bytes, nothing else.
+fn require_octet_stream(headers: &HeaderMap, what: &str) -> ApiResult<()> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ctype.starts_with("application/octet-stream") {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("send the {what} as application/octet-stream"),
+        ))
+    }
+}
+
 /// `POST /api/v1/plugins`: the body is a `.hwpkg` file.
 #[utoipa::path(post, path = "/api/v1/plugins",
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "a package made by `hashwatt plugin pack`"),
@@ -891,16 +907,7 @@ async fn upload_plugin(
     headers: HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ctype.starts_with("application/octet-stream") {
-        return Err(ApiError(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the package as application/octet-stream".into(),
-        ));
-    }
+    require_octet_stream(&headers, "package")?;
     let bytes = body.map_err(|e| {
         ApiError(
             e.status(),
@@ -1302,16 +1309,7 @@ async fn upload_update(
     body: axum::body::Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     use tokio::io::AsyncWriteExt as _;
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ctype.starts_with("application/octet-stream") {
-        return Err(ApiError(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the bundle as application/octet-stream".into(),
-        ));
-    }
+    require_octet_stream(&headers, "bundle")?;
     // Streamed to the data partition, never held in memory.
     let dir = p.handle.config().state_dir.join("update");
     let internal = |e: std::io::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
