@@ -614,16 +614,7 @@ mod tests {
             Ok(())
         }
         fn telemetry(&self) -> crate::device::Telemetry {
-            crate::device::Telemetry {
-                units: Vec::new(),
-                temperatures: Vec::new(),
-                fans: Vec::new(),
-                power_w: None,
-                paused: false,
-                power_limit_w: None,
-                tasks_in_flight: 0,
-                problem: None,
-            }
+            crate::device::Telemetry::default()
         }
     }
 

@@ -160,14 +160,8 @@ impl AsicDevice {
                 power_limit_w: None,
             }),
             telemetry: Mutex::new(Telemetry {
-                units: Vec::new(),
-                temperatures: Vec::new(),
-                fans: Vec::new(),
-                power_w: None,
-                paused: false,
-                power_limit_w: None,
-                tasks_in_flight: 0,
                 problem: Some("starting".into()),
+                ..Telemetry::default()
             }),
             stop: AtomicBool::new(false),
             max_tasks: 4,

@@ -162,7 +162,7 @@ pub struct FanReading {
 }
 
 /// What a device reports about itself right now.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Telemetry {
     /// Per thread or chip counters.
     pub units: Vec<UnitTelemetry>,
