@@ -268,6 +268,9 @@ struct Runner {
     last_job: Option<Instant>,
     last_board: Option<Instant>,
     started: Instant,
+    /// When the chain last came up (after a pause or a stop too): chips
+    /// are judged dead only after a whole `dead_after` from here.
+    chain_up: Instant,
     /// Overheat or sensor stop in force.
     stopped: Option<String>,
     fan_fault: Option<String>,
@@ -293,6 +296,7 @@ impl Runner {
             last_job: None,
             last_board: None,
             started: Instant::now(),
+            chain_up: Instant::now(),
             stopped: None,
             fan_fault: None,
             tuning: None,
@@ -371,6 +375,7 @@ impl Runner {
                 "ASIC chain up"
             );
             self.set_problem(None);
+            self.chain_up = Instant::now();
             self.mine(chain);
             if self.stopped.is_some() && !self.stopping() {
                 // Wait out the overheat stop with the rail off, then bring
@@ -778,8 +783,8 @@ impl Runner {
             .iter()
             .enumerate()
             .filter(|(_, c)| {
-                c.last_nonce.unwrap_or(self.started) + self.s.dead_after < now
-                    && self.started + self.s.dead_after < now
+                c.last_nonce.unwrap_or(self.chain_up) + self.s.dead_after < now
+                    && self.chain_up + self.s.dead_after < now
             })
             .map(|(i, _)| i)
             .collect();
