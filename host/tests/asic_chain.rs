@@ -417,6 +417,10 @@ async fn a_chain_from_the_config_file_mines_without_the_cpu() {
         assert_eq!(d.telemetry.units.len(), 2);
         let temps: Vec<f64> = d.telemetry.temperatures.iter().map(|t| t.temp_c).collect();
         assert_eq!(temps, [51.25, 51.25], "the board sensor stands for both chips");
+        assert!(
+            !d.info.power_limit,
+            "no regulator configured: no power reading, so no power limit is offered"
+        );
         assert!(pool.stats().rejected.is_empty());
         app.shutdown().await;
 

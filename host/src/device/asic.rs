@@ -134,6 +134,10 @@ impl AsicDevice {
         F: FnMut() -> Result<L, E> + Send + 'static,
         E: std::fmt::Display,
     {
+        let mut board = board;
+        // A power limit is followed by the rail's reading: without one,
+        // say so instead of accepting a limit that is never applied.
+        let can_limit = board.rail.power_w().ok().flatten().is_some();
         let model = settings.chain.model;
         let chips = settings.chain.expected_chips.or(Some(board.chips()));
         let info = DeviceInfo {
@@ -150,7 +154,7 @@ impl AsicDevice {
             // Shares below this would flood the host: the chips report
             // nonces at the ticket difficulty already.
             min_difficulty: settings.chain.report_difficulty().min(1.0),
-            power_limit: true,
+            power_limit: can_limit,
         };
         let shared = Arc::new(Shared {
             orders: Mutex::new(Orders {
@@ -219,6 +223,12 @@ impl Device for AsicDevice {
         match control {
             Control::Pause => o.paused = true,
             Control::Resume => o.paused = false,
+            Control::PowerLimit(Some(_)) if !self.info.power_limit => {
+                return Err(DeviceError::Unsupported {
+                    device: self.info.name.clone(),
+                    what: "power limits (its board reports no power reading)",
+                });
+            }
             Control::PowerLimit(w) => o.power_limit_w = w,
         }
         Ok(())
