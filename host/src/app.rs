@@ -556,14 +556,9 @@ async fn report(handle: Handle, every: Duration, mut shutdown: watch::Receiver<b
         let c = &s.shares;
         // A device that is not hashing as it should says why, in the line.
         let problems: String = s
-            .devices
+            .device_problems()
             .iter()
-            .filter_map(|d| {
-                d.telemetry
-                    .problem
-                    .as_ref()
-                    .map(|p| format!(" | {}: {p}", d.info.name))
-            })
+            .map(|p| format!(" | {p}"))
             .collect();
         info!(
             target: "hashwatt::status",

@@ -71,16 +71,7 @@ pub fn assess(handle: &Handle, panel_up: bool, panel_configured: bool) -> Health
         (true, true) => check(true, "listening"),
         (true, false) => check(false, "configured but not listening"),
     };
-    let problems: Vec<String> = s
-        .devices
-        .iter()
-        .filter_map(|d| {
-            d.telemetry
-                .problem
-                .as_ref()
-                .map(|p| format!("{}: {p}", d.info.name))
-        })
-        .collect();
+    let problems = s.device_problems();
     let devices = if s.devices.is_empty() {
         check(false, "no hashing device")
     } else if s.hashrate_10s_hs > 0.0 {

@@ -54,3 +54,19 @@ pub struct DeviceSnapshot {
     /// Solutions the host's re-check refused.
     pub hardware_errors: u64,
 }
+
+impl Snapshot {
+    /// "name: why" for every device that is not hashing as it should
+    /// (status line, health check).
+    pub fn device_problems(&self) -> Vec<String> {
+        self.devices
+            .iter()
+            .filter_map(|d| {
+                d.telemetry
+                    .problem
+                    .as_ref()
+                    .map(|p| format!("{}: {p}", d.info.name))
+            })
+            .collect()
+    }
+}

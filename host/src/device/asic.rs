@@ -545,21 +545,35 @@ impl Runner {
         }
     }
 
-    /// Once a second: thermal loop, power limit, dead chips, autotune.
-    fn board_round<L: SerialLink>(&mut self, chain: &mut Chain<L>) {
+    /// Reads the board and runs the thermal controller once, the chips at
+    /// `frequency_mhz` (0 while the rail is off).
+    fn thermal_step(
+        &mut self,
+        frequency_mhz: f32,
+    ) -> (
+        Vec<Option<f64>>,
+        Option<u32>,
+        hashwatt_asic::thermal::ThermalAction,
+    ) {
         let temps = self.board.chip_temps();
         let rpm = self.board.fan_rpm();
         let duty = self.board.fan.as_ref().map_or(0.0, |f| f.duty());
-        self.thermal.set_nominal_mhz(self.nominal_mhz);
         let action = self.thermal.step(
             self.started.elapsed(),
             &ThermalInput {
                 chip_temps: &temps,
                 fan_rpm: rpm,
                 fan_duty_pct: duty,
-                frequency_mhz: chain.frequency_mhz(),
+                frequency_mhz,
             },
         );
+        (temps, rpm, action)
+    }
+
+    /// Once a second: thermal loop, power limit, dead chips, autotune.
+    fn board_round<L: SerialLink>(&mut self, chain: &mut Chain<L>) {
+        self.thermal.set_nominal_mhz(self.nominal_mhz);
+        let (temps, rpm, action) = self.thermal_step(chain.frequency_mhz());
         if let Some(fan) = self.board.fan.as_mut()
             && let Err(e) = fan.set_duty(action.fan_duty_pct)
             && let LogDecision::Write { suppressed } = self.log.check(Instant::now())
@@ -749,18 +763,7 @@ impl Runner {
     fn cool_down(&mut self) {
         while !self.stopping() {
             self.nap(BOARD_TICK);
-            let temps = self.board.chip_temps();
-            let rpm = self.board.fan_rpm();
-            let duty = self.board.fan.as_ref().map_or(0.0, |f| f.duty());
-            let action = self.thermal.step(
-                self.started.elapsed(),
-                &ThermalInput {
-                    chip_temps: &temps,
-                    fan_rpm: rpm,
-                    fan_duty_pct: duty,
-                    frequency_mhz: 0.0,
-                },
-            );
+            let (temps, _, action) = self.thermal_step(0.0);
             if let Some(fan) = self.board.fan.as_mut() {
                 let _ = fan.set_duty(action.fan_duty_pct);
             }
