@@ -129,6 +129,10 @@ pub enum Command {
     Reload,
     /// Stops cleanly and starts again (the panel's and cgminer's restart).
     Restart,
+    /// Reboots the appliance through the init system (to start an
+    /// installed update on trial). `HASHWATT_REBOOT_COMMAND` names another
+    /// program to run instead of `systemctl reboot`.
+    Reboot,
 }
 
 /// Why a command was refused; nothing changed.
@@ -821,6 +825,27 @@ impl Appliance {
                 crate::plugin::cli::remove(&current.state_dir, &name)
                     .map_err(|e| CommandError::Failed(format!("{e:#}")))?;
                 return Ok(format!("removed {name}"));
+            }
+            Command::Reboot => {
+                info!("reboot requested");
+                let out = tokio::task::spawn_blocking(|| {
+                    match std::env::var_os("HASHWATT_REBOOT_COMMAND") {
+                        Some(program) => std::process::Command::new(program).output(),
+                        None => std::process::Command::new("systemctl")
+                            .arg("reboot")
+                            .output(),
+                    }
+                })
+                .await
+                .map_err(|e| CommandError::Failed(e.to_string()))?;
+                return match out {
+                    Ok(o) if o.status.success() => Ok("rebooting".into()),
+                    Ok(o) => Err(CommandError::Failed(format!(
+                        "cannot reboot: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ))),
+                    Err(e) => Err(CommandError::Failed(format!("cannot reboot: {e}"))),
+                };
             }
             Command::Restart => {
                 info!("restart requested");

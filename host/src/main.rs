@@ -52,8 +52,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum UpdateCommand {
-    /// Both root slots: versions, which is booted, good or bad.
-    Status,
+    /// Both root slots: versions, which is booted, good or bad, and a
+    /// rolled-back update with the reason.
+    Status {
+        /// Configuration file (for the failed trial boots recorded in its
+        /// state directory).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Verify a signed bundle and install it into the inactive slot.
     Install {
         /// The `.raucb` bundle.
@@ -259,8 +265,13 @@ fn main() -> ExitCode {
         Command::Plugin(cmd) => hashwatt::plugin::cli::run(cmd),
         Command::AsicEmulator(args) => asic_emulator(args),
         Command::Health(args) => health(args),
-        Command::Update(UpdateCommand::Status) => (|| {
-            print!("{}", hashwatt::update::Rauc::default().status()?);
+        Command::Update(UpdateCommand::Status { config }) => (|| {
+            let rauc = hashwatt::update::Rauc::default();
+            let status = match config {
+                Some(c) => rauc.status_with_history(&Config::load(&c)?.state_dir)?,
+                None => rauc.status()?,
+            };
+            print!("{status}");
             Ok(())
         })(),
         Command::Update(UpdateCommand::Install { file }) => (|| {

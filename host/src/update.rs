@@ -5,8 +5,15 @@
 //! (compatible with this appliance, signed — `rauc info` verifies — and not
 //! a downgrade), and every answer is in the operator's words.
 //!
+//! RAUC's own check of a verity bundle covers its signature and manifest;
+//! the payload is checked lazily, block by block, while it is written. So a
+//! corrupt payload would only be noticed half-way through writing the
+//! inactive slot. The host therefore checks the whole payload against the
+//! signed root hash first (`veritysetup verify`), and nothing is written
+//! for a bundle that fails.
+//!
 //! The `rauc` program is found on `PATH`, or at `HASHWATT_RAUC` (tests put
-//! a stand-in there).
+//! a wrapper there); `veritysetup` on `PATH`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,6 +48,8 @@ pub struct Slot {
     pub boot_status: Option<String>,
     /// Version of the bundle installed in it, if known.
     pub version: Option<String>,
+    /// When that bundle was installed (RFC 3339, RAUC's clock), if known.
+    pub installed: Option<String>,
 }
 
 /// Both slots and which one runs.
@@ -54,6 +63,17 @@ pub struct Status {
     pub primary: Option<String>,
     /// The root slots.
     pub slots: Vec<Slot>,
+    /// Set when the newest installed update did not stay: it failed its
+    /// trial boots and the boot loader went back to the running slot.
+    pub rollback: Option<String>,
+    /// Trial boots that failed the health check, newest last (at most 10):
+    /// time, slot, version, boot entry and reason.
+    pub failed_boots: Vec<String>,
+}
+
+/// Where the boot health check records a failed trial boot (one line each).
+pub fn boot_failures_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("boot-failures.log")
 }
 
 /// What a bundle says it is (after RAUC verified its signature).
@@ -63,6 +83,106 @@ pub struct Bundle {
     pub compatible: String,
     /// Its version.
     pub version: String,
+    /// `verity` (the only format installed), `plain` or `crypt`.
+    pub format: String,
+    /// The signed dm-verity parameters of the payload (verity format).
+    pub verity: Option<Verity>,
+}
+
+/// The signed dm-verity parameters of a bundle's payload.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Verity {
+    /// Root hash (hex).
+    pub hash: String,
+    /// Salt (hex).
+    pub salt: String,
+    /// Size of the hash tree in bytes.
+    pub size: u64,
+}
+
+/// The parts of `rauc info`'s text answer the host needs. (Its JSON
+/// answer in RAUC 1.8 leaves out the verity parameters.)
+fn parse_info(text: &str) -> Result<Bundle, String> {
+    let mut fields = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once(':') {
+            let v = v.trim().trim_matches('\'');
+            fields.entry(k.trim().to_string()).or_insert(v.to_string());
+        }
+    }
+    let get = |k: &str| fields.get(k).cloned();
+    let compatible = get("Compatible").ok_or("no Compatible in the bundle information")?;
+    let version = get("Version").ok_or("no Version in the bundle information")?;
+    let format = get("Bundle Format").unwrap_or_else(|| "plain".into());
+    let verity = match (get("Verity Hash"), get("Verity Salt"), get("Verity Size")) {
+        (Some(hash), Some(salt), Some(size)) => Some(Verity {
+            hash,
+            salt,
+            size: size
+                .parse()
+                .map_err(|_| format!("verity size {size:?} is not a number"))?,
+        }),
+        _ => None,
+    };
+    Ok(Bundle {
+        compatible,
+        version,
+        format,
+        verity,
+    })
+}
+
+/// Checks every block of `bundle`'s payload against its signed root hash.
+fn verify_payload(bundle: &Path, verity: &Verity) -> Result<(), UpdateError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let refuse = |m: String| UpdateError::Refused(m);
+    let mut f = std::fs::File::open(bundle)
+        .map_err(|e| refuse(format!("cannot read {}: {e}", bundle.display())))?;
+    let total = f
+        .metadata()
+        .map_err(|e| refuse(format!("cannot read {}: {e}", bundle.display())))?
+        .len();
+    // Layout: payload, hash tree, CMS signature, signature size (u64, BE).
+    let mut trailer = [0u8; 8];
+    f.seek(SeekFrom::End(-8))
+        .and_then(|_| f.read_exact(&mut trailer))
+        .map_err(|_| refuse("the bundle is truncated".into()))?;
+    let sig = u64::from_be_bytes(trailer);
+    let payload = total
+        .checked_sub(8)
+        .and_then(|t| t.checked_sub(sig))
+        .and_then(|t| t.checked_sub(verity.size))
+        .filter(|p| *p > 0 && p % 4096 == 0)
+        .ok_or_else(|| refuse("the bundle is truncated or its layout is damaged".into()))?;
+    let out = Command::new("veritysetup")
+        .arg("verify")
+        .arg(bundle)
+        .arg(bundle)
+        .arg(&verity.hash)
+        .args([
+            "--no-superblock",
+            "--format=1",
+            "--hash=sha256",
+            "--data-block-size=4096",
+            "--hash-block-size=4096",
+        ])
+        .arg(format!("--data-blocks={}", payload / 4096))
+        .arg(format!("--hash-offset={payload}"))
+        .arg(format!("--salt={}", verity.salt))
+        .output()
+        .map_err(|e| UpdateError::NotAnImage(format!("cannot run veritysetup: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let why = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(refuse(format!(
+        "its contents do not match the signed hash (corrupt or altered): {why}"
+    )))
 }
 
 /// The RAUC command line.
@@ -129,35 +249,53 @@ impl Rauc {
                 if s.get("class").and_then(Value::as_str) != Some("rootfs") {
                     continue;
                 }
-                let version = s
-                    .get("slot_status")
+                let slot_status = s.get("slot_status");
+                let version = slot_status
                     .and_then(|st| st.get("bundle"))
                     .and_then(|b| text(b, "version"));
+                let installed = slot_status
+                    .and_then(|st| st.get("installed"))
+                    .and_then(|i| text(i, "timestamp"));
                 slots.push(Slot {
                     name: name.clone(),
                     bootname: text(s, "bootname"),
                     state: text(s, "state"),
                     boot_status: text(s, "boot_status"),
                     version,
+                    installed,
                 });
             }
         }
-        Ok(Status {
+        let mut status = Status {
             compatible: text(&v, "compatible").unwrap_or_default(),
             booted: text(&v, "booted"),
             primary: text(&v, "boot_primary"),
             slots,
-        })
+            rollback: None,
+            failed_boots: Vec::new(),
+        };
+        status.rollback = status.rolled_back(None);
+        Ok(status)
+    }
+
+    /// [`Rauc::status`] with the failed trial boots recorded in `state_dir`.
+    pub fn status_with_history(&self, state_dir: &Path) -> Result<Status, UpdateError> {
+        let mut status = self.status()?;
+        let log = std::fs::read_to_string(boot_failures_path(state_dir)).unwrap_or_default();
+        let lines: Vec<String> = log
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.replace('\t', "  "))
+            .collect();
+        status.failed_boots = lines[lines.len().saturating_sub(10)..].to_vec();
+        status.rollback = status.rolled_back(status.failed_boots.last().map(String::as_str));
+        Ok(status)
     }
 
     /// What `bundle` is, with its signature verified by RAUC.
     pub fn info(&self, bundle: &Path) -> Result<Bundle, UpdateError> {
         let out = self
-            .run(&[
-                "info".as_ref(),
-                "--output-format=json".as_ref(),
-                bundle.as_os_str(),
-            ])
+            .run(&["info".as_ref(), bundle.as_os_str()])
             .map_err(|(missing, e)| {
                 if missing {
                     UpdateError::NotAnImage(e)
@@ -165,12 +303,8 @@ impl Rauc {
                     UpdateError::Refused(e)
                 }
             })?;
-        let v: Value = serde_json::from_str(&out)
-            .map_err(|e| UpdateError::Refused(format!("unreadable bundle information: {e}")))?;
-        Ok(Bundle {
-            compatible: text(&v, "compatible").unwrap_or_default(),
-            version: text(&v, "version").unwrap_or_default(),
-        })
+        parse_info(&out)
+            .map_err(|e| UpdateError::Refused(format!("unreadable bundle information: {e}")))
     }
 
     /// Checks `bundle` against this appliance and installs it into the
@@ -195,11 +329,18 @@ impl Rauc {
                 "{new} is older than the running {current} (downgrades are refused)"
             )));
         }
+        let Some(verity) = info.verity.as_ref().filter(|_| info.format == "verity") else {
+            return Err(UpdateError::Refused(format!(
+                "a {} bundle; only verity bundles are installed (their payload is checked)",
+                info.format
+            )));
+        };
+        verify_payload(bundle, verity)?;
         self.run(&["install".as_ref(), bundle.as_os_str()])
             .map_err(|(_, e)| UpdateError::Failed(e))?;
         Ok(format!(
-            "installed {new} into the inactive slot; it boots once on trial at the next restart \
-             and is kept only if the health check passes"
+            "installed {new} into the inactive slot; reboot to start it on trial \
+             (it is kept only if it passes the health check, else the old slot comes back)"
         ))
     }
 
@@ -208,6 +349,42 @@ impl Rauc {
         self.run(&["status".as_ref(), "mark-good".as_ref(), "booted".as_ref()])
             .map(|_| ())
             .map_err(|(_, e)| UpdateError::Failed(e))
+    }
+}
+
+impl Status {
+    /// A sentence when the other slot holds a newer install that the boot
+    /// loader gave up on (it is bad and not booted): the update was rolled
+    /// back. `last_failure` is the newest failed trial boot, if recorded.
+    fn rolled_back(&self, last_failure: Option<&str>) -> Option<String> {
+        let booted = self.booted.as_deref()?;
+        let running = self
+            .slots
+            .iter()
+            .find(|s| s.bootname.as_deref() == Some(booted))?;
+        let other = self
+            .slots
+            .iter()
+            .find(|s| s.bootname.is_some() && s.bootname.as_deref() != Some(booted))?;
+        let newer = match (&other.installed, &running.installed) {
+            (Some(o), Some(r)) => o > r,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if other.boot_status.as_deref() != Some("bad") || !newer {
+            return None;
+        }
+        let mut m = format!(
+            "the update to {} in slot {} did not pass its trial boots and was rolled back; \
+             slot {booted} ({}) runs again",
+            other.version.as_deref().unwrap_or("an unknown version"),
+            other.bootname.as_deref().unwrap_or("?"),
+            running.version.as_deref().unwrap_or("factory image"),
+        );
+        if let Some(f) = last_failure {
+            m.push_str(&format!(". Last failure: {f}"));
+        }
+        Some(m)
     }
 }
 
@@ -226,6 +403,12 @@ impl std::fmt::Display for Status {
                 s.boot_status.as_deref().unwrap_or("?"),
                 s.state.as_deref().unwrap_or(""),
             )?;
+        }
+        if let Some(r) = &self.rollback {
+            writeln!(f, "rolled back: {r}")?;
+        }
+        for b in &self.failed_boots {
+            writeln!(f, "failed trial boot: {b}")?;
         }
         Ok(())
     }

@@ -295,6 +295,7 @@ pub fn router(panel: PanelState) -> Router {
         .routes(routes!(energy_report))
         .routes(routes!(system))
         .routes(routes!(restart))
+        .routes(routes!(reboot))
         .routes(
             routes!(update_status, upload_update).layer(axum::extract::DefaultBodyLimit::disable()),
         )
@@ -1282,19 +1283,29 @@ async fn restart(State(p): State<PanelState>, _: Admin) -> ApiResult<(StatusCode
     Ok((StatusCode::ACCEPTED, Json(json!({ "message": msg }))))
 }
 
+#[utoipa::path(post, path = "/api/v1/system/reboot",
+    responses((status = 202, body = Value), (status = 422, body = ErrorBody)))]
+async fn reboot(State(p): State<PanelState>, _: Admin) -> ApiResult<(StatusCode, Json<Value>)> {
+    let msg = p.handle.execute(Command::Reboot).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "message": msg }))))
+}
+
 /// Largest update bundle accepted (an appliance image is tens of MiB).
 pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
 
 #[utoipa::path(get, path = "/api/v1/system/update",
     responses((status = 200, body = crate::update::Status), (status = 422, body = ErrorBody)))]
 async fn update_status(
-    State(_p): State<PanelState>,
+    State(p): State<PanelState>,
     _: Reader,
 ) -> ApiResult<Json<crate::update::Status>> {
-    let status = tokio::task::spawn_blocking(|| crate::update::Rauc::default().status())
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let state_dir = p.handle.config().state_dir;
+    let status = tokio::task::spawn_blocking(move || {
+        crate::update::Rauc::default().status_with_history(&state_dir)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     Ok(Json(status))
 }
 

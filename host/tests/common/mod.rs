@@ -61,6 +61,7 @@ pub async fn try_appliance_with(
     threads: usize,
     tweak: impl FnOnce(&mut Config),
 ) -> anyhow::Result<App> {
+    logs();
     let mut config = config(pools, threads);
     tweak(&mut config);
     App::start(config).await
@@ -103,7 +104,7 @@ pub fn config(pools: &[SocketAddr], threads: usize) -> Config {
         // budget than production keeps a descheduled thread from looking
         // like a runaway plugin. Tests of the budget itself set 10 ms.
         plugin_limits: hashwatt::config::PluginLimits {
-            call_timeout_ms: 50,
+            call_timeout_ms: 250,
             ..Default::default()
         },
         web: hashwatt::config::WebSettings {

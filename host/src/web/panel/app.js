@@ -1745,9 +1745,16 @@
       const file = el('input', { type: 'file', id: 'fw-file', accept: '.raucb', required: true });
       const upload = el('button', { type: 'submit', id: 'fw-upload', class: 'btn btn-primary', text: 'Verify and install' });
       const result = el('p', { id: 'fw-result', class: 'msg', role: 'status', 'aria-live': 'polite' });
+      const reboot = el('button', { type: 'button', id: 'fw-reboot', class: 'btn', text: 'Reboot into the update', hidden: true });
+      reboot.addEventListener('click', () => busy(reboot, async () => {
+        try {
+          const r = await api('POST', '/api/v1/system/reboot');
+          setMsg(result, 'info', ((r && r.message) || 'Rebooting') + ': the panel comes back when the new slot has started.');
+        } catch (err) { showError(result, err); }
+      }));
       const form = el('form', { id: 'fw-form', novalidate: true },
         field('Update bundle (.raucb)', file, 'Signed bundles only; checked before anything is written. It boots once on trial and is kept only if healthy.'),
-        el('div', { class: 'form-actions' }, upload), result);
+        el('div', { class: 'form-actions' }, upload, reboot), result);
       form.addEventListener('submit', (e) => {
         e.preventDefault();
         busy(upload, async () => {
@@ -1758,6 +1765,7 @@
             const r = await api('POST', '/api/v1/system/update', await f.arrayBuffer(), { raw: true });
             setMsg(result, 'ok', (r && r.message) || 'Installed.');
             form.reset();
+            reboot.hidden = false;
             loadSlots();
           } catch (err) { showError(result, err); }
         });
@@ -1772,7 +1780,12 @@
               el('th', { scope: 'row' }, String(sl.bootname || sl.name), sl.bootname && sl.bootname === st.booted ? el('span', { class: 'sub', text: 'booted' }) : null),
               el('td', { text: sl.version || 'unknown' }),
               el('td', null, sl.boot_status === 'good' ? badge('good', 'ok') : sl.boot_status ? badge(sl.boot_status, 'bad') : DASH),
-              el('td', { text: sl.state || DASH }))))));
+              el('td', { text: sl.state || DASH }))))),
+            st.rollback ? el('p', { id: 'fw-rollback', class: 'msg error', role: 'alert', text: 'Update rolled back: ' + st.rollback }) : null,
+            Array.isArray(st.failed_boots) && st.failed_boots.length
+              ? el('details', { id: 'fw-failed-boots' }, el('summary', { text: 'Failed trial boots (' + st.failed_boots.length + ')' }),
+                el('ul', { class: 'list-plain mono small' }, st.failed_boots.map((b) => el('li', { text: b }))))
+              : null);
         }).catch((e) => {
           slots.replaceChildren(el('p', { class: 'muted', text: e.message }));
           upload.disabled = true;
