@@ -256,14 +256,14 @@ impl App {
                 info!(bound = %started.addr, "panel and API listening on {scheme}://{}/", started.addr);
                 if let Some(fp) = &started.fingerprint {
                     info!("panel certificate SHA-256 fingerprint {fp}");
-                    eprintln!("hashwatt: panel certificate SHA-256 fingerprint {fp}");
+                    println!("hashwatt: panel certificate SHA-256 fingerprint {fp}");
                 }
                 if let Some(r) = started.redirect_addr {
                     info!(bound = %r, "plain HTTP redirects to the panel");
                 }
                 if let Some(token) = started.auth.setup_token() {
                     info!("no admin password yet: open the panel and enter setup token {token}");
-                    eprintln!(
+                    println!(
                         "hashwatt: no admin password yet: open {scheme}://{}/ and enter setup token {token}",
                         started.addr
                     );

@@ -201,6 +201,41 @@ impl Default for Rauc {
     }
 }
 
+/// The lines of a failed `rauc` run that say why, without RAUC's
+/// informational messages and their time stamps.
+fn reason(stdout: &[u8], stderr: &[u8]) -> String {
+    let mut lines = Vec::new();
+    for line in String::from_utf8_lossy(stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(stderr).lines())
+    {
+        let line = line.trim();
+        // "rauc-Message: 05:20:02.965: Reading bundle: …" and the like.
+        if line.is_empty() || line.starts_with("rauc-Message:") {
+            continue;
+        }
+        let line = line
+            .strip_prefix("rauc-WARNING **: ")
+            .or_else(|| line.strip_prefix("rauc-CRITICAL **: "))
+            .unwrap_or(line);
+        // Strip a leading "HH:MM:SS.mmm: " time stamp.
+        let line = match line.split_once(": ") {
+            Some((t, rest))
+                if t.len() == 12
+                    && t.chars()
+                        .all(|c| c.is_ascii_digit() || c == ':' || c == '.') =>
+            {
+                rest
+            }
+            _ => line,
+        };
+        if !lines.iter().any(|l: &String| l == line) {
+            lines.push(line.to_string());
+        }
+    }
+    lines.join("; ")
+}
+
 fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
 }
@@ -214,7 +249,9 @@ impl Rauc {
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            // RAUC reports progress on stdout and the reason (with
+            // informational lines around it) on stderr: keep what says why.
+            let err = reason(&out.stdout, &out.stderr);
             let err = if err.is_empty() {
                 format!("{} exited with {}", self.program.display(), out.status)
             } else {
