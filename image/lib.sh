@@ -59,7 +59,8 @@ make_bundle() { # outdir bootdir version key cert bundle
     local c=$out/bundle
     rm -rf "$c" && mkdir -p "$c/boot"
     ln "$out/root.img" "$c/root.img" 2>/dev/null || cp "$out/root.img" "$c/root.img"
-    ln "$out/root.verity" "$c/root.verity" 2>/dev/null || cp "$out/root.verity" "$c/root.verity"
+    # RAUC picks the handler by file name: raw slots take *.img.
+    ln "$out/root.verity" "$c/root-verity.img" 2>/dev/null || cp "$out/root.verity" "$c/root-verity.img"
     cp "$boot/vmlinuz" "$boot/initrd" "$boot/cmdline" "$c/boot/"
     cp "$out/roothash" "$c/boot/roothash"
     install -m 0755 "$IMAGE_LIB_DIR/bundle-hook" "$c/hook"
@@ -78,7 +79,7 @@ format=verity
 filename=hook
 
 [image.verity]
-filename=root.verity
+filename=root-verity.img
 
 [image.rootfs]
 filename=root.img

@@ -35,6 +35,9 @@ enum Command {
     /// Energy accounting.
     #[command(subcommand)]
     Energy(EnergyCommand),
+    /// Energy policies: try one offline before enabling it.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Plugin packages: signing keys, signing, install, list, remove.
     #[command(subcommand)]
     Plugin(hashwatt::plugin::cli::PluginCommand),
@@ -48,6 +51,14 @@ enum Command {
     /// Emulate a BM13xx chip chain on a pseudo-terminal (for trying the
     /// ASIC driver without hardware): prints the port to configure.
     AsicEmulator(AsicEmulatorArgs),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Replay a time series (prices, surplus, grid signals) through a
+    /// policy on simulated time: hours mined, kWh, cost, CO₂, and what it
+    /// forgoes against mining non-stop, with a chart.
+    Backtest(hashwatt::policy::backtest::cli::BacktestArgs),
 }
 
 #[derive(Subcommand)]
@@ -263,6 +274,9 @@ fn main() -> ExitCode {
         Command::Devpool(args) => devpool(args),
         Command::Bench(cmd) => bench(cmd),
         Command::Plugin(cmd) => hashwatt::plugin::cli::run(cmd),
+        Command::Policy(PolicyCommand::Backtest(args)) => {
+            hashwatt::policy::backtest::cli::run(args)
+        }
         Command::AsicEmulator(args) => asic_emulator(args),
         Command::Health(args) => health(args),
         Command::Update(UpdateCommand::Status { config }) => (|| {

@@ -14,10 +14,12 @@
 //! - [`sources`]: tasks that feed the hub (HTTP JSON polling, MQTT, files);
 //! - [`arbiter`]: "most restrictive wins" and the manual override;
 //! - [`engine`]: evaluation loop, fail-safes, restarts, persistent state, status;
-//! - [`actuator`]: the CPU actuator (pause and duty-cycled power limits).
+//! - [`actuator`]: the CPU actuator (pause and duty-cycled power limits);
+//! - [`backtest`]: replaying a time series through a policy on simulated time.
 
 pub mod actuator;
 pub mod arbiter;
+pub mod backtest;
 pub mod clock;
 pub mod engine;
 pub mod signal;
