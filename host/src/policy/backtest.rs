@@ -22,8 +22,8 @@ use jiff::Timestamp;
 
 use super::actuator::{Actuator, PowerModel};
 use super::clock::{Clock, ManualClock, tz_known};
-use super::engine::{EngineConfig, HostReadings, InputProvider, PolicyEngine, PolicySpec};
 use super::engine::FailSafe;
+use super::engine::{EngineConfig, HostReadings, InputProvider, PolicyEngine, PolicySpec};
 use super::signal::{SignalHub, SignalSpec};
 use super::{Energy, Mode, PolicyFactory};
 
@@ -290,7 +290,9 @@ impl BacktestConfig {
             )));
         }
         if self.step < Duration::from_secs(1) {
-            return Err(BacktestError::Setting("the step must be at least 1 s".into()));
+            return Err(BacktestError::Setting(
+                "the step must be at least 1 s".into(),
+            ));
         }
         for c in [&self.price_column, &self.co2_column].into_iter().flatten() {
             if series.column(c).is_none() {
@@ -355,7 +357,8 @@ pub struct BacktestReport {
     pub with_policy: Totals,
     /// Mining non-stop at full power.
     pub always_on: Totals,
-    /// Seconds paused by reason ("policy: reason"), largest first.
+    /// Seconds paused by cause ("policy: reason" with numbers as `N`),
+    /// largest first.
     pub pauses: Vec<(String, f64)>,
     /// Policy failures (traps, timeouts, refused decisions).
     pub failures: u64,
@@ -399,7 +402,8 @@ pub fn run(
     let first = series.times_ms[0];
     let clock = Arc::new(ManualClock::new(first));
     let hub = Arc::new(SignalHub::new(clock.clone() as Arc<dyn Clock>));
-    let ttl = Duration::from_millis(u64::try_from(interval_ms.saturating_mul(2)).unwrap_or(u64::MAX));
+    let ttl =
+        Duration::from_millis(u64::try_from(interval_ms.saturating_mul(2)).unwrap_or(u64::MAX));
     for column in &series.columns {
         hub.define(SignalSpec::new(column, ttl))
             .map_err(|e| BacktestError::Setting(format!("column {column:?}: {e}")))?;
@@ -491,7 +495,16 @@ pub fn run(
                     grid_g_per_kwh: intensity,
                 })
                 .map_err(|e| BacktestError::Setting(e.to_string()))?;
-            add(&mut with, secs, duty, &verdict.mode, kwh, price, intensity, hashes);
+            add(
+                &mut with,
+                secs,
+                duty,
+                &verdict.mode,
+                kwh,
+                price,
+                intensity,
+                hashes,
+            );
             let on_kwh = cfg.full_w * secs / 3.6e6;
             add(
                 &mut on,
@@ -505,7 +518,11 @@ pub fn run(
             );
             if verdict.mode == Mode::Pause {
                 *pauses
-                    .entry(format!("{}: {}", verdict.by, verdict.reason))
+                    .entry(format!(
+                        "{}: {}",
+                        verdict.by,
+                        reason_template(&verdict.reason)
+                    ))
                     .or_default() += secs;
             }
             row_duty_s += duty * secs;
@@ -557,6 +574,25 @@ pub fn run(
         elapsed: started.elapsed(),
         timeline,
     })
+}
+
+/// A reason with its numbers replaced by `N`, so pauses group by cause:
+/// reasons embed live values ("price 158.25 EUR/MWh > max 150").
+fn reason_template(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut in_number = false;
+    for c in reason.chars() {
+        let numeric = c.is_ascii_digit() || (in_number && c == '.');
+        if numeric {
+            if !in_number {
+                out.push('N');
+            }
+        } else {
+            out.push(c);
+        }
+        in_number = numeric;
+    }
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -618,7 +654,11 @@ impl BacktestReport {
             cfg.step.as_secs()
         );
         let _ = writeln!(s);
-        let _ = writeln!(s, "{:<26}{:>16}{:>16}{:>16}", "", "with policy", "always on", "difference");
+        let _ = writeln!(
+            s,
+            "{:<26}{:>16}{:>16}{:>16}",
+            "", "with policy", "always on", "difference"
+        );
         let mut line = |label: &str, a: f64, b: f64, prec: usize| {
             let _ = writeln!(
                 s,
@@ -651,7 +691,11 @@ impl BacktestReport {
         let _ = writeln!(
             s,
             "forgone against always-on: {:.1}% of the hashes{}",
-            if o.hashes > 0.0 { forgone / o.hashes * 100.0 } else { 0.0 },
+            if o.hashes > 0.0 {
+                forgone / o.hashes * 100.0
+            } else {
+                0.0
+            },
             match (w.revenue, o.revenue) {
                 (Some(a), Some(b)) => format!(", {:.2} of revenue", b - a),
                 _ => String::new(),
@@ -661,7 +705,7 @@ impl BacktestReport {
             let _ = writeln!(s, "energy cost saved: {:.2}", o.cost - w.cost);
         }
         if !self.pauses.is_empty() {
-            let _ = writeln!(s, "\npaused by (hours):");
+            let _ = writeln!(s, "\npaused by (hours; numbers in reasons shown as N):");
             for (reason, secs) in self.pauses.iter().take(8) {
                 let _ = writeln!(s, "  {:>9.1}  {}", secs / 3600.0, reason);
             }
@@ -745,9 +789,10 @@ impl BacktestReport {
         let prices: Vec<Option<f64>> = (0..bins)
             .map(|b| (price_n[b] > 0).then(|| price_sum[b] / price_n[b] as f64))
             .collect();
-        let (lo, hi) = prices.iter().flatten().fold((f64::MAX, f64::MIN), |(l, h), &p| {
-            (l.min(p), h.max(p))
-        });
+        let (lo, hi) = prices
+            .iter()
+            .flatten()
+            .fold((f64::MAX, f64::MIN), |(l, h), &p| (l.min(p), h.max(p)));
         let col_w = PLOT_W / bins as f64;
         let mut s = String::new();
         let _ = writeln!(
@@ -774,7 +819,12 @@ impl BacktestReport {
                 match p {
                     Some(p) => {
                         let x = LEFT + (b as f64 + 0.5) * col_w;
-                        let _ = write!(path, "{}{x:.1},{:.1} ", if pen_up { "M" } else { "L" }, y(*p));
+                        let _ = write!(
+                            path,
+                            "{}{x:.1},{:.1} ",
+                            if pen_up { "M" } else { "L" },
+                            y(*p)
+                        );
                         pen_up = false;
                     }
                     None => pen_up = true,
@@ -933,7 +983,11 @@ pub mod cli {
             let manifest = Manifest::parse(&text)
                 .with_context(|| format!("{} is not a valid manifest", MANIFEST_FILE))?;
             if manifest.kind != PluginKind::Policy {
-                bail!("{} is a {:?} plugin, not a policy", manifest.name, manifest.kind);
+                bail!(
+                    "{} is a {:?} plugin, not a policy",
+                    manifest.name,
+                    manifest.kind
+                );
             }
             let wasm = std::fs::read(dir.join(WASM_FILE))
                 .with_context(|| format!("cannot read {}", dir.join(WASM_FILE).display()))?;
@@ -949,7 +1003,8 @@ pub mod cli {
             crate::plugin::archive::unpack(&bytes, &into)?;
             return from_dir(&into);
         }
-        let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let wasm =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let name = path
             .file_stem()
             .map_or("policy".into(), |s| s.to_string_lossy().into_owned());
@@ -963,11 +1018,13 @@ pub mod cli {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("cannot read {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("{} is not valid TOML", p.display()))?
+                toml::from_str(&text)
+                    .with_context(|| format!("{} is not valid TOML", p.display()))?
             }
             None => toml::Table::new(),
         };
-        let json = serde_json::to_string(&settings).context("settings are not representable as JSON")?;
+        let json =
+            serde_json::to_string(&settings).context("settings are not representable as JSON")?;
         let text = std::fs::read_to_string(&args.series)
             .with_context(|| format!("cannot read {}", args.series.display()))?;
         let series = Series::parse(&text, &args.time_zone)
@@ -992,7 +1049,11 @@ pub mod cli {
         };
         let runtime = Runtime::new()?;
         let pre = PolicyPluginPre::new(&runtime, &name, &wasm)?;
-        let factory = Arc::new(PolicyPluginFactory::new(pre, &json, PolicyLimits::default()));
+        let factory = Arc::new(PolicyPluginFactory::new(
+            pre,
+            &json,
+            PolicyLimits::default(),
+        ));
         let report = super::run(&name, factory, &series, &cfg)?;
         let text = report.render(&cfg);
         print!("{text}");
@@ -1014,7 +1075,8 @@ pub mod cli {
             (".csv", report.timeline_csv()),
         ] {
             let path = with_ext(ext);
-            std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(&path, body)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         println!(
             "wrote {} (report), {} (chart), {} (decisions per row)",
@@ -1037,7 +1099,10 @@ mod tests {
             "UTC",
         )
         .unwrap();
-        assert_eq!(s.times_ms, vec![1_735_689_600_000, 1_735_693_200_000, 1_735_696_800_000]);
+        assert_eq!(
+            s.times_ms,
+            vec![1_735_689_600_000, 1_735_693_200_000, 1_735_696_800_000]
+        );
         assert_eq!(s.column("surplus").unwrap(), &[None, Some(1.5), Some(2.0)]);
         assert_eq!(s.median_interval_ms(), 3_600_000);
         for (text, want) in [
@@ -1054,6 +1119,15 @@ mod tests {
             let e = Series::parse(text, "UTC").unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn reasons_group_by_their_words() {
+        assert_eq!(
+            reason_template("price 158.25 EUR/MWh > max 150.0 EUR/MWh"),
+            "price N EUR/MWh > max N EUR/MWh"
+        );
+        assert_eq!(reason_template("v1.2 ok, 3"), "vN ok, N");
     }
 
     #[test]
