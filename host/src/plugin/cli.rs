@@ -81,6 +81,35 @@ pub enum PluginCommand {
         /// The package directory.
         dir: PathBuf,
     },
+    /// Start a plugin: a crate from the template, with tests, a manifest
+    /// and a README, ready for `cargo test` and `hashwatt plugin build`.
+    New {
+        /// What kind of plugin.
+        #[arg(long, value_enum)]
+        kind: super::template::TemplateKind,
+        /// Plugin name (a-z, 0-9, `-`); also the directory made, unless --dir.
+        name: String,
+        /// Where to create the crate (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The SDK crate to depend on (default: this source tree's).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin crate for wasm32-wasip2, check the component against
+    /// its plugin.toml, sign it and pack it into a `.hwpkg`: one command
+    /// from source to an installable package.
+    Build {
+        /// The plugin crate (holding Cargo.toml and plugin.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Secret key from `keygen` (without one the package is unsigned).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Where to write the package (default: DIR/<name>.hwpkg).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
     /// Pack a package directory (plugin.toml, plugin.wasm, plugin.sig) into
     /// one `.hwpkg` file, to copy or upload as a unit.
     Pack {
@@ -138,6 +167,38 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
                 dir.display(),
                 sig.key_id,
                 hex::encode(sig.wasm_sha256)
+            )?;
+        }
+        PluginCommand::New {
+            kind,
+            name,
+            dir,
+            sdk,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let files = super::template::new_plugin(kind, &name, &dir, sdk.as_deref())?;
+            for f in &files {
+                writeln!(out, "wrote {}", f.display())?;
+            }
+            writeln!(
+                out,
+                "next: cd {} && cargo test && hashwatt plugin build . --key YOUR.key",
+                dir.display()
+            )?;
+        }
+        PluginCommand::Build {
+            dir,
+            key,
+            out: path,
+        } => {
+            let built = super::template::build(&dir, key.as_deref(), path.as_deref())?;
+            writeln!(
+                out,
+                "built {} ({} bytes of component, {}) into {}",
+                built.package_dir.display(),
+                built.wasm_bytes,
+                if built.signed { "signed" } else { "UNSIGNED" },
+                built.hwpkg.display()
             )?;
         }
         PluginCommand::Pack { dir, out: path } => {

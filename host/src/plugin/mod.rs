@@ -19,6 +19,7 @@ pub mod loader;
 pub mod package;
 pub mod policy;
 pub mod pool;
+pub mod template;
 mod wake;
 
 pub use clean::{CleanReport, clean_state_dir};

@@ -1,0 +1,182 @@
+//! A plugin author's path, as they would walk it: `hashwatt plugin new`
+//! makes a crate, its own tests pass natively, `hashwatt plugin build`
+//! turns it into a signed package, the appliance installs it, and the
+//! host runs it in the sandbox against a signal series (backtest).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn hashwatt(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hashwatt"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Built plugin crates share one target directory under the workspace's,
+/// so a second run compiles nothing.
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-template")
+}
+
+#[test]
+fn a_policy_from_the_template_builds_signs_installs_and_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let out = hashwatt(&["plugin", "new", "--kind", "policy", "my-ceiling"], root);
+    let stdout = ok(&out, "plugin new");
+    let krate = root.join("my-ceiling");
+    for f in [
+        "Cargo.toml",
+        "plugin.toml",
+        "src/lib.rs",
+        "tests/scenarios.rs",
+        "README.md",
+    ] {
+        assert!(krate.join(f).is_file(), "{f} missing; {stdout}");
+    }
+    // The lines an author writes for a minimal policy: the template's source.
+    let lines = std::fs::read_to_string(krate.join("src/lib.rs"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//"))
+        .count();
+    eprintln!("template policy: {lines} lines of Rust (without comments and blank lines)");
+
+    // Same dependency versions as the workspace: no surprise upgrades.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"),
+        krate.join("Cargo.lock"),
+    )
+    .unwrap();
+    let test = Command::new(env!("CARGO"))
+        .args(["test", "--quiet"])
+        .current_dir(&krate)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .unwrap();
+    let test_out = ok(&test, "cargo test in the new crate");
+    assert!(test_out.contains("3 passed"), "{test_out}");
+
+    // Refusals: a second `new` into the same place, a bad name.
+    let again = hashwatt(&["plugin", "new", "--kind", "policy", "my-ceiling"], root);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    let bad = hashwatt(&["plugin", "new", "--kind", "policy", "My_Policy"], root);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a valid plugin name"));
+
+    // Sign and pack in one command.
+    let key = root.join("author.key");
+    let public = ok(
+        &hashwatt(&["plugin", "keygen", "--out", key.to_str().unwrap()], root),
+        "keygen",
+    );
+    let build = Command::new(env!("CARGO_BIN_EXE_hashwatt"))
+        .args([
+            "plugin",
+            "build",
+            krate.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .unwrap();
+    let built = ok(&build, "plugin build");
+    assert!(built.contains("signed"), "{built}");
+    let hwpkg = krate.join("my-ceiling.hwpkg");
+    assert!(hwpkg.is_file(), "{built}");
+
+    // The appliance installs it only with the author's key trusted.
+    let state = root.join("state");
+    let config = root.join("hashwatt.toml");
+    let write_config = |keys: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = {state:?}\ntrusted_keys = [{keys}]\n\n[[pools]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\nuser = \"w\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    write_config("");
+    let refused = hashwatt(
+        &[
+            "plugin",
+            "install",
+            hwpkg.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        root,
+    );
+    assert!(
+        !refused.status.success(),
+        "an untrusted package was installed"
+    );
+    write_config(&format!("{:?}", public.trim()));
+    let installed = ok(
+        &hashwatt(
+            &[
+                "plugin",
+                "install",
+                hwpkg.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            root,
+        ),
+        "plugin install",
+    );
+    assert!(
+        installed.contains("installed my-ceiling 0.1.0"),
+        "{installed}"
+    );
+
+    // The host runs it in the sandbox over a signal series.
+    let series = root.join("prices.csv");
+    std::fs::write(
+        &series,
+        "time,price\n2025-01-01T00:00:00Z,120\n2025-01-01T01:00:00Z,180\n2025-01-01T02:00:00Z,140\n2025-01-01T03:00:00Z,200\n",
+    )
+    .unwrap();
+    let report = ok(
+        &hashwatt(
+            &[
+                "policy",
+                "backtest",
+                hwpkg.to_str().unwrap(),
+                "--series",
+                series.to_str().unwrap(),
+                "--config",
+                krate.join("settings.toml").to_str().unwrap(),
+                "--price-unit",
+                "per-mwh",
+            ],
+            root,
+        ),
+        "backtest",
+    );
+    let paused = report
+        .lines()
+        .find(|l| l.starts_with("hours paused"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(paused, "2.0", "{report}");
+    assert!(report.contains("my-ceiling: price N > N"), "{report}");
+}
