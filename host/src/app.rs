@@ -47,6 +47,9 @@ pub struct StartOptions {
     pub config_path: Option<PathBuf>,
     /// The hashing devices; `None`: the CPU as the configuration says.
     pub devices: Option<Devices>,
+    /// Record every pool plugin session as a transcript in this directory
+    /// (`hashwatt run --record`; passwords redacted).
+    pub record_dir: Option<PathBuf>,
 }
 
 /// A running appliance.
@@ -226,6 +229,7 @@ impl App {
                 runtime,
                 builtin: builtin_plugin,
                 user_agent: USER_AGENT.to_string(),
+                record_dir: options.record_dir,
             },
             miner,
             selector.clone(),

@@ -178,6 +178,8 @@ pub(crate) struct PoolWiring {
     pub runtime: Runtime,
     pub builtin: PoolPluginPre,
     pub user_agent: String,
+    /// Where pool sessions are recorded as transcripts (`run --record`).
+    pub record_dir: Option<PathBuf>,
 }
 
 /// The running appliance. Shared by every front end as a [`Handle`].
@@ -655,6 +657,7 @@ impl Appliance {
             status: self.status.clone(),
             allow_redirect: config.allow_pool_redirect,
             user_agent: self.wiring.user_agent.clone(),
+            record_dir: self.wiring.record_dir.clone(),
         };
         tasks.insert(0, tokio::spawn(driver.run(stop_rx)));
         self.status.update_pool(id, |s| s.plugin = label);

@@ -119,6 +119,11 @@ struct RunArgs {
     /// CPU.
     #[arg(long, requires = "demo", value_parser = clap::value_parser!(u16).range(1..=16))]
     asic_chips: Option<u16>,
+    /// Record every pool session (what the pool plugin was given and
+    /// answered) as a transcript in this directory, passwords redacted,
+    /// for `hashwatt plugin test --transcript`.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -418,6 +423,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             StartOptions {
                 config_path: args.config.clone(),
                 devices,
+                record_dir: args.record.clone(),
             },
         )
         .await?;

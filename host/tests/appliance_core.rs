@@ -59,6 +59,7 @@ async fn a_simulated_multi_task_device_mines_with_rolled_version_and_ntime() {
             StartOptions {
                 config_path: None,
                 devices: Some(vec![sim.clone()]),
+                record_dir: None,
             },
         )
         .await
@@ -245,6 +246,7 @@ async fn pools_and_policies_change_while_mining_and_are_persisted() {
             StartOptions {
                 config_path: Some(path.clone()),
                 devices: None,
+                record_dir: None,
             },
         )
         .await

@@ -65,6 +65,7 @@ async fn appliance(pool: std::net::SocketAddr, device: Arc<AsicDevice>) -> App {
         StartOptions {
             config_path: None,
             devices: Some(vec![device]),
+            record_dir: None,
         },
     )
     .await

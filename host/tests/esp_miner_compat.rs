@@ -368,6 +368,7 @@ fn with_bm1370<T>(ns: &Netns, f: impl FnOnce() -> T) -> T {
                 StartOptions {
                     config_path: None,
                     devices: Some(vec![device]),
+                    record_dir: None,
                 },
             )
             .await;

@@ -18,7 +18,7 @@ use clap::Subcommand;
 use super::Runtime;
 use super::cache::CacheOutcome;
 use super::package::{
-    self, MANIFEST_FILE, PackageError, SIG_FILE, Trust, VerifiedPackage, WASM_FILE,
+    self, MANIFEST_FILE, PackageError, PluginKind, SIG_FILE, Trust, VerifiedPackage, WASM_FILE,
 };
 use crate::config::Config;
 
@@ -110,6 +110,17 @@ pub enum PluginCommand {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
+    /// Replay a recorded pool session (`hashwatt run --record`) through a
+    /// pool plugin offline and show where its answers differ; exit status
+    /// 1 if any does.
+    Test {
+        /// The pool plugin: `stratum-v1`, a package directory, a `.hwpkg`
+        /// or a `.wasm`.
+        plugin: String,
+        /// The transcript (`.jsonl`).
+        #[arg(long)]
+        transcript: PathBuf,
+    },
     /// Pack a package directory (plugin.toml, plugin.wasm, plugin.sig) into
     /// one `.hwpkg` file, to copy or upload as a unit.
     Pack {
@@ -141,6 +152,65 @@ pub enum PluginCommand {
         #[arg(long, short)]
         config: PathBuf,
     },
+}
+
+/// Loads a plugin for offline tools (backtest, transcript replay): a
+/// first-party name, a package directory, a `.hwpkg` file or a bare
+/// `.wasm`; returns its name and component bytes. Signatures are not
+/// required: nothing is installed and the plugin runs in the sandbox.
+pub fn load_offline(plugin: &str, kind: PluginKind) -> anyhow::Result<(String, Vec<u8>)> {
+    let builtin = match kind {
+        PluginKind::Policy => super::builtin::policy(plugin),
+        PluginKind::Pool => (plugin == "stratum-v1").then_some(super::builtin::STRATUM_V1),
+    };
+    if let Some(bytes) = builtin {
+        return Ok((plugin.to_string(), bytes.to_vec()));
+    }
+    let path = Path::new(plugin);
+    if !path.exists() {
+        let names: Vec<&str> = match kind {
+            PluginKind::Policy => super::builtin::POLICIES.iter().map(|(n, _)| *n).collect(),
+            PluginKind::Pool => vec!["stratum-v1"],
+        };
+        anyhow::bail!(
+            "{plugin:?} is neither a first-party {kind} plugin ({}) nor a file or directory",
+            names.join(", ")
+        );
+    }
+    let from_dir = |dir: &Path| -> anyhow::Result<(String, Vec<u8>)> {
+        let text = fs::read_to_string(dir.join(MANIFEST_FILE))
+            .with_context(|| format!("cannot read {}", dir.join(MANIFEST_FILE).display()))?;
+        let manifest = package::Manifest::parse(&text)
+            .with_context(|| format!("{MANIFEST_FILE} is not a valid manifest"))?;
+        if manifest.kind != kind {
+            anyhow::bail!(
+                "{} is a {} plugin, not a {kind} plugin",
+                manifest.name,
+                manifest.kind
+            );
+        }
+        let wasm = fs::read(dir.join(WASM_FILE))
+            .with_context(|| format!("cannot read {}", dir.join(WASM_FILE).display()))?;
+        Ok((manifest.name, wasm))
+    };
+    if path.is_dir() {
+        return from_dir(path);
+    }
+    if path
+        .extension()
+        .is_some_and(|e| e == super::archive::PACKAGE_EXTENSION)
+    {
+        let bytes = super::archive::read_package(path)?;
+        let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+        let into = dir.path().join("package");
+        super::archive::unpack(&bytes, &into)?;
+        return from_dir(&into);
+    }
+    let wasm = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let name = path
+        .file_stem()
+        .map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
+    Ok((name, wasm))
 }
 
 /// Runs a `hashwatt plugin` subcommand, printing results on stdout.
@@ -200,6 +270,19 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
                 if built.signed { "signed" } else { "UNSIGNED" },
                 built.hwpkg.display()
             )?;
+        }
+        PluginCommand::Test { plugin, transcript } => {
+            let (name, wasm) = load_offline(&plugin, PluginKind::Pool)?;
+            let runtime = Runtime::new()?;
+            let pre = super::pool::PoolPluginPre::new(&runtime, &name, &wasm)?;
+            let text = super::transcript::read(&transcript)?;
+            let replay = super::transcript::replay(&pre, &text, super::Limits::default())
+                .with_context(|| format!("{}", transcript.display()))?;
+            write!(out, "{}", replay.render())?;
+            if !replay.differences.is_empty() {
+                out.flush()?;
+                std::process::exit(1);
+            }
         }
         PluginCommand::Pack { dir, out: path } => {
             let packed = super::archive::pack(&dir)?;

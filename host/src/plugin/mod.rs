@@ -20,6 +20,7 @@ pub mod package;
 pub mod policy;
 pub mod pool;
 pub mod template;
+pub mod transcript;
 mod wake;
 
 pub use clean::{CleanReport, clean_state_dir};

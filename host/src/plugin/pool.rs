@@ -371,6 +371,7 @@ impl PoolPluginPre {
             session,
             limits,
             dead: None,
+            recorder: None,
         })
     }
 }
@@ -386,23 +387,52 @@ pub struct PoolPlugin {
     session: ResourceAny,
     limits: Limits,
     dead: Option<String>,
+    recorder: Option<super::transcript::Recorder>,
 }
 
 impl PoolPlugin {
+    /// Writes every call's input and answer to `recorder` from now on
+    /// (`hashwatt run --record`).
+    pub fn record_to(&mut self, recorder: super::transcript::Recorder) {
+        self.recorder = Some(recorder);
+    }
+
+    fn recorded(
+        &mut self,
+        result: Result<CallOutput, PluginError>,
+    ) -> Result<CallOutput, PluginError> {
+        if let Some(r) = self.recorder.as_mut() {
+            r.answered(&result);
+        }
+        result
+    }
+
     /// A new connection to the pool is open.
     pub fn connected(&mut self, now_ms: u64) -> Result<CallOutput, PluginError> {
-        self.call(|i, s, r| i.call_connected(s, r, now_ms))
+        if let Some(r) = self.recorder.as_mut() {
+            r.connected(now_ms);
+        }
+        let result = self.call(|i, s, r| i.call_connected(s, r, now_ms));
+        self.recorded(result)
     }
 
     /// Bytes arrived from the pool at `now_ms`.
     pub fn received(&mut self, now_ms: u64, bytes: &[u8]) -> Result<CallOutput, PluginError> {
-        self.call(|i, s, r| i.call_received(s, r, now_ms, bytes))
+        if let Some(r) = self.recorder.as_mut() {
+            r.received(now_ms, bytes);
+        }
+        let result = self.call(|i, s, r| i.call_received(s, r, now_ms, bytes));
+        self.recorded(result)
     }
 
     /// The wake-up the plugin asked for ([`CallOutput::wake_at_ms`]) is
     /// due; call only then.
     pub fn tick(&mut self, now_ms: u64) -> Result<CallOutput, PluginError> {
-        self.call(|i, s, r| i.call_tick(s, r, now_ms))
+        if let Some(r) = self.recorder.as_mut() {
+            r.tick(now_ms);
+        }
+        let result = self.call(|i, s, r| i.call_tick(s, r, now_ms));
+        self.recorded(result)
     }
 
     /// The host found a share at `now_ms`.
@@ -419,11 +449,18 @@ impl PoolPlugin {
             nonce: share.nonce,
             version: share.version,
         };
-        self.call(|i, s, r| i.call_share_found(s, r, now_ms, &wit_share))
+        if let Some(r) = self.recorder.as_mut() {
+            r.share(now_ms, share);
+        }
+        let result = self.call(|i, s, r| i.call_share_found(s, r, now_ms, &wit_share));
+        self.recorded(result)
     }
 
     /// The connection closed.
     pub fn disconnected(&mut self, reason: &str) -> Result<(), PluginError> {
+        if let Some(r) = self.recorder.as_mut() {
+            r.disconnected(reason);
+        }
         self.guard()?;
         self.store
             .set_epoch_deadline(deadline_ticks(self.limits.call_timeout));

@@ -886,15 +886,15 @@ fn xml(s: &str) -> String {
 
 /// `hashwatt policy backtest`: the command line.
 pub mod cli {
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::sync::Arc;
     use std::time::Duration;
 
-    use anyhow::{Context, bail};
+    use anyhow::Context;
 
     use super::{BacktestConfig, PriceUnit, Series};
     use crate::plugin::Runtime;
-    use crate::plugin::package::{MANIFEST_FILE, Manifest, PluginKind, WASM_FILE};
+    use crate::plugin::package::PluginKind;
     use crate::plugin::policy::{PolicyLimits, PolicyPluginFactory, PolicyPluginPre};
     use crate::policy::engine::FailSafe;
 
@@ -961,59 +961,9 @@ pub mod cli {
         }
     }
 
-    /// Loads the component bytes of `plugin` and a display name.
-    fn load(plugin: &str) -> anyhow::Result<(String, Vec<u8>)> {
-        if let Some(bytes) = crate::plugin::builtin::policy(plugin) {
-            return Ok((plugin.to_string(), bytes.to_vec()));
-        }
-        let path = Path::new(plugin);
-        if !path.exists() {
-            bail!(
-                "{plugin:?} is neither a first-party policy ({}) nor a file or directory",
-                crate::plugin::builtin::POLICIES
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        let from_dir = |dir: &Path| -> anyhow::Result<(String, Vec<u8>)> {
-            let text = std::fs::read_to_string(dir.join(MANIFEST_FILE))
-                .with_context(|| format!("cannot read {}", dir.join(MANIFEST_FILE).display()))?;
-            let manifest = Manifest::parse(&text)
-                .with_context(|| format!("{} is not a valid manifest", MANIFEST_FILE))?;
-            if manifest.kind != PluginKind::Policy {
-                bail!(
-                    "{} is a {:?} plugin, not a policy",
-                    manifest.name,
-                    manifest.kind
-                );
-            }
-            let wasm = std::fs::read(dir.join(WASM_FILE))
-                .with_context(|| format!("cannot read {}", dir.join(WASM_FILE).display()))?;
-            Ok((manifest.name, wasm))
-        };
-        if path.is_dir() {
-            return from_dir(path);
-        }
-        if path.extension().is_some_and(|e| e == "hwpkg") {
-            let bytes = crate::plugin::archive::read_package(path)?;
-            let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
-            let into = dir.path().join("package");
-            crate::plugin::archive::unpack(&bytes, &into)?;
-            return from_dir(&into);
-        }
-        let wasm =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let name = path
-            .file_stem()
-            .map_or("policy".into(), |s| s.to_string_lossy().into_owned());
-        Ok((name, wasm))
-    }
-
     /// Runs the backtest and writes the report, chart and timeline.
     pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
-        let (name, wasm) = load(&args.plugin)?;
+        let (name, wasm) = crate::plugin::cli::load_offline(&args.plugin, PluginKind::Policy)?;
         let settings: toml::Table = match &args.config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)

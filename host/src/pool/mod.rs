@@ -152,6 +152,8 @@ pub struct PoolDriver {
     pub allow_redirect: bool,
     /// User agent to announce.
     pub user_agent: String,
+    /// Record each plugin instance's calls into a transcript here.
+    pub record_dir: Option<std::path::PathBuf>,
 }
 
 /// How a connection ended and what to do next.
@@ -240,7 +242,29 @@ impl PoolDriver {
         while !*shutdown.borrow() {
             if plugin.is_none() {
                 match call_blocking(|| self.plugin.instantiate(&config, self.limits.clone())) {
-                    Ok(p) => plugin = Some(p),
+                    Ok(mut p) => {
+                        if let Some(dir) = &self.record_dir {
+                            let name = format!("pool{id}");
+                            match crate::plugin::transcript::Recorder::create(
+                                dir,
+                                &name,
+                                self.plugin.name(),
+                                &config,
+                            ) {
+                                Ok(r) => {
+                                    span.in_scope(|| info!(path = %r.path().display(), "recording the pool session"));
+                                    p.record_to(r);
+                                }
+                                Err(e) => span.in_scope(|| {
+                                    warn!(
+                                        "cannot record the pool session in {}: {e}",
+                                        dir.display()
+                                    )
+                                }),
+                            }
+                        }
+                        plugin = Some(p)
+                    }
                     Err(e) => {
                         span.in_scope(|| error!("cannot start pool plugin: {e}"));
                         if self.plugin_failed(&span, e.to_string(), &mut failures) {
