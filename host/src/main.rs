@@ -255,14 +255,20 @@ fn log_colours() -> bool {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
     {
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
+        // Offline tools replay thousands of decisions: only problems.
+        let default = match cli.command {
+            Command::Policy(_) => "warn",
+            _ => "info",
+        };
         // One filter for the console and the panel's log tail.
         tracing_subscriber::registry()
             .with(
                 tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
             )
             .with(
                 tracing_subscriber::fmt::layer()
@@ -272,7 +278,6 @@ fn main() -> ExitCode {
             .with(hashwatt::logtail::TailLayer)
             .init();
     }
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Hash(cmd) => hash(cmd),

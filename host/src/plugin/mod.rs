@@ -239,12 +239,14 @@ struct Limiter {
 }
 
 impl Limiter {
-    /// Instances one plugin store may create (a component and its adapters).
-    const INSTANCES: usize = 4;
+    /// Instances one plugin store may create: a component and its
+    /// adapters; componentize-py links CPython, libc and adapters as a
+    /// dozen core instances. Memory is bounded by `memory_bytes`.
+    const INSTANCES: usize = 32;
     /// Tables across those instances.
-    const TABLES: usize = 8;
+    const TABLES: usize = 32;
     /// Elements one table may hold.
-    const TABLE_ELEMENTS: usize = 10_000;
+    const TABLE_ELEMENTS: usize = 100_000;
     /// Linear memories across those instances.
     const MEMORIES: usize = 2;
 

@@ -888,7 +888,7 @@ fn xml(s: &str) -> String {
 pub mod cli {
     use std::path::PathBuf;
     use std::sync::Arc;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use anyhow::Context;
 
@@ -946,6 +946,13 @@ pub mod cli {
         /// What applies while the policy fails: `pause` or `run`.
         #[arg(long, default_value = "pause", value_parser = parse_fail_safe)]
         pub fail_safe: FailSafe,
+        /// Linear memory the plugin may use, MiB (as `plugin_limits.memory_mib`
+        /// on the appliance; the Python policy needs 32).
+        #[arg(long, default_value_t = 16)]
+        pub memory_mib: usize,
+        /// Time budget of one call, ms (as `plugin_limits.call_timeout_ms`).
+        #[arg(long, default_value_t = 10)]
+        pub call_timeout_ms: u64,
         /// Where to write the report (`PREFIX.txt`), the chart
         /// (`PREFIX.svg`) and the per-row decisions (`PREFIX.csv`); default:
         /// next to the series, `<series>-backtest`.
@@ -998,14 +1005,31 @@ pub mod cli {
             fail_safe: args.fail_safe,
         };
         let runtime = Runtime::new()?;
+        let started = Instant::now();
         let pre = PolicyPluginPre::new(&runtime, &name, &wasm)?;
-        let factory = Arc::new(PolicyPluginFactory::new(
-            pre,
-            &json,
-            PolicyLimits::default(),
-        ));
+        let compiled = started.elapsed();
+        let mut limits = PolicyLimits::default();
+        limits.call.memory_bytes = args.memory_mib << 20;
+        limits.call.call_timeout = Duration::from_millis(args.call_timeout_ms);
+        let factory = Arc::new(PolicyPluginFactory::new(pre, &json, limits));
+        let started = Instant::now();
+        crate::policy::PolicyFactory::create(factory.as_ref()).map_err(anyhow::Error::msg)?;
+        let instantiated = started.elapsed();
         let report = super::run(&name, factory, &series, &cfg)?;
-        let text = report.render(&cfg);
+        let stats = runtime.stats_for(&format!("policy:{name}"));
+        let calls = stats.calls().max(1);
+        let mut text = report.render(&cfg);
+        text.push_str(&format!(
+            "plugin {name}: {} KiB component, compiled in {:.0} ms, instantiated and configured in {:.1} ms, \
+             memory peak {} KiB (limit {} MiB), {} calls of {:.1} µs on average\n",
+            wasm.len() / 1024,
+            compiled.as_secs_f64() * 1e3,
+            instantiated.as_secs_f64() * 1e3,
+            stats.memory_peak_bytes() / 1024,
+            args.memory_mib,
+            stats.calls(),
+            stats.call_time().as_secs_f64() * 1e6 / calls as f64
+        ));
         print!("{text}");
         let prefix = args.out.unwrap_or_else(|| {
             let stem = args
