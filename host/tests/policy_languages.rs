@@ -1,7 +1,8 @@
 //! Policies in more than Rust: the Python twin of the template policy
-//! (built with componentize-py from PyPI) and the Rust template itself run
-//! in the host under the same sandbox and limits, and give the same
-//! decision, reason included, on every row of one scenario table.
+//! (built with componentize-py from PyPI), its JavaScript twin (built with
+//! ComponentizeJS from npm) and the Rust template itself run in the host
+//! under the same sandbox and limits, and give the same decision, reason
+//! included, on every row of one scenario table.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -83,13 +84,25 @@ fn inputs(price: Option<f64>) -> Inputs {
     }
 }
 
+fn js_twin(tmp: &Path) -> Vec<u8> {
+    let out = tmp.join("ceiling-js.wasm");
+    run(
+        Command::new("bash")
+            .arg(repo().join("plugins/js-ceiling/build"))
+            .arg(&out),
+        "componentize-js",
+    );
+    std::fs::read(out).unwrap()
+}
+
 #[test]
-fn the_python_policy_decides_like_its_rust_twin() {
+fn python_and_javascript_policies_decide_like_their_rust_twin() {
     let tmp = tempfile::tempdir().unwrap();
     let runtime = Runtime::new().unwrap();
     let twins = [
         ("rust", rust_twin(tmp.path())),
         ("python", python_twin(tmp.path())),
+        ("javascript", js_twin(tmp.path())),
     ];
     let table: &[(&str, Option<f64>, Mode, &str)] = &[
         (
@@ -179,5 +192,6 @@ fn the_python_policy_decides_like_its_rust_twin() {
         reasons.push(got);
     }
     // Known-signal rows give the very same reason in both languages.
-    assert_eq!(reasons[0][..4], reasons[1][..4]);
+    assert_eq!(reasons[0][..4], reasons[1][..4], "python");
+    assert_eq!(reasons[0][..4], reasons[2][..4], "javascript");
 }
