@@ -1,8 +1,8 @@
-//! Policies in more than Rust: the Python twin of the template policy
-//! (built with componentize-py from PyPI), its JavaScript twin (built with
-//! ComponentizeJS from npm) and the Rust template itself run in the host
-//! under the same sandbox and limits, and give the same decision, reason
-//! included, on every row of one scenario table.
+//! Policies in more than Rust: `hashwatt plugin new --lang python` (built
+//! with componentize-py from PyPI) and `--lang javascript` (ComponentizeJS
+//! from npm) make the twins of the Rust template policy; all three run in
+//! the host under the same sandbox and limits and give the same decision,
+//! reason included, on every row of one scenario table.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,15 +48,26 @@ fn rust_twin(tmp: &Path) -> Vec<u8> {
     std::fs::read(target.join("package/ceiling/plugin.wasm")).unwrap()
 }
 
-fn python_twin(tmp: &Path) -> Vec<u8> {
-    let out = tmp.join("ceiling-py.wasm");
+/// A Python or JavaScript policy from the template (`plugin new --lang`),
+/// built with its own tool chain by `plugin build`.
+fn from_template(tmp: &Path, lang: &str) -> Vec<u8> {
+    let dir = tmp.join(format!("ceiling-{lang}"));
     run(
-        Command::new("bash")
-            .arg(repo().join("plugins/python-ceiling/build"))
-            .arg(&out),
-        "componentize-py",
+        Command::new(env!("CARGO_BIN_EXE_hashwatt"))
+            .args([
+                "plugin", "new", "--kind", "policy", "--lang", lang, "ceiling", "--dir",
+            ])
+            .arg(&dir),
+        "plugin new",
     );
-    std::fs::read(out).unwrap()
+    run(
+        Command::new(env!("CARGO_BIN_EXE_hashwatt"))
+            .args(["plugin", "build"])
+            .arg(&dir),
+        &format!("plugin build ({lang})"),
+    );
+    assert!(dir.join("ceiling.hwpkg").is_file());
+    std::fs::read(dir.join("target/plugin.wasm")).unwrap()
 }
 
 fn inputs(price: Option<f64>) -> Inputs {
@@ -84,25 +95,14 @@ fn inputs(price: Option<f64>) -> Inputs {
     }
 }
 
-fn js_twin(tmp: &Path) -> Vec<u8> {
-    let out = tmp.join("ceiling-js.wasm");
-    run(
-        Command::new("bash")
-            .arg(repo().join("plugins/js-ceiling/build"))
-            .arg(&out),
-        "componentize-js",
-    );
-    std::fs::read(out).unwrap()
-}
-
 #[test]
 fn python_and_javascript_policies_decide_like_their_rust_twin() {
     let tmp = tempfile::tempdir().unwrap();
     let runtime = Runtime::new().unwrap();
     let twins = [
         ("rust", rust_twin(tmp.path())),
-        ("python", python_twin(tmp.path())),
-        ("javascript", js_twin(tmp.path())),
+        ("python", from_template(tmp.path(), "python")),
+        ("javascript", from_template(tmp.path(), "javascript")),
     ];
     let table: &[(&str, Option<f64>, Mode, &str)] = &[
         (

@@ -89,6 +89,10 @@ pub enum PluginCommand {
         kind: super::template::TemplateKind,
         /// Plugin name (a-z, 0-9, `-`); also the directory made, unless --dir.
         name: String,
+        /// The language: `rust`, `python` (componentize-py) or
+        /// `javascript` (ComponentizeJS).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: super::template::Lang,
         /// Where to create the crate (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -241,18 +245,23 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
         }
         PluginCommand::New {
             kind,
+            lang,
             name,
             dir,
             sdk,
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            let files = super::template::new_plugin(kind, &name, &dir, sdk.as_deref())?;
+            let files = super::template::new_plugin(kind, lang, &name, &dir, sdk.as_deref())?;
             for f in &files {
                 writeln!(out, "wrote {}", f.display())?;
             }
+            let test = match lang {
+                super::template::Lang::Rust => "cargo test && ",
+                _ => "",
+            };
             writeln!(
                 out,
-                "next: cd {} && cargo test && hashwatt plugin build . --key YOUR.key",
+                "next: cd {} && {test}hashwatt plugin build . --key YOUR.key",
                 dir.display()
             )?;
         }

@@ -49,6 +49,70 @@ const POLICY_FILES: &[(&str, &str)] = &[
     ),
 ];
 
+const POLICY_WIT: &str = include_str!("../../../wit/policy/policy.wit");
+const MANIFEST_TMPL: &str = include_str!("../../../plugins/templates/policy/plugin.toml.tmpl");
+const SETTINGS_TMPL: &str = include_str!("../../../plugins/templates/policy/settings.toml.tmpl");
+
+const PYTHON_FILES: &[(&str, &str)] = &[
+    ("plugin.toml", MANIFEST_TMPL),
+    ("settings.toml", SETTINGS_TMPL),
+    ("wit/policy.wit", POLICY_WIT),
+    (
+        "src/app.py",
+        include_str!("../../../plugins/python-ceiling/src/app.py"),
+    ),
+    (
+        "build",
+        include_str!("../../../plugins/python-ceiling/build"),
+    ),
+    (
+        "README.md",
+        include_str!("../../../plugins/templates/policy/README-python.md.tmpl"),
+    ),
+];
+
+const JS_FILES: &[(&str, &str)] = &[
+    ("plugin.toml", MANIFEST_TMPL),
+    ("settings.toml", SETTINGS_TMPL),
+    ("wit/policy.wit", POLICY_WIT),
+    (
+        "ceiling.js",
+        include_str!("../../../plugins/js-ceiling/ceiling.js"),
+    ),
+    (
+        "build.mjs",
+        include_str!("../../../plugins/js-ceiling/build.mjs"),
+    ),
+    ("build", include_str!("../../../plugins/js-ceiling/build")),
+    (
+        "package.json",
+        include_str!("../../../plugins/js-ceiling/package.json"),
+    ),
+    (
+        "package-lock.json",
+        include_str!("../../../plugins/js-ceiling/package-lock.json"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../../plugins/js-ceiling/.gitignore"),
+    ),
+    (
+        "README.md",
+        include_str!("../../../plugins/templates/policy/README-javascript.md.tmpl"),
+    ),
+];
+
+/// The language a plugin is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust on the SDK crate (smallest and fastest components).
+    Rust,
+    /// Python, built with componentize-py (from PyPI).
+    Python,
+    /// JavaScript, built with ComponentizeJS (from npm).
+    Javascript,
+}
+
 /// Kinds of plugin the template command can make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TemplateKind {
@@ -60,6 +124,7 @@ pub enum TemplateKind {
 /// exist or be empty); returns the files written.
 pub fn new_plugin(
     kind: TemplateKind,
+    lang: Lang,
     name: &str,
     dir: &Path,
     sdk: Option<&Path>,
@@ -82,21 +147,17 @@ pub fn new_plugin(
     {
         bail!("{} exists and is not empty", dir.display());
     }
-    let sdk = match sdk {
-        Some(p) => p
-            .canonicalize()
-            .with_context(|| format!("SDK path {}", p.display()))?,
-        None => default_policy_sdk().context(
-            "where is the policy SDK? pass --sdk PATH (the plugins/policy-sdk directory of a hashwatt checkout)",
-        )?,
+    let sdk = match (lang, sdk) {
+        (Lang::Rust, sdk) => Some(rust_sdk(sdk)?),
+        (_, Some(_)) => bail!("--sdk is for Rust plugins"),
+        (_, None) => None,
     };
-    if !sdk.join("Cargo.toml").is_file() {
-        bail!("{} is not the policy SDK (no Cargo.toml)", sdk.display());
-    }
-    let files = match kind {
-        TemplateKind::Policy => POLICY_FILES,
+    let files = match (kind, lang) {
+        (TemplateKind::Policy, Lang::Rust) => POLICY_FILES,
+        (TemplateKind::Policy, Lang::Python) => PYTHON_FILES,
+        (TemplateKind::Policy, Lang::Javascript) => JS_FILES,
     };
-    let sdk_str = sdk.to_string_lossy().replace('\\', "/");
+    let sdk_str = sdk.map_or(String::new(), |p| p.to_string_lossy().replace('\\', "/"));
     let crate_name = name.replace('-', "_");
     let mut written = Vec::new();
     for (rel, text) in files {
@@ -110,9 +171,29 @@ pub fn new_plugin(
             .replace("{{crate}}", &crate_name)
             .replace("{{sdk}}", &sdk_str);
         fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))?;
+        if *rel == "build" {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("cannot make {} executable", path.display()))?;
+        }
         written.push(path);
     }
     Ok(written)
+}
+
+fn rust_sdk(sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let sdk = match sdk {
+        Some(p) => p
+            .canonicalize()
+            .with_context(|| format!("SDK path {}", p.display()))?,
+        None => default_policy_sdk().context(
+            "where is the policy SDK? pass --sdk PATH (the plugins/policy-sdk directory of a hashwatt checkout)",
+        )?,
+    };
+    if !sdk.join("Cargo.toml").is_file() {
+        bail!("{} is not the policy SDK (no Cargo.toml)", sdk.display());
+    }
+    Ok(sdk)
 }
 
 /// What `build` produced.
@@ -140,26 +221,32 @@ pub fn build(dir: &Path, key: Option<&Path>, out: Option<&Path>) -> anyhow::Resu
     let secret = key
         .map(|k| package::read_secret_key(k).with_context(|| format!("key {}", k.display())))
         .transpose()?;
-    ensure_target();
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dir.join("target"));
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .current_dir(dir)
-        .args(["build", "--release", "--target", WASM_TARGET])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .status()
-        .context("cannot run cargo (is Rust installed?)")?;
-    if !status.success() {
-        bail!("cargo build failed ({status})");
-    }
-    let crate_name = cargo_package_name(dir)?.replace('-', "_");
-    let wasm_path = target_dir
-        .join(WASM_TARGET)
-        .join("release")
-        .join(format!("{crate_name}.wasm"));
-    let wasm =
-        fs::read(&wasm_path).with_context(|| format!("cargo built no {}", wasm_path.display()))?;
+    let (wasm_path, target_dir) = if dir.join("Cargo.toml").is_file() {
+        cargo_build(dir)?
+    } else if dir.join("build").is_file() {
+        // Python and JavaScript plugins: their own build script makes the
+        // component (`build OUT.wasm`).
+        let target_dir = dir.join("target");
+        fs::create_dir_all(&target_dir)
+            .with_context(|| format!("cannot create {}", target_dir.display()))?;
+        let wasm_path = target_dir.join("plugin.wasm");
+        let status = Command::new("bash")
+            .arg(dir.join("build"))
+            .arg(&wasm_path)
+            .status()
+            .context("cannot run bash")?;
+        if !status.success() {
+            bail!("{} failed ({status})", dir.join("build").display());
+        }
+        (wasm_path, target_dir)
+    } else {
+        bail!(
+            "{} has neither a Cargo.toml nor a build script",
+            dir.display()
+        );
+    };
+    let wasm = fs::read(&wasm_path)
+        .with_context(|| format!("the build made no {}", wasm_path.display()))?;
     let runtime = super::Runtime::new()?;
     let component = runtime.compile(&manifest.name, &wasm)?;
     package::check_component(runtime.engine(), &component, &manifest)
@@ -186,6 +273,33 @@ pub fn build(dir: &Path, key: Option<&Path>, out: Option<&Path>) -> anyhow::Resu
         wasm_bytes: wasm.len(),
         signed: secret.is_some(),
     })
+}
+
+/// `cargo build --release --target wasm32-wasip2` in `dir`; the component
+/// and the target directory.
+fn cargo_build(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    ensure_target();
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("target"));
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(dir)
+        .args(["build", "--release", "--target", WASM_TARGET])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .status()
+        .context("cannot run cargo (is Rust installed?)")?;
+    if !status.success() {
+        bail!("cargo build failed ({status})");
+    }
+    let crate_name = cargo_package_name(dir)?.replace('-', "_");
+    let wasm_path = target_dir
+        .join(WASM_TARGET)
+        .join("release")
+        .join(format!("{crate_name}.wasm"));
+    if !wasm_path.is_file() {
+        bail!("cargo built no {}", wasm_path.display());
+    }
+    Ok((wasm_path, target_dir))
 }
 
 /// Adds the wasm target through rustup when it is missing (the pinned
