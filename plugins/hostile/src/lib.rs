@@ -29,28 +29,18 @@
 // The first-party Stratum V1 core, compiled into this crate from its
 // sources. Its modules refer to each other as `crate::…`, so they sit at the
 // crate root; `stratum_v1_core` re-exports them under one name.
-#[path = "../../stratum-v1/src/framing.rs"]
-pub mod framing;
+pub use hashwatt_pool_sdk::{framing, target, types};
 #[path = "../../stratum-v1/src/jsonrpc.rs"]
 pub mod jsonrpc;
 #[path = "../../stratum-v1/src/session.rs"]
 pub mod session;
 #[path = "../../stratum-v1/src/settings.rs"]
 pub mod settings;
-#[path = "../../stratum-v1/src/target.rs"]
-pub mod target;
-#[path = "../../stratum-v1/src/types.rs"]
-pub mod types;
 
 pub mod hostile;
 
-// The first-party component glue, around this crate's machine.
-#[cfg(target_arch = "wasm32")]
-#[path = "../../stratum-v1/src/component.rs"]
-mod component;
-/// The machine the component exports.
-#[cfg(target_arch = "wasm32")]
-type Exported = Hostile;
+// The pool SDK's component glue, around this crate's machine.
+hashwatt_pool_sdk::export_pool!(Hostile);
 
 /// The Stratum V1 core types under one name, for users of this crate.
 pub mod stratum_v1_core {

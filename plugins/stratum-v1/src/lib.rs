@@ -1,8 +1,9 @@
 //! First-party Stratum V1 pool plugin for hashwatt.
 //!
 //! The protocol logic is a pure-Rust, sans-IO core ([`Session`]) that
-//! compiles natively for tests and fuzzing. On `wasm32` the `component`
-//! module wraps it in the `hashwatt:pool@0.2.0` `pool-plugin` world: it
+//! compiles natively for tests and fuzzing, built on the pool SDK
+//! (`hashwatt-pool-sdk`). On `wasm32` the SDK's `export_pool!` wraps it in
+//! the `hashwatt:pool@0.2.0` `pool-plugin` world: it
 //! claims the `stratum+tcp` URL scheme and accepts the per-pool
 //! [`settings`] `suggest_difficulty`.
 //!
@@ -34,18 +35,14 @@
 
 #![warn(missing_docs)]
 
-pub mod framing;
 pub mod jsonrpc;
 pub mod session;
 pub mod settings;
-pub mod target;
-pub mod types;
 
-#[cfg(target_arch = "wasm32")]
-mod component;
-/// The machine the component exports.
-#[cfg(target_arch = "wasm32")]
-type Exported = Session;
+/// Framing, targets and the contract's types come from the pool SDK.
+pub use hashwatt_pool_sdk::{framing, target, types};
+
+hashwatt_pool_sdk::export_pool!(Session);
 
 pub use session::{Session, SessionError};
 pub use types::{

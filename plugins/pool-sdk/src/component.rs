@@ -1,31 +1,43 @@
-//! The wasm component wrapper: exports the `hashwatt:pool@0.2.0`
-//! `pool-plugin` world (`plugin-info` and `session`) by delegating to a
-//! native [`PoolMachine`] and converting between the generated WIT types
-//! and the core's mirror types.
-//!
-//! The crate including this module names its machine `crate::Exported`
-//! (the Stratum V1 session here; the hostile test plugin compiles this same
-//! file around its own machine).
+//! The wasm glue: bindings for `hashwatt:pool@0.2.0` `pool-plugin`
+//! (`plugin-info` and `session`), delegating to a [`PoolMachine`] and
+//! converting between the generated WIT types and the SDK's mirror types.
+//! Used through [`crate::export_pool!`].
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
-use exports::hashwatt::pool::plugin_info;
-use exports::hashwatt::pool::session::{Guest, GuestSession};
-use hashwatt::pool::types as wit;
+use bindings::exports::hashwatt::pool::plugin_info;
+use bindings::exports::hashwatt::pool::session::{Guest, GuestSession};
+use bindings::hashwatt::pool::types as wit;
 
 use crate::types::{self as core, PoolMachine};
 
-wit_bindgen::generate!({
-    path: "../../wit/pool",
-    world: "pool-plugin",
-});
+/// Generated bindings; `pub` because the exported macro expands in the
+/// plugin crate and refers to them through `$crate`.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/pool",
+        world: "pool-plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_pool_plugin",
+        default_bindings_module: "hashwatt_pool_sdk::component::bindings",
+        runtime_path: "hashwatt_pool_sdk::component::rt",
+    });
+}
+
+/// The wit-bindgen runtime, re-exported so plugin crates need no direct
+/// wit-bindgen dependency.
+#[doc(hidden)]
+pub use wit_bindgen::rt;
 
 /// The component's export root, around machine `M`.
-struct Plugin<M>(PhantomData<M>);
+#[doc(hidden)]
+pub struct Plugin<M>(PhantomData<M>);
 
 /// The `session` resource; the WIT methods take `&self`, hence the RefCell.
-struct PluginSession<M>(RefCell<M>);
+#[doc(hidden)]
+pub struct PluginSession<M>(RefCell<M>);
 
 impl<M: PoolMachine> Guest for Plugin<M> {
     type Session = PluginSession<M>;
@@ -139,8 +151,3 @@ fn action(a: core::Action) -> wit::Action {
         core::Action::WakeAt(at_ms) => wit::Action::WakeAt(at_ms),
     }
 }
-
-/// `export!` takes a plain name, hence the alias.
-type ExportRoot = Plugin<crate::Exported>;
-
-export!(ExportRoot);

@@ -38,7 +38,7 @@ pub struct PoolConfig {
     /// negotiated; when false `mining.configure` is never sent.
     pub version_rolling: bool,
     /// The pool's plugin settings as a JSON object (see
-    /// [`crate::settings::Settings`]); empty counts as `{}`.
+    /// e.g. the Stratum V1 plugin's `Settings`); empty counts as `{}`.
     pub settings: String,
 }
 
@@ -166,7 +166,7 @@ pub enum Action {
 }
 
 /// A sans-IO pool-protocol state machine: what the component glue drives.
-/// [`crate::Session`] is the real client; test plugins wrap it to misbehave.
+/// The Stratum V1 plugin's `Session` is one; test plugins wrap it to misbehave.
 pub trait PoolMachine: 'static {
     /// The URL schemes this machine speaks (WIT `plugin-info.url-schemes`).
     fn url_schemes() -> Vec<String>;
