@@ -14,13 +14,39 @@ use super::package::{self, MANIFEST_FILE, Manifest, WASM_FILE};
 /// The component target plugins are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 
-/// The policy SDK in this source tree, when the binary runs from one.
-fn default_policy_sdk() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/policy-sdk");
+/// The SDK crate (`policy-sdk` or `pool-sdk`) in this source tree, when
+/// the binary runs from one.
+fn default_sdk(dir: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins")
+        .join(dir);
     p.join("Cargo.toml")
         .is_file()
         .then(|| p.canonicalize().unwrap_or(p))
 }
+
+const POOL_FILES: &[(&str, &str)] = &[
+    (
+        "Cargo.toml",
+        include_str!("../../../plugins/templates/pool/Cargo.toml.tmpl"),
+    ),
+    (
+        "plugin.toml",
+        include_str!("../../../plugins/templates/pool/plugin.toml.tmpl"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../../plugins/templates/pool/lib.rs.tmpl"),
+    ),
+    (
+        "tests/scenarios.rs",
+        include_str!("../../../plugins/templates/pool/scenarios.rs.tmpl"),
+    ),
+    (
+        "README.md",
+        include_str!("../../../plugins/templates/pool/README.md.tmpl"),
+    ),
+];
 
 const POLICY_FILES: &[(&str, &str)] = &[
     (
@@ -118,6 +144,9 @@ pub enum Lang {
 pub enum TemplateKind {
     /// An energy policy (`hashwatt:policy`), on the policy SDK.
     Policy,
+    /// A pool protocol (`hashwatt:pool`), on the pool SDK: a minimal
+    /// Stratum V1 client to start from.
+    Pool,
 }
 
 /// Writes a new plugin crate named `name` into `dir` (which must not
@@ -148,7 +177,7 @@ pub fn new_plugin(
         bail!("{} exists and is not empty", dir.display());
     }
     let sdk = match (lang, sdk) {
-        (Lang::Rust, sdk) => Some(rust_sdk(sdk)?),
+        (Lang::Rust, sdk) => Some(rust_sdk(kind, sdk)?),
         (_, Some(_)) => bail!("--sdk is for Rust plugins"),
         (_, None) => None,
     };
@@ -156,6 +185,10 @@ pub fn new_plugin(
         (TemplateKind::Policy, Lang::Rust) => POLICY_FILES,
         (TemplateKind::Policy, Lang::Python) => PYTHON_FILES,
         (TemplateKind::Policy, Lang::Javascript) => JS_FILES,
+        (TemplateKind::Pool, Lang::Rust) => POOL_FILES,
+        (TemplateKind::Pool, _) => {
+            bail!("pool plugins have a Rust template only (--lang rust)")
+        }
     };
     let sdk_str = sdk.map_or(String::new(), |p| p.to_string_lossy().replace('\\', "/"));
     let crate_name = name.replace('-', "_");
@@ -181,17 +214,21 @@ pub fn new_plugin(
     Ok(written)
 }
 
-fn rust_sdk(sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
+fn rust_sdk(kind: TemplateKind, sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let (dir, what) = match kind {
+        TemplateKind::Policy => ("policy-sdk", "policy SDK"),
+        TemplateKind::Pool => ("pool-sdk", "pool SDK"),
+    };
     let sdk = match sdk {
         Some(p) => p
             .canonicalize()
             .with_context(|| format!("SDK path {}", p.display()))?,
-        None => default_policy_sdk().context(
-            "where is the policy SDK? pass --sdk PATH (the plugins/policy-sdk directory of a hashwatt checkout)",
-        )?,
+        None => default_sdk(dir).with_context(|| {
+            format!("where is the {what}? pass --sdk PATH (the plugins/{dir} directory of a hashwatt checkout)")
+        })?,
     };
     if !sdk.join("Cargo.toml").is_file() {
-        bail!("{} is not the policy SDK (no Cargo.toml)", sdk.display());
+        bail!("{} is not the {what} (no Cargo.toml)", sdk.display());
     }
     Ok(sdk)
 }

@@ -1,0 +1,141 @@
+//! A pool plugin from the template, as its author would make it: `hashwatt
+//! plugin new --kind pool`, its own tests natively, `plugin build` signed,
+//! `plugin install`, then the appliance mines through it against the
+//! devpool over loopback TCP: shares accepted, none rejected.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn hashwatt(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hashwatt"))
+        .args(args)
+        .current_dir(cwd)
+        .env(
+            "CARGO_TARGET_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-template"),
+        )
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_plugin_from_the_template_mines_against_the_devpool() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    ok(
+        &hashwatt(&["plugin", "new", "--kind", "pool", "my-pool"], root),
+        "plugin new",
+    );
+    let krate = root.join("my-pool");
+    let lines = std::fs::read_to_string(krate.join("src/lib.rs"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//"))
+        .count();
+    eprintln!("template pool plugin: {lines} lines of Rust (without comments and blank lines)");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"),
+        krate.join("Cargo.lock"),
+    )
+    .unwrap();
+    let test = Command::new(env!("CARGO"))
+        .args(["test", "--quiet"])
+        .current_dir(&krate)
+        .env(
+            "CARGO_TARGET_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-template"),
+        )
+        .output()
+        .unwrap();
+    let test_out = ok(&test, "cargo test in the new crate");
+    assert!(test_out.contains("2 passed"), "{test_out}");
+    let key = root.join("author.key");
+    let public = ok(
+        &hashwatt(&["plugin", "keygen", "--out", key.to_str().unwrap()], root),
+        "keygen",
+    );
+    let built = ok(
+        &hashwatt(
+            &[
+                "plugin",
+                "build",
+                krate.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+            ],
+            root,
+        ),
+        "plugin build",
+    );
+    assert!(built.contains("signed"), "{built}");
+
+    let pool = common::devpool(0.0005).await;
+    let config = root.join("hashwatt.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "threads = 1\nstate_dir = {:?}\ntrusted_keys = [{:?}]\n[web]\nlisten = \"127.0.0.1:0\"\n\n[[pools]]\nurl = \"stratum+tcp://{}\"\nuser = \"tmpl.worker\"\nplugin = \"my-pool\"\n",
+            root.join("state"),
+            public.trim(),
+            pool.local_addr()
+        ),
+    )
+    .unwrap();
+    let installed = ok(
+        &hashwatt(
+            &[
+                "plugin",
+                "install",
+                krate.join("my-pool.hwpkg").to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            root,
+        ),
+        "plugin install",
+    );
+    assert!(
+        installed.contains("installed my-pool 0.1.0 (pool)"),
+        "{installed}"
+    );
+    let log = root.join("run.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hashwatt"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mined = common::wait_for(Duration::from_secs(120), || pool.stats().accepted >= 3).await;
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let stats = pool.stats();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        mined,
+        "accepted {} share(s); the appliance said:\n{log}",
+        stats.accepted
+    );
+    assert!(
+        stats.rejected.is_empty(),
+        "rejected: {:?}\n{log}",
+        stats.rejected
+    );
+    // The plugin's own log line: the shares went through it, not the
+    // built-in Stratum V1 plugin.
+    assert!(log.contains("my-pool: authorized as tmpl.worker"), "{log}");
+}
