@@ -113,9 +113,12 @@ async fn a_pool_plugin_from_the_template_mines_against_the_devpool() {
         "{installed}"
     );
     let log = root.join("run.log");
+    let record = root.join("transcripts");
     let mut child = Command::new(env!("CARGO_BIN_EXE_hashwatt"))
         .args(["run", "--config"])
         .arg(&config)
+        .arg("--record")
+        .arg(&record)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -138,4 +141,44 @@ async fn a_pool_plugin_from_the_template_mines_against_the_devpool() {
     // The plugin's own log line: the shares went through it, not the
     // built-in Stratum V1 plugin.
     assert!(log.contains("my-pool: authorized as tmpl.worker"), "{log}");
+
+    // The session it mined replays identically through the same package;
+    // through a different plugin (the built-in Stratum V1 client) every
+    // answer that differs is shown, recorded (-) against replayed (+).
+    let transcript = std::fs::read_dir(&record)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("a transcript");
+    let hwpkg = krate.join("my-pool.hwpkg");
+    let same = ok(
+        &hashwatt(
+            &[
+                "plugin",
+                "test",
+                hwpkg.to_str().unwrap(),
+                "--transcript",
+                transcript.to_str().unwrap(),
+            ],
+            root,
+        ),
+        "replay through the same plugin",
+    );
+    assert!(same.contains("every answer identical"), "{same}");
+    let other = hashwatt(
+        &[
+            "plugin",
+            "test",
+            "stratum-v1",
+            "--transcript",
+            transcript.to_str().unwrap(),
+        ],
+        root,
+    );
+    let diff = String::from_utf8_lossy(&other.stdout);
+    assert!(!other.status.success(), "{diff}");
+    assert!(diff.contains("answered differently"), "{diff}");
+    assert!(diff.contains("\n  - ") && diff.contains("\n  + "), "{diff}");
+    eprintln!("{}", diff.lines().take(12).collect::<Vec<_>>().join("\n"));
 }

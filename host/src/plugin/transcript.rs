@@ -6,7 +6,7 @@
 //! actions differ — a real pool session becomes a regression test.
 //!
 //! The password is never written: the session line holds
-//! [`REDACTED`] instead, and wherever the plugin sent it (as a JSON string,
+//! [`REDACTED`] instead (an empty one stays empty), and wherever the plugin sent it (as a JSON string,
 //! or verbatim when six characters or longer) the recorded bytes say
 //! [`REDACTED`] too. A replay configures the plugin with that placeholder,
 //! so a plugin that sends its password reproduces the redacted bytes.
@@ -148,18 +148,32 @@ pub fn render(action: &PoolAction, password: &str) -> String {
             Ok(text) => format!("send {:?}", redact(text, password)),
             Err(_) => format!("send hex:{}", hex::encode(bytes)),
         },
-        PoolAction::NewJob(job) => format!(
-            "new_job id={:?} clean={} version={:08x} nbits={:08x} ntime={:08x} prev={} extended={} en2={} | {job:?}",
-            job.id(),
-            job.clean(),
-            job.version(),
-            job.nbits(),
-            job.ntime(),
-            hex::encode(job.prev_hash()),
-            job.is_extended(),
-            job.extranonce2_size()
-        ),
-        PoolAction::SetShareTarget(t) => format!("share_target {t:?}"),
+        PoolAction::NewJob(job) => {
+            // The coinbase and merkle root with an all-zero extranonce2 stand
+            // for every part of the work (coinbase halves, extranonce1,
+            // branches) in two fields.
+            let en2 = vec![0u8; job.extranonce2_size()];
+            let coinbase = job.coinbase(&en2).map(hex::encode).unwrap_or_default();
+            let root = job.merkle_root(&en2).map(hex::encode).unwrap_or_default();
+            format!(
+                "new_job id={:?} clean={} version={:08x} mask={:08x} nbits={:08x} ntime={:08x} prev={} en2_size={} coinbase={coinbase} merkle_root={root}",
+                job.id(),
+                job.clean(),
+                job.version(),
+                job.version_mask(),
+                job.nbits(),
+                job.ntime(),
+                hex::encode(job.prev_hash()),
+                job.extranonce2_size()
+            )
+        }
+        PoolAction::SetShareTarget(t) => {
+            format!(
+                "share_target {} (difficulty {})",
+                hex::encode(t.as_be_bytes()),
+                t.difficulty()
+            )
+        }
         PoolAction::ShareResult { id, outcome } => match outcome {
             Ok(()) => format!("share_result id={id} accepted"),
             Err(reason) => format!("share_result id={id} rejected: {reason}"),
@@ -266,7 +280,13 @@ impl Recorder {
             host: config.host.clone(),
             port: config.port,
             user: config.user.clone(),
-            password: REDACTED.to_string(),
+            // An empty password stays empty: there is nothing to hide, and
+            // a replay must send what the plugin sent.
+            password: if config.password.is_empty() {
+                String::new()
+            } else {
+                REDACTED.to_string()
+            },
             user_agent: config.user_agent.clone(),
             version_rolling: config.version_rolling,
             settings: config.settings.clone(),
