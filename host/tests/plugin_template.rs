@@ -145,6 +145,49 @@ fn a_policy_from_the_template_builds_signs_installs_and_runs() {
         "{installed}"
     );
 
+    // Live in the appliance: the installed policy follows a signal feed
+    // (a watched file) and the verdict says why.
+    let price = root.join("price.txt");
+    std::fs::write(&price, "180\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {state:?}\nthreads = 1\ntrusted_keys = [{:?}]\n[web]\nlisten = \"127.0.0.1:0\"\n\n\
+             [[pools]]\nurl = \"stratum+tcp://127.0.0.1:9\"\nuser = \"w\"\n\n\
+             [[signals]]\nname = \"price\"\nttl_secs = 60\nfile = {{ path = {price:?}, poll_ms = 100 }}\n\n\
+             [[policies]]\nname = \"my-ceiling\"\nplugin = \"my-ceiling\"\nconfig = {{ signal = \"price\", max = 150.0 }}\n",
+            public.trim()
+        ),
+    )
+    .unwrap();
+    let log_path = root.join("run.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hashwatt"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let wait_log = |needle: &str| {
+        for _ in 0..600 {
+            if std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    };
+    let paused = wait_log("paused by my-ceiling: price 180 > 150");
+    std::fs::write(&price, "120\n").unwrap();
+    let resumed = paused && wait_log("running by my-ceiling: price 120 <= 150");
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        paused && resumed,
+        "the policy did not follow the feed:\n{log}"
+    );
+
     // The host runs it in the sandbox over a signal series.
     let series = root.join("prices.csv");
     std::fs::write(
