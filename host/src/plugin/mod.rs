@@ -514,7 +514,7 @@ mod tests {
         let _ = l.memory_growing(0, 65_536 * 2, Some(65_536)).unwrap_err();
         assert_eq!(l.refused.map(|r| r.limit), Some(65_536));
         let mut l = Limiter::new(&limits, Arc::default());
-        let e = l.table_growing(5, 20_000, None).unwrap_err();
+        let e = l.table_growing(5, 200_000, None).unwrap_err();
         let reason = classify(&e, l.refused.take());
         assert!(reason.starts_with("table limit exceeded"), "{reason}");
     }
