@@ -43,11 +43,16 @@ fn csv(prices: &[f64]) -> String {
 fn factory(runtime: &Runtime, name: &str, settings: &str) -> Arc<PolicyPluginFactory> {
     let wasm = builtin::policy(name).expect("first-party policy");
     let pre = PolicyPluginPre::new(runtime, name, wasm).expect("compiles");
-    Arc::new(PolicyPluginFactory::new(
-        pre,
-        settings,
-        PolicyLimits::default(),
-    ))
+    Arc::new(PolicyPluginFactory::new(pre, settings, offline_limits()))
+}
+
+/// A call budget no busy test machine exceeds: a call that timed out would
+/// apply the fail-safe and change the sums (the appliance's own 10 ms
+/// budget is tested elsewhere).
+fn offline_limits() -> PolicyLimits {
+    let mut l = PolicyLimits::default();
+    l.call.call_timeout = std::time::Duration::from_secs(1);
+    l
 }
 
 fn close(a: f64, b: f64) -> bool {

@@ -285,7 +285,13 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
             let runtime = Runtime::new()?;
             let pre = super::pool::PoolPluginPre::new(&runtime, &name, &wasm)?;
             let text = super::transcript::read(&transcript)?;
-            let replay = super::transcript::replay(&pre, &text, super::Limits::default())
+            // Offline, a busy machine must not fail a call the appliance
+            // would have answered in time: a generous budget.
+            let limits = super::Limits {
+                call_timeout: Duration::from_secs(1),
+                ..super::Limits::default()
+            };
+            let replay = super::transcript::replay(&pre, &text, limits)
                 .with_context(|| format!("{}", transcript.display()))?;
             write!(out, "{}", replay.render())?;
             if !replay.differences.is_empty() {

@@ -950,8 +950,11 @@ pub mod cli {
         /// on the appliance; the Python policy needs 32).
         #[arg(long, default_value_t = 16)]
         pub memory_mib: usize,
-        /// Time budget of one call, ms (as `plugin_limits.call_timeout_ms`).
-        #[arg(long, default_value_t = 10)]
+        /// Time budget of one call, ms. The appliance's is 10
+        /// (`plugin_limits.call_timeout_ms`); offline the default is
+        /// generous so a busy machine does not turn slow calls into
+        /// failures (the report counts them, and what each call took).
+        #[arg(long, default_value_t = 1000)]
         pub call_timeout_ms: u64,
         /// Where to write the report (`PREFIX.txt`), the chart
         /// (`PREFIX.svg`) and the per-row decisions (`PREFIX.csv`); default:
