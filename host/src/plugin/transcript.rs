@@ -500,8 +500,8 @@ pub fn replay(
 }
 
 impl Replay {
-    /// The readable report: identical, or each differing call with its
-    /// recorded (`-`) and replayed (`+`) actions, equal ones unmarked.
+    /// The readable report: identical, or each differing call as a diff of
+    /// its recorded (`-`) and replayed (`+`) actions, equal ones unmarked.
     pub fn render(&self) -> String {
         let mut s = String::new();
         if self.differences.is_empty() {
@@ -527,20 +527,17 @@ impl Replay {
                 }
             };
             let (want, got) = (lines(&d.expected), lines(&d.actual));
-            for k in 0..want.len().max(got.len()) {
-                match (want.get(k), got.get(k)) {
-                    (Some(a), Some(b)) if a == b => {
-                        let _ = writeln!(s, "    {a}");
-                    }
-                    (a, b) => {
-                        if let Some(a) = a {
-                            let _ = writeln!(s, "  - {a}");
-                        }
-                        if let Some(b) = b {
-                            let _ = writeln!(s, "  + {b}");
-                        }
-                    }
-                }
+            let want: Vec<&str> = want.iter().map(String::as_str).collect();
+            let got: Vec<&str> = got.iter().map(String::as_str).collect();
+            // A line diff (Myers): an inserted action shows as one `+`,
+            // not as every later action differing.
+            for change in similar::TextDiff::from_slices(&want, &got).iter_all_changes() {
+                let sign = match change.tag() {
+                    similar::ChangeTag::Equal => ' ',
+                    similar::ChangeTag::Delete => '-',
+                    similar::ChangeTag::Insert => '+',
+                };
+                let _ = writeln!(s, "  {sign} {}", change.value());
             }
         }
         s
@@ -561,6 +558,30 @@ mod tests {
         assert_eq!(redact("extranonce x", "x"), "extranonce x");
         assert_eq!(redact("pw=hunter22;", "hunter22"), "pw=<redacted>;");
         assert_eq!(redact("abc", ""), "abc");
+    }
+
+    #[test]
+    fn an_inserted_action_shows_as_one_plus_line() {
+        let out = |actions: &[&str]| Entry::Out {
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+            error: None,
+        };
+        let replay = Replay {
+            calls: 1,
+            differences: vec![Difference {
+                line: 2,
+                input: "connected at 0 ms".into(),
+                expected: out(&["send a", "send b", "wake_at 5"]),
+                actual: out(&["send x", "send a", "send b", "wake_at 5"]),
+            }],
+        };
+        let text = replay.render();
+        assert!(text.contains("line 2: connected at 0 ms"), "{text}");
+        assert!(
+            text.contains("  + send x\n    send a\n    send b\n    wake_at 5\n"),
+            "{text}"
+        );
+        assert!(!text.contains("  - "), "{text}");
     }
 
     #[test]
