@@ -3,7 +3,9 @@
 //! turns it into a signed package, the appliance installs it, and the
 //! host runs it in the sandbox against a signal series (backtest).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn hashwatt(args: &[&str], cwd: &Path) -> Output {
@@ -15,20 +17,7 @@ fn hashwatt(args: &[&str], cwd: &Path) -> Output {
 }
 
 fn ok(out: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// Built plugin crates share one target directory under the workspace's,
-/// so a second run compiles nothing.
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-template")
+    common::succeeded(out, what)
 }
 
 #[test]
@@ -55,19 +44,7 @@ fn a_policy_from_the_template_builds_signs_installs_and_runs() {
         .count();
     eprintln!("template policy: {lines} lines of Rust (without comments and blank lines)");
 
-    // Same dependency versions as the workspace: no surprise upgrades.
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"),
-        krate.join("Cargo.lock"),
-    )
-    .unwrap();
-    let test = Command::new(env!("CARGO"))
-        .args(["test", "--quiet"])
-        .current_dir(&krate)
-        .env("CARGO_TARGET_DIR", target_dir())
-        .output()
-        .unwrap();
-    let test_out = ok(&test, "cargo test in the new crate");
+    let test_out = common::test_template_crate(&krate);
     assert!(test_out.contains("3 passed"), "{test_out}");
 
     // Refusals: a second `new` into the same place, a bad name.
@@ -91,7 +68,7 @@ fn a_policy_from_the_template_builds_signs_installs_and_runs() {
             "--key",
             key.to_str().unwrap(),
         ])
-        .env("CARGO_TARGET_DIR", target_dir())
+        .env("CARGO_TARGET_DIR", common::template_target_dir())
         .output()
         .unwrap();
     let built = ok(&build, "plugin build");

@@ -176,15 +176,18 @@ fn the_command_line_writes_report_chart_and_decisions() {
             .contains("always on")
     );
 
+    let backtest = || {
+        Command::new(env!("CARGO_BIN_EXE_hashwatt"))
+            .args(["policy", "backtest", "price", "--series"])
+            .arg(&series)
+            .arg("--config")
+            .arg(&settings)
+            .output()
+            .unwrap()
+    };
     // Bad input: a clear message naming the line, exit status non-zero.
     std::fs::write(&series, "time,price\n1735689600,12\n1735693200,twelve\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hashwatt"))
-        .args(["policy", "backtest", "price", "--series"])
-        .arg(&series)
-        .arg("--config")
-        .arg(&settings)
-        .output()
-        .unwrap();
+    let out = backtest();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -195,13 +198,7 @@ fn the_command_line_writes_report_chart_and_decisions() {
     // A setting the policy refuses is reported as such.
     std::fs::write(&series, csv(&prices()[..4])).unwrap();
     std::fs::write(&settings, "signal = \"price\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hashwatt"))
-        .args(["policy", "backtest", "price", "--series"])
-        .arg(&series)
-        .arg("--config")
-        .arg(&settings)
-        .output()
-        .unwrap();
+    let out = backtest();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("max_price"),

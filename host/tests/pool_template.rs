@@ -13,23 +13,13 @@ fn hashwatt(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hashwatt"))
         .args(args)
         .current_dir(cwd)
-        .env(
-            "CARGO_TARGET_DIR",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-template"),
-        )
+        .env("CARGO_TARGET_DIR", common::template_target_dir())
         .output()
         .unwrap()
 }
 
 fn ok(out: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    common::succeeded(out, what)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,21 +37,7 @@ async fn a_pool_plugin_from_the_template_mines_against_the_devpool() {
         .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//"))
         .count();
     eprintln!("template pool plugin: {lines} lines of Rust (without comments and blank lines)");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"),
-        krate.join("Cargo.lock"),
-    )
-    .unwrap();
-    let test = Command::new(env!("CARGO"))
-        .args(["test", "--quiet"])
-        .current_dir(&krate)
-        .env(
-            "CARGO_TARGET_DIR",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-template"),
-        )
-        .output()
-        .unwrap();
-    let test_out = ok(&test, "cargo test in the new crate");
+    let test_out = common::test_template_crate(&krate);
     assert!(test_out.contains("2 passed"), "{test_out}");
     let key = root.join("author.key");
     let public = ok(

@@ -158,3 +158,39 @@ pub fn pushed_signal(name: impl Into<String>, ttl_secs: u64) -> hashwatt::config
         file: None,
     }
 }
+
+/// Asserts that a command succeeded, showing its whole output if not;
+/// returns its stdout.
+pub fn succeeded(out: &std::process::Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The target directory that crates made from the plugin templates share,
+/// so a second run compiles nothing.
+pub fn template_target_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-template")
+}
+
+/// Runs `cargo test` in a crate made by `hashwatt plugin new`, with the
+/// workspace's lock file (no surprise upgrades); returns its stdout.
+pub fn test_template_crate(krate: &std::path::Path) -> String {
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"),
+        krate.join("Cargo.lock"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["test", "--quiet"])
+        .current_dir(krate)
+        .env("CARGO_TARGET_DIR", template_target_dir())
+        .output()
+        .unwrap();
+    succeeded(&out, "cargo test in the new crate")
+}
