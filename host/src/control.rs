@@ -205,6 +205,9 @@ pub struct Appliance {
     /// Test connections that may run at once (each holds a plugin
     /// instance and a socket), so the panel cannot be used to open many.
     probes: tokio::sync::Semaphore,
+    /// One backtest at a time: each replays up to a year through a plugin
+    /// on a core the miner would otherwise use.
+    backtests: tokio::sync::Semaphore,
 }
 
 /// Test connections that may run at the same time.
@@ -262,6 +265,7 @@ impl Appliance {
             started: Instant::now(),
             restart: tokio::sync::Notify::new(),
             probes: tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES),
+            backtests: tokio::sync::Semaphore::new(1),
         })
     }
 
@@ -495,6 +499,135 @@ impl Appliance {
     /// (15 s at most). Never touches the running pools or their shares.
     pub async fn test_pool(&self, pool: PoolEntry) -> PoolTest {
         self.test_pool_with(pool, ProbeDeadlines::default()).await
+    }
+
+    /// Replays a series through a configured policy or a policy plugin on
+    /// simulated time (see [`crate::policy::backtest`]), with the
+    /// appliance's power model and hashrate unless the request gives
+    /// others. Changes nothing: the running policies never see it.
+    pub async fn backtest(
+        &self,
+        req: crate::policy::backtest::BacktestRequest,
+    ) -> Result<crate::policy::backtest::BacktestSummary, CommandError> {
+        use crate::policy::backtest::{self, BacktestConfig, PriceUnit, Series};
+        let Ok(_permit) = self.backtests.try_acquire() else {
+            return Err(CommandError::Failed(
+                "another backtest is running; try again when it has finished".into(),
+            ));
+        };
+        let config = self.config();
+        let (name, plugin, settings) = match (&req.policy, &req.plugin) {
+            (Some(_), Some(_)) => {
+                return Err(CommandError::BadArgument(
+                    "give a configured policy or a plugin, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(CommandError::BadArgument(
+                    "give a configured policy (policy) or a policy plugin (plugin)".into(),
+                ));
+            }
+            (Some(p), None) => {
+                let entry = config
+                    .policies
+                    .iter()
+                    .find(|e| &e.name == p)
+                    .ok_or_else(|| CommandError::NotFound(format!("no policy named {p:?}")))?;
+                (
+                    entry.name.clone(),
+                    entry.plugin.clone(),
+                    entry.config.clone(),
+                )
+            }
+            (None, Some(p)) => (p.clone(), p.clone(), toml::Table::new()),
+        };
+        let settings = match &req.config {
+            None => serde_json::to_string(&settings),
+            Some(v) if v.is_object() => serde_json::to_string(v),
+            Some(_) => {
+                return Err(CommandError::BadArgument("config must be an object".into()));
+            }
+        }
+        .map_err(|e| CommandError::BadArgument(format!("config: {e}")))?;
+        let time_zone = config.energy.time_zone.clone();
+        let series = Series::parse(&req.series, &time_zone)
+            .map_err(|e| CommandError::BadArgument(e.to_string()))?;
+        let price_unit = match req.price_unit.as_deref() {
+            None | Some("per-kwh") => PriceUnit::PerKwh,
+            Some("per-mwh") => PriceUnit::PerMwh,
+            Some(other) => {
+                return Err(CommandError::BadArgument(format!(
+                    "price_unit must be per-kwh or per-mwh, not {other:?}"
+                )));
+            }
+        };
+        let hashrate_hs = match req.terahash {
+            Some(th) => th * 1e12,
+            None => {
+                let now = self.hashrate(Duration::from_secs(60));
+                if now <= 0.0 {
+                    return Err(CommandError::BadArgument(
+                        "the appliance is not hashing now: give its hashrate (terahash)".into(),
+                    ));
+                }
+                now
+            }
+        };
+        let pick = |given: &Option<String>, default: &str| {
+            given
+                .clone()
+                .or_else(|| series.column(default).map(|_| default.to_string()))
+        };
+        let cfg = BacktestConfig {
+            full_w: req.watts.unwrap_or(config.energy.full_load_w),
+            idle_w: req.idle_watts.unwrap_or(config.energy.idle_w),
+            hashrate_hs,
+            price_column: pick(&req.price_column, "price"),
+            price_unit,
+            co2_column: series.column("co2").map(|_| "co2".to_string()),
+            co2_g_per_kwh: req.co2.or(config.energy.co2_g_per_kwh),
+            hashprice: req.hashprice,
+            ..BacktestConfig::new(&time_zone)
+        };
+        let runtime = self.wiring.runtime.clone();
+        let job = move || -> Result<_, CommandError> {
+            let (wasm, _) = crate::plugin::loader::policy_wasm(&config, &plugin)
+                .map_err(|e| CommandError::NotFound(format!("policy plugin {plugin:?}: {e:#}")))?;
+            let pre = crate::plugin::policy::PolicyPluginPre::new(&runtime, &name, &wasm)
+                .map_err(|e| CommandError::Failed(format!("cannot load {plugin}: {e:#}")))?;
+            let mut limits = crate::plugin::policy::PolicyLimits::default();
+            limits.call.memory_bytes = config.plugin_limits.memory_mib << 20;
+            // The appliance's budget is for a live call on an idle core;
+            // a replay shares the core with the miner, so it gets the
+            // offline tools' budget and counts slow calls, not failures.
+            limits.call.call_timeout =
+                Duration::from_millis(config.plugin_limits.call_timeout_ms.max(1000));
+            let factory = Arc::new(crate::plugin::policy::PolicyPluginFactory::new(
+                pre, &settings, limits,
+            ));
+            // The replay's engine logs each verdict as the live one does; a
+            // year of them is not the appliance's log (the summary counts
+            // failures).
+            let quiet = tracing::Dispatch::none();
+            let report = tracing::dispatcher::with_default(&quiet, || {
+                backtest::run(&name, factory, &series, &cfg)
+            })
+            .map_err(|e| match e {
+                backtest::BacktestError::Policy(_) => CommandError::Failed(e.to_string()),
+                _ => CommandError::BadArgument(e.to_string()),
+            })?;
+            Ok(report.summary(&cfg))
+        };
+        let summary = tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| CommandError::Failed(format!("the backtest stopped: {e}")))??;
+        info!(
+            policy = summary.policy,
+            rows = summary.rows,
+            elapsed_ms = summary.elapsed_ms,
+            "backtest run"
+        );
+        Ok(summary)
     }
 
     /// [`Self::test_pool`] with the step deadlines given (tests use short ones).

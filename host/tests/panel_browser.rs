@@ -3,7 +3,8 @@
 //! real appliance on loopback: first-start setup with the console's token,
 //! logout and login, live figures without reloads, a pool added through the
 //! form, a manual pause that stops the shares at the pool and a resume that
-//! brings them back, a signed plugin package uploaded, every page rendered,
+//! brings them back, a signed plugin package uploaded, a policy backtested
+//! from the Energy page, every page rendered,
 //! the keyboard path, the dark theme and a phone-sized window. A screenshot
 //! of every page lands in `target/panel-screenshots/` for a person to look
 //! at.
@@ -371,6 +372,70 @@ async fn every_page_in_a_real_browser() {
             tokio::time::sleep(Duration::from_millis(500)).await;
             shot(&c, &format!("02-{page}")).await;
         }
+
+        // A week of hourly prices backtested from the Energy page through
+        // the price plugin with a ceiling typed into the form; the hours it
+        // would have mined are the hand count, the chart shows.
+        let prices: Vec<f64> = (0..168).map(|h| 100.0 + ((h * 37) % 100) as f64 + 0.25).collect();
+        let mut series = String::from("time,price\n");
+        for (h, p) in prices.iter().enumerate() {
+            series.push_str(&format!("{},{p}\n", 1_735_689_600 + 3600 * h as i64));
+        }
+        let csv = tmp.path().join("week-prices.csv");
+        std::fs::write(&csv, series).unwrap();
+        let mined = prices.iter().filter(|p| **p <= 150.0).count();
+        c.goto(&format!("{base}/#/energy")).await.unwrap();
+        wait_until(&c, "#bt-policy", "the policies", |t| t.contains("price (plugin)")).await;
+        c.execute(
+            "const s = document.getElementById('bt-policy'); s.value = 'plugin:price'; s.dispatchEvent(new Event('change'));
+             document.getElementById('bt-unit').value = 'per-mwh';",
+            vec![],
+        )
+        .await
+        .unwrap();
+        for (css, value) in [
+            ("#bt-watts", "1000"),
+            ("#bt-terahash", "2"),
+            ("#bt-hashprice", "0.05"),
+        ] {
+            c.find(Locator::Css(css)).await.unwrap().send_keys(value).await.unwrap();
+        }
+        let settings = c.find(Locator::Css("#bt-config")).await.unwrap();
+        settings.clear().await.unwrap();
+        settings
+            .send_keys(r#"{"signal": "price", "unit": "EUR/MWh", "max_price": 150}"#)
+            .await
+            .unwrap();
+        c.find(Locator::Css("#bt-file"))
+            .await
+            .unwrap()
+            .send_keys(&csv.display().to_string())
+            .await
+            .unwrap();
+        click(&c, "#bt-run").await;
+        let done = wait_text(&c, "#bt-msg", "Replayed 168 rows").await;
+        eprintln!("backtest: {done}");
+        let result = wait_text(&c, "#bt-result", &format!("{mined}.0 h")).await;
+        assert!(result.contains("of 168.0 h"), "{result}");
+        assert!(result.contains("price N EUR/MWh > max N EUR/MWh"), "pause causes: {result}");
+        let chart = c
+            .execute(
+                "const i = document.getElementById('bt-chart'); return i && i.complete && i.naturalWidth > 0;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(chart, serde_json::json!(true), "the chart image renders");
+        c.execute("document.getElementById('bt-chart').scrollIntoView({ block: 'center' })", vec![])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        shot(&c, "03-energy-backtest").await;
+        // Bad settings are caught before anything is sent.
+        settings.clear().await.unwrap();
+        settings.send_keys("{max_price: 150").await.unwrap();
+        click(&c, "#bt-run").await;
+        wait_text(&c, "#bt-msg", "not valid JSON").await;
 
         // Keyboard: after a fresh load the first Tab reaches the skip link;
         // Tab on to the Pools link and Enter opens that page.

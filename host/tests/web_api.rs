@@ -741,3 +741,128 @@ async fn foreign_hosts_other_origins_hostile_values_and_idle_sockets_are_refused
     })
     .await;
 }
+
+/// Hourly prices for two days, EUR/MWh, with a .25 part so none equals
+/// the ceiling.
+fn backtest_prices() -> Vec<f64> {
+    (0..48)
+        .map(|h| 100.0 + ((h * 37) % 100) as f64 + 0.25)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backtest_through_the_api_matches_the_hand_computed_sums() {
+    common::bounded(Duration::from_secs(120), async {
+        let pool = common::devpool(0.0005).await;
+        let app = common::appliance_with(&[pool.local_addr()], 1, |c| {
+            c.web.listen = Some("127.0.0.1:0".parse().unwrap());
+            // Never pushed: enabled, the policy would pause for want of a price.
+            c.signals = vec![common::pushed_signal("price", 3600)];
+            c.policies = vec![PolicyEntry {
+                name: "ceiling".into(),
+                plugin: "price".into(),
+                enabled: false,
+                fail_safe: FailSafe::Pause,
+                config: [
+                    ("signal".to_string(), toml::Value::from("price")),
+                    ("unit".into(), "EUR/MWh".into()),
+                    ("max_price".into(), 150.0.into()),
+                ]
+                .into_iter()
+                .collect(),
+            }];
+        })
+        .await;
+        let base = format!("http://{}", app.api_addr().expect("API enabled"));
+        let api = Api {
+            base: base.clone(),
+            token: token(&app, Scope::Admin),
+        };
+        let prices = backtest_prices();
+        let mut series = String::from("time,price\n");
+        for (h, p) in prices.iter().enumerate() {
+            series.push_str(&format!("{},{p}\n", 1_735_689_600 + 3600 * h as i64));
+        }
+        let req = json!({
+            "policy": "ceiling", "series": series, "watts": 1000, "idle_watts": 10,
+            "terahash": 2, "price_unit": "per-mwh", "hashprice": 0.05,
+        });
+        let (code, body) = api.call("POST", "/api/v1/energy/backtest", Some(req.clone())).await;
+        assert_eq!(code, 200, "{body}");
+        let r: Value = serde_json::from_str(&body).unwrap();
+
+        // By hand: mine in hours at or under the ceiling, 1 kWh each;
+        // 10 W otherwise; cost at each hour's price.
+        let mined = prices.iter().filter(|p| **p <= 150.0).count() as f64;
+        let cost: f64 = prices
+            .iter()
+            .map(|p| if *p <= 150.0 { 1.0 } else { 0.01 } * p / 1000.0)
+            .sum();
+        let always: f64 = prices.iter().map(|p| p / 1000.0).sum();
+        let close = |v: &Value, want: f64| (v.as_f64().unwrap() - want).abs() < 1e-6;
+        assert_eq!(r["rows"], 48, "{r}");
+        assert_eq!(r["policy"], "ceiling");
+        assert!(close(&r["with_policy"]["hours_mining"], mined), "{r}");
+        assert!(close(&r["with_policy"]["hours_paused"], 48.0 - mined), "{r}");
+        assert!(close(&r["with_policy"]["kwh"], mined + (48.0 - mined) * 0.01), "{r}");
+        assert!(close(&r["with_policy"]["cost"], cost), "{r}");
+        assert!(close(&r["always_on"]["cost"], always), "{r}");
+        assert!(close(&r["cost_saved"], always - cost), "{r}");
+        assert!(close(&r["with_policy"]["hashes"], mined * 3600.0 * 2e12), "{r}");
+        assert!(close(&r["revenue_forgone"], (48.0 - mined) * 3600.0 * 2e12 / 86_400e12 * 0.05), "{r}");
+        assert!(r["pauses"][0]["cause"].as_str().unwrap().starts_with("ceiling: price N"), "{r}");
+        assert!(r["chart_svg"].as_str().unwrap().starts_with("<svg"), "{r}");
+        assert!(r["report"].as_str().unwrap().contains("hours mining"), "{r}");
+        // Nothing changed on the appliance: the disabled policy decided
+        // nothing live.
+        assert_ne!(app.verdict().by, "ceiling");
+        let live = api.json("/api/v1/policies").await;
+        assert!(live[0]["status"]["last_mode"].is_null(), "{live}");
+        // New settings for a disabled policy leave it disabled.
+        let (code, body) = api
+            .call("PUT", "/api/v1/policies/ceiling", Some(json!({"config": {"signal": "price", "max_price": 10}})))
+            .await;
+        assert_eq!(code, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_ne!(app.verdict().by, "ceiling", "a disabled policy decided");
+
+        // The appliance's own hashrate when none is given.
+        assert!(common::wait_for(Duration::from_secs(30), || pool.stats().accepted >= 1).await);
+        let (code, body) = api
+            .call("POST", "/api/v1/energy/backtest", Some(json!({"plugin": "price", "series": series,
+                "config": {"signal": "price", "max_price": 150}})))
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let r: Value = serde_json::from_str(&body).unwrap();
+        assert!(r["hashrate_hs"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(r["policy"], "price");
+
+        // Bad requests are refused with a reason.
+        for (body, want_code, want) in [
+            (json!({"series": series}), 400, "give a configured policy"),
+            (json!({"policy": "ceiling", "plugin": "price", "series": series}), 400, "not both"),
+            (json!({"policy": "nope", "series": series}), 404, "no policy named"),
+            (json!({"plugin": "nope", "series": series, "terahash": 1}), 404, "nope"),
+            (json!({"policy": "ceiling", "series": "time,price\n1,x\n", "terahash": 1}), 400, "series line 2"),
+            (json!({"policy": "ceiling", "series": series, "terahash": 1, "price_unit": "per-gwh"}), 400, "per-kwh or per-mwh"),
+            (json!({"policy": "ceiling", "series": series, "terahash": 1, "watts": -1}), 400, "full power"),
+            (json!({"policy": "ceiling", "series": series, "surprise": 1}), 400, "surprise"),
+        ] {
+            let (code, text) = api.call("POST", "/api/v1/energy/backtest", Some(body)).await;
+            assert_eq!(code, want_code, "{text}");
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        let (code, _, text) = send(
+            "POST",
+            format!("{base}/api/v1/energy/backtest"),
+            vec![
+                ("Authorization".into(), format!("Bearer {}", token(&app, Scope::Read))),
+                ("Content-Type".into(), "application/json".into()),
+            ],
+            Some(req.to_string()),
+        )
+        .await;
+        assert_eq!(code, 403, "a read-only token cannot run a backtest: {text}");
+    })
+    .await;
+}

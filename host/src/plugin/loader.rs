@@ -182,6 +182,37 @@ pub(crate) async fn watch_installed(
     }
 }
 
+/// The component of the policy plugin `plugin` names, and the HTTP feeds
+/// it may read: `None` for first-party policies (trusted with any
+/// configured feed), the manifest's list for an installed package, none
+/// for a bare file.
+pub(crate) fn policy_wasm(
+    config: &Config,
+    plugin: &str,
+) -> anyhow::Result<(std::borrow::Cow<'static, [u8]>, Option<Vec<String>>)> {
+    Ok(if let Some(bytes) = builtin::policy(plugin) {
+        (bytes.into(), None)
+    } else if is_package_name(plugin) {
+        let trust = Trust::from_config(config)?;
+        let package = plugin_cli::load_installed(&config.state_dir, plugin, &trust)?;
+        package.expect_kind(PluginKind::Policy)?;
+        let feeds = package.manifest.capabilities.http_feeds.clone();
+        (package.wasm.into(), Some(feeds))
+    } else {
+        if !config.allow_unsigned_plugins {
+            anyhow::bail!(
+                "refusing an unsigned plugin file (install a signed package, or set allow_unsigned_plugins = true)"
+            );
+        }
+        tracing::warn!(
+            plugin = plugin,
+            "loading an UNSIGNED policy plugin (allow_unsigned_plugins = true)"
+        );
+        let bytes = std::fs::read(plugin).with_context(|| format!("cannot read {}", plugin))?;
+        (bytes.into(), Some(Vec::new()))
+    })
+}
+
 /// Loads and adds one configured policy to the engine.
 pub(crate) fn add_policy(
     runtime: &Runtime,
@@ -189,31 +220,7 @@ pub(crate) fn add_policy(
     engine: &PolicyEngine,
     entry: &PolicyEntry,
 ) -> anyhow::Result<()> {
-    // First-party policies are trusted with any configured feed; others
-    // may only read HTTP feeds their manifest declares (none for a bare file).
-    let (wasm, declared_feeds): (std::borrow::Cow<'static, [u8]>, Option<Vec<String>>) =
-        if let Some(bytes) = builtin::policy(&entry.plugin) {
-            (bytes.into(), None)
-        } else if is_package_name(&entry.plugin) {
-            let trust = Trust::from_config(config)?;
-            let package = plugin_cli::load_installed(&config.state_dir, &entry.plugin, &trust)?;
-            package.expect_kind(PluginKind::Policy)?;
-            let feeds = package.manifest.capabilities.http_feeds.clone();
-            (package.wasm.into(), Some(feeds))
-        } else {
-            if !config.allow_unsigned_plugins {
-                anyhow::bail!(
-                    "refusing an unsigned plugin file (install a signed package, or set allow_unsigned_plugins = true)"
-                );
-            }
-            tracing::warn!(
-                plugin = entry.plugin,
-                "loading an UNSIGNED policy plugin (allow_unsigned_plugins = true)"
-            );
-            let bytes = std::fs::read(&entry.plugin)
-                .with_context(|| format!("cannot read {}", entry.plugin))?;
-            (bytes.into(), Some(Vec::new()))
-        };
+    let (wasm, declared_feeds) = policy_wasm(config, &entry.plugin)?;
     let pre = PolicyPluginPre::new(runtime, &entry.name, &wasm)?;
     let json = serde_json::to_string(&entry.config)
         .context("policy config is not representable as JSON")?;
@@ -239,7 +246,12 @@ pub(crate) fn add_policy(
         }
     }
     engine.add_policy(
-        PolicySpec::new(&entry.name, entry.fail_safe),
+        // A policy configured disabled stays out of arbitration from its
+        // first round (at start, when added, when its settings change).
+        PolicySpec {
+            enabled: entry.enabled,
+            ..PolicySpec::new(&entry.name, entry.fail_safe)
+        },
         Arc::new(PolicyPluginFactory::new(pre, &json, limits)),
     )?;
     info!(

@@ -306,8 +306,43 @@ impl BacktestConfig {
     }
 }
 
+/// Most bytes of series a backtest request may carry (a year of
+/// quarter-hours with a few columns is ~2 MiB).
+pub const MAX_REQUEST_BYTES: usize = 8 << 20;
+
+/// A backtest asked for through the API: which policy, the series as CSV
+/// text, and what differs from the appliance's own figures.
+#[derive(Clone, Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestRequest {
+    /// A configured policy: its plugin and settings are replayed.
+    pub policy: Option<String>,
+    /// Or a policy plugin (first-party name or installed package).
+    pub plugin: Option<String>,
+    /// Settings to replay with (default: the configured policy's, or none).
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Value>,
+    /// The series: a `time` column, then one column per signal.
+    pub series: String,
+    /// Draw at full power, W (default: `energy.full_load_w`).
+    pub watts: Option<f64>,
+    /// Draw while paused, W (default: `energy.idle_w`).
+    pub idle_watts: Option<f64>,
+    /// Hashrate at full power, TH/s (default: what the appliance hashes now).
+    pub terahash: Option<f64>,
+    /// Column with the price (default: `price` if present).
+    pub price_column: Option<String>,
+    /// `per-kwh` (default) or `per-mwh`.
+    pub price_unit: Option<String>,
+    /// Carbon intensity where the series has none, g CO₂/kWh (default:
+    /// `energy.co2_g_per_kwh`).
+    pub co2: Option<f64>,
+    /// Revenue per TH/s per day.
+    pub hashprice: Option<f64>,
+}
+
 /// Totals for one way of running the appliance.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Totals {
     /// Hours with hashing on (full power or limited).
     pub hours_mining: f64,
@@ -631,7 +666,95 @@ fn utc(ms: i64) -> String {
     Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
 }
 
+/// Time paused for one cause.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PauseCause {
+    /// "policy: reason", numbers shown as `N` so causes group.
+    pub cause: String,
+    /// Hours paused for it.
+    pub hours: f64,
+}
+
+/// A backtest as the API returns it: the figures the panel shows, the
+/// report an operator can keep, and the chart.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BacktestSummary {
+    /// Policy (or plugin) replayed.
+    pub policy: String,
+    /// Rows replayed.
+    pub rows: usize,
+    /// First row, UTC ms.
+    pub start_ms: i64,
+    /// End of the last row, UTC ms.
+    pub end_ms: i64,
+    /// Time zone of local days and local-time cells.
+    pub time_zone: String,
+    /// Draw at full power assumed, W.
+    pub full_w: f64,
+    /// Hashrate at full power assumed, H/s.
+    pub hashrate_hs: f64,
+    /// The column costs were counted from, if any.
+    pub price_column: Option<String>,
+    /// With the policy.
+    pub with_policy: Totals,
+    /// Mining non-stop at full power.
+    pub always_on: Totals,
+    /// Share of always-on's hashes not computed, percent.
+    pub hashes_forgone_percent: f64,
+    /// Revenue not earned against always-on (with a hash price).
+    pub revenue_forgone: Option<f64>,
+    /// Energy cost saved against always-on (with a price column).
+    pub cost_saved: Option<f64>,
+    /// Pause causes, longest first (at most 20).
+    pub pauses: Vec<PauseCause>,
+    /// Policy failures during the replay (its fail-safe applied).
+    pub failures: u64,
+    /// Wall-clock time the replay took, ms.
+    pub elapsed_ms: f64,
+    /// The plain-text report (`policy backtest` prints the same).
+    pub report: String,
+    /// The chart, an SVG document.
+    pub chart_svg: String,
+}
+
 impl BacktestReport {
+    /// The figures, the report and the chart, for the API.
+    pub fn summary(&self, cfg: &BacktestConfig) -> BacktestSummary {
+        let (w, o) = (&self.with_policy, &self.always_on);
+        BacktestSummary {
+            policy: self.policy.clone(),
+            rows: self.rows,
+            start_ms: self.span_ms.0,
+            end_ms: self.span_ms.1,
+            time_zone: cfg.time_zone.clone(),
+            full_w: cfg.full_w,
+            hashrate_hs: cfg.hashrate_hs,
+            price_column: cfg.price_column.clone(),
+            with_policy: *w,
+            always_on: *o,
+            hashes_forgone_percent: if o.hashes > 0.0 {
+                (o.hashes - w.hashes) / o.hashes * 100.0
+            } else {
+                0.0
+            },
+            revenue_forgone: w.revenue.zip(o.revenue).map(|(a, b)| b - a),
+            cost_saved: cfg.price_column.as_ref().map(|_| o.cost - w.cost),
+            pauses: self
+                .pauses
+                .iter()
+                .take(20)
+                .map(|(cause, secs)| PauseCause {
+                    cause: cause.clone(),
+                    hours: secs / 3600.0,
+                })
+                .collect(),
+            failures: self.failures,
+            elapsed_ms: self.elapsed.as_secs_f64() * 1e3,
+            report: self.render(cfg),
+            chart_svg: self.chart_svg(),
+        }
+    }
+
     /// The report an operator reads.
     pub fn render(&self, cfg: &BacktestConfig) -> String {
         let (w, o) = (&self.with_policy, &self.always_on);

@@ -293,6 +293,11 @@ pub fn router(panel: PanelState) -> Router {
         .routes(routes!(resume))
         .routes(routes!(set_signal))
         .routes(routes!(energy_report))
+        .routes(
+            routes!(energy_backtest).layer(axum::extract::DefaultBodyLimit::max(
+                crate::policy::backtest::MAX_REQUEST_BYTES,
+            )),
+        )
         .routes(routes!(system))
         .routes(routes!(restart))
         .routes(routes!(reboot))
@@ -1203,6 +1208,29 @@ async fn energy_report(
             "format must be json or csv, not {other:?}"
         ))),
     }
+}
+
+#[utoipa::path(post, path = "/api/v1/energy/backtest", request_body = crate::policy::backtest::BacktestRequest,
+    responses((status = 200, body = crate::policy::backtest::BacktestSummary), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn energy_backtest(
+    State(p): State<PanelState>,
+    _: Admin,
+    req: Result<Json<crate::policy::backtest::BacktestRequest>, JsonRejection>,
+) -> ApiResult<Json<crate::policy::backtest::BacktestSummary>> {
+    let Json(req) = req.map_err(|e| match e {
+        JsonRejection::BytesRejection(_) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body is larger than {} MiB: backtest a shorter series",
+                    crate::policy::backtest::MAX_REQUEST_BYTES >> 20
+                ),
+            )
+        }
+        e => json_rejection(e),
+    })?;
+    Ok(Json(p.handle.backtest(req).await?))
 }
 
 // ------------------------------------------------------------------ system

@@ -1444,7 +1444,8 @@
       el('section', { class: 'card', 'aria-labelledby': 'today-title' },
         el('h2', { id: 'today-title', text: 'Today' }), today),
       el('section', { class: 'card', 'aria-labelledby': 'month-title' },
-        el('div', { class: 'card-head' }, monthTitle, csv), month));
+        el('div', { class: 'card-head' }, monthTitle, csv), month),
+      backtestCard());
 
     function updateDecision(snap) {
       const en = (snap && snap.energy) || {};
@@ -1583,6 +1584,114 @@
       return el('details', { style: 'margin-top:16px' },
         el('summary', { style: 'cursor:pointer;color:var(--accent);font-weight:600;width:max-content', text: 'Add a policy' }),
         el('div', { style: 'margin-top:10px' }, form));
+    }
+
+    /* ---- backtest ---- */
+    function backtestCard() {
+      const MAX_BYTES = 8 << 20;
+      const which = el('select', { id: 'bt-policy' }, el('option', { value: '', text: 'Loading…' }));
+      const file = el('input', { type: 'file', id: 'bt-file', accept: '.csv,text/csv' });
+      const watts = el('input', { type: 'number', id: 'bt-watts', min: '0', step: 'any', inputmode: 'decimal', placeholder: 'as configured' });
+      const th = el('input', { type: 'number', id: 'bt-terahash', min: '0', step: 'any', inputmode: 'decimal', placeholder: 'as hashing now' });
+      const unit = el('select', { id: 'bt-unit' }, el('option', { value: 'per-kwh', text: 'per kWh' }), el('option', { value: 'per-mwh', text: 'per MWh' }));
+      const hp = el('input', { type: 'number', id: 'bt-hashprice', min: '0', step: 'any', inputmode: 'decimal', placeholder: 'optional' });
+      const settings = el('textarea', { id: 'bt-config', spellcheck: 'false', rows: '3' });
+      const configs = {};
+      const run = el('button', { type: 'submit', class: 'btn btn-primary', id: 'bt-run', text: 'Run backtest' });
+      const msg = msgBox('bt-msg');
+      const result = el('div', { id: 'bt-result' });
+      const form = el('form', { id: 'bt-form', novalidate: true },
+        el('div', { class: 'form-grid' },
+          field('Policy', which),
+          field('Series (CSV)', file, 'A time column, then one column per signal (price, surplus…), as the policy names them.'),
+          field('Power at full load (W)', watts),
+          field('Hashrate (TH/s)', th),
+          field('Prices are', unit),
+          field('Hash price (per TH/s per day)', hp),
+          field('Settings (JSON)', settings, 'The policy’s settings to replay with; try other thresholds here.')),
+        el('div', { class: 'form-actions' }, run), msg);
+      Promise.all([api('GET', '/api/v1/policies').catch(() => []), api('GET', '/api/v1/plugins').catch(() => [])]).then(([pols, plugs]) => {
+        const opts = [];
+        for (const p of Array.isArray(pols) ? pols : []) {
+          configs['policy:' + p.name] = p.config ?? {};
+          opts.push(el('option', { value: 'policy:' + p.name, text: p.name + ' (configured, ' + p.plugin + ')' }));
+        }
+        for (const p of (Array.isArray(plugs) ? plugs : []).filter((x) => x.kind === 'policy')) opts.push(el('option', { value: 'plugin:' + p.name, text: p.name + ' (plugin)' }));
+        which.replaceChildren(...(opts.length ? opts : [el('option', { value: '', text: 'no policies' })]));
+        fillSettings();
+      });
+      function fillSettings() { settings.value = JSON.stringify(configs[which.value] ?? {}, null, 2); }
+      which.addEventListener('change', fillSettings);
+      const num = (input) => (input.value.trim() === '' ? undefined : Number(input.value));
+      form.addEventListener('submit', (e) => {
+        e.preventDefault();
+        busy(run, async () => {
+          setMsg(msg, '', '');
+          if (!which.value) { which.focus(); return setMsg(msg, 'error', 'Choose a policy.'); }
+          const f = file.files && file.files[0];
+          if (!f) { file.focus(); return setMsg(msg, 'error', 'Choose a CSV file with the series.'); }
+          if (f.size > MAX_BYTES) return setMsg(msg, 'error', 'The file is ' + (f.size / 1048576).toFixed(1) + ' MiB; at most 8 MiB can be backtested at once.');
+          for (const i of [watts, th, hp]) {
+            const v = num(i);
+            if (v !== undefined && !(Number.isFinite(v) && v >= 0)) { i.focus(); return setMsg(msg, 'error', 'Enter a number of 0 or more.'); }
+          }
+          let config;
+          settings.removeAttribute('aria-invalid');
+          try { config = JSON.parse(settings.value.trim() || '{}'); } catch (err) {
+            settings.setAttribute('aria-invalid', 'true'); settings.focus();
+            return setMsg(msg, 'error', 'The settings are not valid JSON: ' + err.message);
+          }
+          const [kind, name] = [which.value.slice(0, which.value.indexOf(':')), which.value.slice(which.value.indexOf(':') + 1)];
+          const body = { series: await f.text(), config, watts: num(watts), terahash: num(th), price_unit: unit.value, hashprice: num(hp) };
+          body[kind] = name;
+          setMsg(msg, '', 'Replaying ' + f.name + '…');
+          try {
+            const r = await api('POST', '/api/v1/energy/backtest', body);
+            if (page.destroyed) return;
+            setMsg(msg, 'ok', 'Replayed ' + fmtInt(r.rows) + ' rows in ' + (r.elapsed_ms / 1000).toFixed(2) + ' s. Nothing was changed on the appliance.');
+            showBacktest(r);
+          } catch (err) { showError(msg, err); }
+        });
+      });
+      function showBacktest(r) {
+        const w = r.with_policy || {}, o = r.always_on || {};
+        const money = (v) => (isNum(v) ? v.toFixed(2) : DASH);
+        const rows = [
+          ['Hours mining', w.hours_mining, o.hours_mining, (v) => v.toFixed(1)],
+          ['Hours paused', w.hours_paused, o.hours_paused, (v) => v.toFixed(1)],
+          ['Energy (kWh)', w.kwh, o.kwh, (v) => v.toFixed(1)],
+        ];
+        if (r.price_column) rows.push(['Energy cost', w.cost, o.cost, money]);
+        if (w.co2_kg > 0 || o.co2_kg > 0) rows.push(['CO₂ (kg)', w.co2_kg, o.co2_kg, (v) => v.toFixed(1)]);
+        rows.push(['Hashes', w.hashes, o.hashes, (v) => fmtSi(v, 'H')]);
+        if (isNum(w.revenue)) rows.push(['Revenue', w.revenue, o.revenue, money]);
+        const tbl = el('table', { class: 'small', id: 'bt-table' },
+          el('thead', null, el('tr', null, el('th', { scope: 'col', text: '' }), el('th', { scope: 'col', class: 'num', text: 'With policy' }),
+            el('th', { scope: 'col', class: 'num', text: 'Always on' }), el('th', { scope: 'col', class: 'num', text: 'Difference' }))),
+          el('tbody', null, rows.map(([k, a, b, f]) => el('tr', null, el('th', { scope: 'row', text: k }),
+            el('td', { class: 'num', text: isNum(a) ? f(a) : DASH }), el('td', { class: 'num', text: isNum(b) ? f(b) : DASH }),
+            el('td', { class: 'num', text: isNum(a) && isNum(b) ? f(a - b) : DASH })))));
+        const pauses = Array.isArray(r.pauses) ? r.pauses : [];
+        const chart = el('img', { id: 'bt-chart', alt: 'Backtest chart: mining duty per row' + (r.price_column ? ' against the price' : '') + '.', style: 'width:100%;height:auto;margin-top:12px',
+          src: 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(r.chart_svg || '') });
+        const report = el('a', { class: 'btn btn-small', id: 'bt-report', download: 'backtest-' + r.policy + '.txt', href: 'data:text/plain;charset=utf-8,' + encodeURIComponent(r.report || ''), text: 'Download report' });
+        result.replaceChildren(
+          el('div', { class: 'card-head', style: 'margin-top:16px' }, el('h3', { text: r.policy + ': ' + fmtInt(r.rows) + ' rows, ' + new Date(r.start_ms).toISOString().slice(0, 10) + ' to ' + new Date(r.end_ms).toISOString().slice(0, 10), style: 'margin:0' }), report),
+          el('div', { class: 'figures' },
+            figure('Mined', (w.hours_mining ?? 0).toFixed(1) + ' h', 'of ' + (o.hours_mining ?? 0).toFixed(1) + ' h'),
+            figure('Hashes forgone', (r.hashes_forgone_percent ?? 0).toFixed(1) + ' %', 'against always-on'),
+            r.price_column ? figure('Energy cost saved', money(r.cost_saved), 'in the series’ currency') : null,
+            isNum(r.revenue_forgone) ? figure('Revenue forgone', money(r.revenue_forgone)) : null,
+            r.failures ? figure('Policy failures', fmtInt(r.failures), 'its fail-safe applied') : null),
+          tableWrap('Backtest figures', tbl),
+          chart,
+          pauses.length ? el('div', { style: 'margin-top:12px' }, el('h3', { text: 'Paused by' }),
+            el('ul', { class: 'list-plain small', id: 'bt-pauses' }, pauses.map((p) => el('li', null, p.hours.toFixed(1) + ' h — ' + p.cause)))) : el('p', { class: 'small muted', text: 'Never paused.' }));
+      }
+      return el('section', { class: 'card', 'aria-labelledby': 'bt-title' },
+        el('div', { class: 'card-head' }, el('h2', { id: 'bt-title', text: 'Backtest a policy' }),
+          el('span', { class: 'small muted', text: 'What a policy would have done over past prices or signals.' })),
+        form, result);
     }
 
     /* ---- reports ---- */
