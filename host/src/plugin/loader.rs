@@ -182,6 +182,9 @@ pub(crate) async fn watch_installed(
     }
 }
 
+/// A policy component and the HTTP feeds it may read (`None`: any).
+pub(crate) type PolicyWasm = (std::borrow::Cow<'static, [u8]>, Option<Vec<String>>);
+
 /// The component of the policy plugin `plugin` names, and the HTTP feeds
 /// it may read: `None` for first-party policies (trusted with any
 /// configured feed), the manifest's list for an installed package, none
@@ -189,7 +192,7 @@ pub(crate) async fn watch_installed(
 pub(crate) fn policy_wasm(
     config: &Config,
     plugin: &str,
-) -> anyhow::Result<(std::borrow::Cow<'static, [u8]>, Option<Vec<String>>)> {
+) -> anyhow::Result<PolicyWasm> {
     Ok(if let Some(bytes) = builtin::policy(plugin) {
         (bytes.into(), None)
     } else if is_package_name(plugin) {
