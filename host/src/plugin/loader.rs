@@ -189,10 +189,7 @@ pub(crate) type PolicyWasm = (std::borrow::Cow<'static, [u8]>, Option<Vec<String
 /// it may read: `None` for first-party policies (trusted with any
 /// configured feed), the manifest's list for an installed package, none
 /// for a bare file.
-pub(crate) fn policy_wasm(
-    config: &Config,
-    plugin: &str,
-) -> anyhow::Result<PolicyWasm> {
+pub(crate) fn policy_wasm(config: &Config, plugin: &str) -> anyhow::Result<PolicyWasm> {
     Ok(if let Some(bytes) = builtin::policy(plugin) {
         (bytes.into(), None)
     } else if is_package_name(plugin) {

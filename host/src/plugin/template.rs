@@ -251,6 +251,11 @@ pub struct Built {
 /// against the manifest's world, signs it with `key` if given, and packs
 /// it into `out` (default `dir/<name>.hwpkg`).
 pub fn build(dir: &Path, key: Option<&Path>, out: Option<&Path>) -> anyhow::Result<Built> {
+    // Build scripts and cargo run in the crate: every path they get must
+    // mean the same there as here.
+    let dir = &dir
+        .canonicalize()
+        .with_context(|| format!("cannot find {}", dir.display()))?;
     let manifest_text = fs::read_to_string(dir.join(MANIFEST_FILE))
         .with_context(|| format!("cannot read {}", dir.join(MANIFEST_FILE).display()))?;
     let manifest = Manifest::parse(&manifest_text)
@@ -318,6 +323,7 @@ fn cargo_build(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     ensure_target();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
+        .map(|t| std::path::absolute(&t).unwrap_or(t))
         .unwrap_or_else(|| dir.join("target"));
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .current_dir(dir)
