@@ -200,3 +200,81 @@ fn a_policy_from_the_template_builds_signs_installs_and_runs() {
     assert_eq!(paused, "2.0", "{report}");
     assert!(report.contains("my-ceiling: price N > N"), "{report}");
 }
+
+/// The SDK crates as `cargo publish` would upload them carry everything
+/// they need (the contract's WIT included): a template crate built against
+/// the packaged copies, not the workspace, becomes a package of each kind.
+#[test]
+fn the_sdk_crates_build_plugins_as_published() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "package",
+            "--allow-dirty",
+            "--no-verify",
+            "-p",
+            "hashwatt-policy-sdk",
+            "-p",
+            "hashwatt-pool-sdk",
+        ])
+        .current_dir(&workspace)
+        .env("CARGO_TARGET_DIR", root.join("packaged"))
+        .output()
+        .unwrap();
+    ok(&out, "cargo package");
+    for (kind, sdk) in [
+        ("policy", "hashwatt-policy-sdk"),
+        ("pool", "hashwatt-pool-sdk"),
+    ] {
+        let krate_file = root
+            .join("packaged/package")
+            .join(format!("{sdk}-{}.crate", env!("CARGO_PKG_VERSION")));
+        let untar = Command::new("tar")
+            .arg("xzf")
+            .arg(&krate_file)
+            .arg("-C")
+            .arg(root)
+            .output()
+            .unwrap();
+        ok(&untar, "tar");
+        let unpacked = root.join(format!("{sdk}-{}", env!("CARGO_PKG_VERSION")));
+        assert!(
+            std::fs::read_dir(unpacked.join("wit")).unwrap().count() > 0,
+            "{sdk} ships its WIT"
+        );
+        let name = format!("published-{kind}");
+        ok(
+            &hashwatt(
+                &[
+                    "plugin",
+                    "new",
+                    "--kind",
+                    kind,
+                    &name,
+                    "--sdk",
+                    unpacked.to_str().unwrap(),
+                ],
+                root,
+            ),
+            "plugin new",
+        );
+        std::fs::copy(
+            workspace.join("Cargo.lock"),
+            root.join(&name).join("Cargo.lock"),
+        )
+        .unwrap();
+        let built = Command::new(env!("CARGO_BIN_EXE_hashwatt"))
+            .args(["plugin", "build", &name])
+            .current_dir(root)
+            .env("CARGO_TARGET_DIR", common::template_target_dir())
+            .output()
+            .unwrap();
+        let said = ok(&built, "plugin build against the packaged SDK");
+        assert!(
+            root.join(&name).join(format!("{name}.hwpkg")).is_file(),
+            "{said}"
+        );
+    }
+}

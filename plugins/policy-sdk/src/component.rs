@@ -12,7 +12,7 @@ use crate::types as core;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/policy",
+        path: "wit",
         world: "policy-plugin",
         pub_export_macro: true,
         export_macro_name: "__export_policy_plugin",

@@ -1,8 +1,8 @@
 //! # Writing a hashwatt energy policy
 //!
 //! A policy is a sandboxed WebAssembly component implementing the
-//! `hashwatt:policy@0.1.0` world `policy-plugin` (`wit/policy/policy.wit`
-//! is the contract). It is a pure function of its inputs: the host gathers
+//! `hashwatt:policy@0.1.0` world `policy-plugin` (`wit/policy.wit` in this
+//! crate is the contract). It is a pure function of its inputs: the host gathers
 //! the clock, the energy counters, temperatures and the signals the policy
 //! subscribed to, calls `evaluate`, and applies the returned [`Decision`]
 //! (run, limit to N watts, or pause, with a human reason). With several

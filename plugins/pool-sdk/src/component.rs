@@ -17,7 +17,7 @@ use crate::types::{self as core, PoolMachine};
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/pool",
+        path: "wit",
         world: "pool-plugin",
         pub_export_macro: true,
         export_macro_name: "__export_pool_plugin",

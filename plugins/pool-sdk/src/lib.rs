@@ -2,7 +2,7 @@
 //!
 //! A pool plugin speaks one pool protocol for the appliance: it is a
 //! sandboxed WebAssembly component implementing the `hashwatt:pool@0.2.0`
-//! world `pool-plugin` (`wit/pool/pool.wit` is the contract). It is
+//! world `pool-plugin` (`wit/pool.wit` in this crate is the contract). It is
 //! sans-IO: the host owns the TCP connection and the clock, hands the
 //! plugin what happened (connected, bytes received, a tick it asked for, a
 //! share found) and carries out the [`Action`]s it returns (send bytes,
