@@ -56,6 +56,7 @@
 extern crate self as hashwatt_pool_sdk;
 
 pub mod framing;
+pub mod hex;
 pub mod target;
 pub mod types;
 

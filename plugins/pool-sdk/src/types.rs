@@ -165,6 +165,36 @@ pub enum Action {
     WakeAt(u64),
 }
 
+impl Action {
+    /// A log line at `level`.
+    pub fn log(level: LogLevel, message: impl Into<String>) -> Action {
+        Action::Log(LogEntry {
+            level,
+            message: message.into(),
+        })
+    }
+
+    /// An informational log line ("authorized as worker1").
+    pub fn info(message: impl Into<String>) -> Action {
+        Action::log(LogLevel::Info, message)
+    }
+
+    /// A warning the plugin recovered from ("unknown method ignored").
+    pub fn warn(message: impl Into<String>) -> Action {
+        Action::log(LogLevel::Warn, message)
+    }
+
+    /// A failure the operator should look at.
+    pub fn error(message: impl Into<String>) -> Action {
+        Action::log(LogLevel::Error, message)
+    }
+
+    /// A diagnostic line, normally hidden.
+    pub fn debug(message: impl Into<String>) -> Action {
+        Action::log(LogLevel::Debug, message)
+    }
+}
+
 /// A sans-IO pool-protocol state machine: what the component glue drives.
 /// The Stratum V1 plugin's `Session` is one; test plugins wrap it to misbehave.
 pub trait PoolMachine: 'static {

@@ -40,7 +40,7 @@ pub mod session;
 pub mod settings;
 
 /// Framing, targets and the contract's types come from the pool SDK.
-pub use hashwatt_pool_sdk::{framing, target, types};
+pub use hashwatt_pool_sdk::{framing, hex, target, types};
 
 hashwatt_pool_sdk::export_pool!(Session);
 

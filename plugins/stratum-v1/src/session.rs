@@ -16,12 +16,13 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::framing::LineBuffer;
+use hashwatt_pool_sdk::hex as sdk_hex;
 use crate::jsonrpc::{self, Message};
 use crate::settings::{Settings, SettingsError};
 use crate::target;
 use crate::types::{
-    Action, ExtendedWork, Job, LogEntry, LogLevel, PoolConfig, PoolMachine, ReconnectRequest,
-    Share, ShareOutcome, ShareResult, WorkKind,
+    Action, ExtendedWork, Job, LogLevel, PoolConfig, PoolMachine, ReconnectRequest, Share,
+    ShareOutcome, ShareResult, WorkKind,
 };
 
 /// The URL scheme this plugin claims (WIT `plugin-info.url-schemes`).
@@ -589,7 +590,7 @@ impl Session {
                 .filter(|v| **v == Value::Bool(true))
                 .and_then(|_| result.get("version-rolling.mask"))
                 .and_then(Value::as_str)
-                .and_then(parse_hex_u32)
+                .and_then(|m| sdk_hex::decode_u32("version-rolling.mask", m).ok())
         } else {
             None
         };
@@ -695,8 +696,12 @@ impl Session {
                 let mask = params
                     .first()
                     .and_then(Value::as_str)
-                    .and_then(parse_hex_u32)
-                    .ok_or_else(|| SessionError::invalid("mining.set_version_mask", "bad mask"))?;
+                    .ok_or_else(|| SessionError::invalid("mining.set_version_mask", "no mask"))
+                    .and_then(|m| {
+                        sdk_hex::decode_u32("mask", m).map_err(|e| {
+                            SessionError::invalid("mining.set_version_mask", e.to_string())
+                        })
+                    })?;
                 if self.config.version_rolling {
                     let mask = mask & VERSION_ROLLING_MASK;
                     self.reset_work |= mask != self.version_mask;
@@ -895,10 +900,7 @@ impl PoolMachine for Session {
 }
 
 fn log(out: &mut Vec<Action>, level: LogLevel, message: impl Into<String>) {
-    out.push(Action::Log(LogEntry {
-        level,
-        message: message.into(),
-    }));
+    out.push(Action::log(level, message));
 }
 
 fn share_result(id: u64, outcome: ShareOutcome) -> Action {
@@ -922,23 +924,18 @@ fn response_id(id: &Value) -> Option<u64> {
 }
 
 /// Parse 1..=8 hex digits as a u32 (no sign, no prefix).
-fn parse_hex_u32(s: &str) -> Option<u32> {
-    if s.is_empty() || s.len() > 8 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u32::from_str_radix(s, 16).ok()
-}
-
 fn hex_field(method: &'static str, what: &str, v: &Value) -> Result<Vec<u8>, SessionError> {
-    v.as_str()
-        .and_then(|s| hex::decode(s).ok())
-        .ok_or_else(|| SessionError::invalid(method, format!("{what} is not valid hex")))
+    let text = v
+        .as_str()
+        .ok_or_else(|| SessionError::invalid(method, format!("{what} is not a string")))?;
+    sdk_hex::decode(what, text).map_err(|e| SessionError::invalid(method, e.to_string()))
 }
 
 fn u32_field(method: &'static str, what: &str, v: &Value) -> Result<u32, SessionError> {
-    v.as_str()
-        .and_then(parse_hex_u32)
-        .ok_or_else(|| SessionError::invalid(method, format!("{what} is not a hex u32")))
+    let text = v
+        .as_str()
+        .ok_or_else(|| SessionError::invalid(method, format!("{what} is not a string")))?;
+    sdk_hex::decode_u32(what, text).map_err(|e| SessionError::invalid(method, e.to_string()))
 }
 
 fn parse_extranonce(
