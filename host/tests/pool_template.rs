@@ -38,7 +38,7 @@ async fn a_pool_plugin_from_the_template_mines_against_the_devpool() {
         .count();
     eprintln!("template pool plugin: {lines} lines of Rust (without comments and blank lines)");
     let test_out = common::test_template_crate(&krate);
-    assert!(test_out.contains("2 passed"), "{test_out}");
+    assert!(test_out.contains("3 passed"), "{test_out}");
     let key = root.join("author.key");
     let public = ok(
         &hashwatt(&["plugin", "keygen", "--out", key.to_str().unwrap()], root),

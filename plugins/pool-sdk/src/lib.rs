@@ -57,6 +57,7 @@ extern crate self as hashwatt_pool_sdk;
 
 pub mod framing;
 pub mod hex;
+pub mod settings;
 pub mod target;
 pub mod types;
 

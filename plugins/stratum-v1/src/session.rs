@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::framing::LineBuffer;
-use hashwatt_pool_sdk::hex as sdk_hex;
 use crate::jsonrpc::{self, Message};
 use crate::settings::{Settings, SettingsError};
 use crate::target;
@@ -24,6 +23,7 @@ use crate::types::{
     Action, ExtendedWork, Job, LogLevel, PoolConfig, PoolMachine, ReconnectRequest, Share,
     ShareOutcome, ShareResult, WorkKind,
 };
+use hashwatt_pool_sdk::hex as sdk_hex;
 
 /// The URL scheme this plugin claims (WIT `plugin-info.url-schemes`).
 pub const URL_SCHEME: &str = "stratum+tcp";
