@@ -14,7 +14,11 @@
 //! component export, and interop with the reference pool.
 
 pub mod authority;
+pub mod session;
 pub mod transport;
 
 pub use authority::AuthorityKey;
+pub use session::{Session, Settings};
 pub use transport::{Event, Frame, Transport, TransportError};
+
+hashwatt_pool_sdk::export_pool!(Session);

@@ -4,75 +4,20 @@
 //! its reason — a foreign key, an expired or future certificate, a
 //! corrupt reply, a corrupt frame — without a panic.
 
-use codec_sv2::{Decrypted, Handshake, NoiseDecoder, NoiseEncoder};
-use codec_sv2::{TransportDecryptState, TransportEncryptState};
 use common_messages_sv2::{
     MESSAGE_TYPE_SETUP_CONNECTION, MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS, Protocol,
     SetupConnection, SetupConnectionSuccess,
 };
-use framing_sv2::framing::MessageFrame;
-use noise_sv2::Responder;
-use rand::{Rng, SeedableRng};
-use secp256k1::{Keypair, Secp256k1};
+use rand::Rng;
+use secp256k1::Keypair;
 use stratum_v2::{AuthorityKey, Event, Transport, TransportError};
 
-/// 2026-12-01T00:00:00Z.
-const NOW: u32 = 1_796_083_200;
+mod common;
+
+use common::{NOW, Pool, authority};
 
 fn rng() -> rand::rngs::StdRng {
-    rand::rngs::StdRng::seed_from_u64(7)
-}
-
-fn authority(seed: u64) -> (Keypair, AuthorityKey) {
-    let secp = Secp256k1::new();
-    let kp = Keypair::new(&secp, &mut rand::rngs::StdRng::seed_from_u64(seed));
-    let key = AuthorityKey(kp.x_only_public_key().0.serialize());
-    (kp, key)
-}
-
-/// The pool's end once the handshake is done.
-struct Pool {
-    encrypt: TransportEncryptState,
-    decrypt: Option<TransportDecryptState>,
-    encoder: NoiseEncoder,
-    decoder: NoiseDecoder,
-}
-
-impl std::fmt::Debug for Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pool")
-    }
-}
-
-impl Pool {
-    fn send<M: binary_sv2::Serialize + binary_sv2::GetSize>(&mut self, m: M, t: u8) -> Vec<u8> {
-        let frame = MessageFrame::from_message(m, t, 0, false).unwrap();
-        let b = self
-            .encoder
-            .encode_transport(frame, &mut self.encrypt)
-            .unwrap();
-        AsRef::<[u8]>::as_ref(&b).to_vec()
-    }
-
-    /// Decodes one frame from `bytes`: (message type, payload).
-    fn receive(&mut self, mut bytes: &[u8]) -> (u8, Vec<u8>) {
-        loop {
-            let need = self.decoder.writable_len();
-            self.decoder.writable().copy_from_slice(&bytes[..need]);
-            bytes = &bytes[need..];
-            match self
-                .decoder
-                .next_transport_frame(self.decrypt.take().unwrap())
-                .unwrap()
-            {
-                Decrypted::Frame(mut f, s) => {
-                    self.decrypt = Some(s);
-                    return (f.header().msg_type(), f.payload().to_vec());
-                }
-                Decrypted::Incomplete(_, s) => self.decrypt = Some(s),
-            }
-        }
-    }
+    common::rng(7)
 }
 
 /// Runs the handshake: the miner pins `pinned`, the pool holds `pool_kp`
@@ -93,28 +38,14 @@ fn handshake(
         64,
         "the initiator's ephemeral key, ElligatorSwift-encoded"
     );
-    let responder = Responder::new_with_rng(pool_kp, validity, &mut rng);
-    let (reply, transport) = Handshake::responder(responder)
-        .step_1_with_now_rng(first.try_into().unwrap(), pool_now, &mut rng)
-        .unwrap();
-    let mut encoder = NoiseEncoder::new();
-    let reply = AsRef::<[u8]>::as_ref(&encoder.encode_handshake(reply)).to_vec();
+    let (pool, reply) = Pool::accept(&first, pool_kp, pool_now, validity);
     let mut events = Vec::new();
     for p in reply.chunks(piece) {
         events.extend(miner.receive(p, now)?);
     }
     assert_eq!(events, vec![Event::Established]);
     assert!(miner.is_open());
-    let (encrypt, decrypt) = transport.split();
-    Ok((
-        miner,
-        Pool {
-            encrypt,
-            decrypt: Some(decrypt),
-            encoder,
-            decoder: NoiseDecoder::new(),
-        },
-    ))
+    Ok((miner, pool))
 }
 
 fn setup_connection() -> SetupConnection<'static> {
@@ -141,7 +72,7 @@ fn a_pinned_pool_is_reached_and_frames_pass_both_ways_in_any_pieces() {
         let bytes = miner
             .send(setup_connection(), MESSAGE_TYPE_SETUP_CONNECTION, 0, false)
             .unwrap();
-        let (t, mut payload) = pool.receive(&bytes);
+        let (t, mut payload) = pool.receive(&bytes).remove(0);
         assert_eq!(t, MESSAGE_TYPE_SETUP_CONNECTION);
         let got: SetupConnection = binary_sv2::from_bytes(&mut payload).unwrap();
         assert_eq!(got.endpoint_port, 3336);
@@ -153,6 +84,7 @@ fn a_pinned_pool_is_reached_and_frames_pass_both_ways_in_any_pieces() {
                 flags: 0,
             },
             MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS,
+            false,
         );
         let mut both = one.clone();
         both.extend(pool.send(
@@ -161,6 +93,7 @@ fn a_pinned_pool_is_reached_and_frames_pass_both_ways_in_any_pieces() {
                 flags: 1,
             },
             MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS,
+            false,
         ));
         let mut frames = Vec::new();
         for p in both.chunks(piece) {
@@ -229,6 +162,7 @@ fn corrupt_bytes_are_protocol_errors_never_panics() {
                 flags: 0,
             },
             MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS,
+            false,
         );
         if round % 2 == 0 {
             let i = r.gen_range(0..frame.len());
