@@ -2,8 +2,9 @@
 //! 0.7 from crates.io, installed by `.ci/test` into `target/tools`) on
 //! loopback: the appliance, with the signed `stratum-v2` package
 //! installed, mines on a standard and on an extended channel; shares are
-//! accepted with none rejected, and a new previous hash is followed with
-//! no stale submission.
+//! accepted with none rejected, a new previous hash is followed with no
+//! stale submission, and when the V2 pool goes away mining fails over to
+//! a Stratum V1 pool.
 //!
 //! The pool needs a template provider. No Bitcoin Core with the IPC
 //! interface can be had here, so a small one on the reference
@@ -358,29 +359,35 @@ fn install_plugin(dir: &Path, state: &Path) -> String {
 async fn mine_on(channel: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let tp = template_provider().await;
-    let (_pool, port, log) = reference_pool(tmp.path(), tp.addr);
-    let mut config = common::config(&[], 1);
+    let (pool, port, log) = reference_pool(tmp.path(), tp.addr);
+    // A Stratum V1 pool second in line: failover between protocols.
+    let backup = common::devpool(0.0005).await;
+    let mut config = common::config(&[backup.local_addr()], 1);
     let public = install_plugin(tmp.path(), &config.state_dir);
     config.trusted_keys = vec![public];
     let url: PoolUrl = format!("stratum2+tcp://127.0.0.1:{port}/{POOL_PUBLIC}")
         .parse()
         .unwrap();
-    config.pools = vec![PoolEntry {
-        url,
-        user: "hashwatt.interop".into(),
-        password: String::new(),
-        plugin: Some("stratum-v2".into()),
-        enabled: true,
-        settings: [
-            ("channel".to_string(), toml::Value::from(channel)),
-            (
-                "nominal_hashrate".to_string(),
-                toml::Value::from(NOMINAL_HS),
-            ),
-        ]
-        .into_iter()
-        .collect(),
-    }];
+    let v1 = config.pools.remove(0);
+    config.pools = vec![
+        PoolEntry {
+            url,
+            user: "hashwatt.interop".into(),
+            password: String::new(),
+            plugin: Some("stratum-v2".into()),
+            enabled: true,
+            settings: [
+                ("channel".to_string(), toml::Value::from(channel)),
+                (
+                    "nominal_hashrate".to_string(),
+                    toml::Value::from(NOMINAL_HS),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        },
+        v1,
+    ];
     common::logs();
     let app = hashwatt::app::App::start(config)
         .await
@@ -425,6 +432,23 @@ async fn mine_on(channel: &str) {
         pool_log()
     );
     eprintln!("{channel} channel: {c:?}");
+    let v2 = c.pools[0].accepted;
+    assert_eq!(
+        c.pools[1].accepted, 0,
+        "the V1 backup mined while the V2 pool was healthy"
+    );
+    // The V2 pool goes away: mining fails over to the V1 pool, as between
+    // two V1 pools.
+    drop(pool);
+    assert!(
+        common::wait_for(Duration::from_secs(60), || backup.stats().accepted >= 2).await,
+        "{channel}: no failover to the Stratum V1 pool: {:?}",
+        counters()
+    );
+    let c = counters();
+    assert_eq!(c.active_pool, Some(1), "{c:?}");
+    assert!(c.pools[0].accepted >= v2);
+    assert!(c.rejected.is_empty(), "{c:?}");
     app.shutdown().await;
 }
 
