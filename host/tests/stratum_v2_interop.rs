@@ -460,3 +460,271 @@ async fn standard_and_extended_channels_mine_on_the_reference_pool() {
     })
     .await;
 }
+
+/// What a call into each pool plugin costs inside the host's sandbox: a
+/// job message from the pool (V2: one encrypted frame; V1: one
+/// `mining.notify` line) and a share handed over for submission. Prints
+/// figures; asserts only that the calls did their work.
+#[test]
+fn call_overhead_per_frame_and_share_submit_v1_vs_v2() {
+    use hashwatt::plugin::pool::{
+        PoolAction, PoolConfig as HostPoolConfig, PoolPluginPre, ShareSubmission,
+    };
+    use hashwatt::plugin::{Limits, Runtime};
+    use mining_sv2::*;
+    use std::time::Instant;
+
+    const N: usize = 2000;
+    // Shares per plugin: under the V2 plugin's cap on unanswered shares.
+    const SHARES: u64 = 1000;
+    let runtime = Runtime::new().unwrap();
+    let limits = Limits {
+        call_timeout: Duration::from_secs(5),
+        ..Limits::default()
+    };
+    let stats = |name: &str, mut t: Vec<Duration>| {
+        t.sort();
+        let mean = t.iter().sum::<Duration>().as_secs_f64() / t.len() as f64 * 1e6;
+        eprintln!(
+            "{name}: mean {mean:.1} µs, median {:.1} µs, p99 {:.1} µs over {} calls",
+            t[t.len() / 2].as_secs_f64() * 1e6,
+            t[t.len() * 99 / 100].as_secs_f64() * 1e6,
+            t.len()
+        );
+    };
+    let share = |id: u64, job: &str, version: u32| ShareSubmission {
+        id,
+        job_id: job.into(),
+        extranonce2: vec![0; 4],
+        ntime: 1_796_000_000,
+        nonce: id as u32,
+        version,
+    };
+    let sends = |out: &[PoolAction]| -> Vec<u8> {
+        out.iter()
+            .filter_map(|a| match a {
+                PoolAction::Send(b) => Some(b.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    };
+
+    // Stratum V1, the built-in plugin.
+    let v1 = PoolPluginPre::new(
+        &runtime,
+        "stratum-v1",
+        hashwatt::plugin::builtin::STRATUM_V1,
+    )
+    .unwrap();
+    let mut p = v1
+        .instantiate(
+            &HostPoolConfig {
+                url: "stratum+tcp://127.0.0.1:3333".into(),
+                host: "127.0.0.1".into(),
+                port: 3333,
+                user: "w".into(),
+                password: "x".into(),
+                user_agent: "hashwatt".into(),
+                version_rolling: false,
+                settings: Default::default(),
+            },
+            limits.clone(),
+        )
+        .unwrap();
+    p.connected(0).unwrap();
+    p.received(1, b"{\"id\":1,\"result\":[[[\"mining.notify\",\"ae6812eb4cd7735a302a8a9dd95cf71f\"]],\"08000002\",4],\"error\":null}\n{\"id\":2,\"result\":true,\"error\":null}\n{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[1]}\n").unwrap();
+    let mut calls = Vec::new();
+    for i in 0..N {
+        let line = format!(
+            "{{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"{i:x}\",\"{}\",\"01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff20020862062f503253482f04b8864e5008\",\"072f736c7573682f000000000100f2052a010000001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000\",[],\"00000002\",\"1c2ac4af\",\"504e86b9\",false]}}\n",
+            "4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000"
+        );
+        let t = Instant::now();
+        let out = p.received(2 + i as u64, line.as_bytes()).unwrap();
+        calls.push(t.elapsed());
+        assert!(
+            out.actions
+                .iter()
+                .any(|a| matches!(a, PoolAction::NewJob(_))),
+            "{out:?}"
+        );
+    }
+    stats("stratum-v1, mining.notify line in", calls);
+    let mut calls = Vec::new();
+    let last_job = format!("{:x}", N - 1);
+    for i in 0..SHARES {
+        let t = Instant::now();
+        let out = p.share_found(10_000 + i, &share(i, &last_job, 2)).unwrap();
+        calls.push(t.elapsed());
+        assert!(!sends(&out.actions).is_empty(), "{out:?}");
+    }
+    stats("stratum-v1, share handed over -> mining.submit out", calls);
+    eprintln!(
+        "stratum-v1 component: {} KiB",
+        hashwatt::plugin::builtin::STRATUM_V1.len() / 1024
+    );
+
+    // Stratum V2, built from plugins/stratum-v2.
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    install_plugin(tmp.path(), &state);
+    let wasm =
+        std::fs::read(workspace().join("plugins/stratum-v2/target/package/stratum-v2/plugin.wasm"))
+            .unwrap();
+    let v2 = PoolPluginPre::new(&runtime, "stratum-v2", &wasm).unwrap();
+    let secp = Secp256k1::new();
+    let kp = Keypair::new(&secp, &mut secp256k1::rand::thread_rng());
+    let key = {
+        let mut raw = vec![1u8, 0];
+        raw.extend_from_slice(&kp.x_only_public_key().0.serialize());
+        bs58_check(&raw)
+    };
+    let mut settings = serde_json::Map::new();
+    settings.insert("channel".into(), "extended".into());
+    let mut p = v2
+        .instantiate(
+            &HostPoolConfig {
+                url: format!("stratum2+tcp://127.0.0.1:3336/{key}"),
+                host: "127.0.0.1".into(),
+                port: 3336,
+                user: "w".into(),
+                password: String::new(),
+                user_agent: "hashwatt".into(),
+                version_rolling: false,
+                settings,
+            },
+            limits,
+        )
+        .unwrap();
+    let first = sends(&p.connected(0).unwrap().actions);
+    let responder = Responder::new_with_rng(kp, 3600, &mut secp256k1::rand::thread_rng());
+    let (reply, transport) = Handshake::responder(responder)
+        .step_1_with_now_rng(
+            first.try_into().unwrap(),
+            now_s(),
+            &mut secp256k1::rand::thread_rng(),
+        )
+        .unwrap();
+    let mut encoder = NoiseEncoder::new();
+    let reply = AsRef::<[u8]>::as_ref(&encoder.encode_handshake(reply)).to_vec();
+    p.received(1, &reply).unwrap();
+    let (mut enc, _) = transport.split();
+    let mut frame = |bytes: &mut dyn FnMut(
+        &mut NoiseEncoder,
+        &mut codec_sv2::TransportEncryptState,
+    ) -> Vec<u8>| { bytes(&mut encoder, &mut enc) };
+    macro_rules! msg {
+        ($m:expr, $t:expr, $ch:expr) => {
+            frame(&mut |e, s| {
+                let f = MessageFrame::from_message($m, $t, 0, $ch).unwrap();
+                AsRef::<[u8]>::as_ref(&e.encode_transport(f, s).unwrap()).to_vec()
+            })
+        };
+    }
+    p.received(
+        2,
+        &msg!(
+            SetupConnectionSuccess {
+                used_version: 2,
+                flags: 0
+            },
+            MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS,
+            false
+        ),
+    )
+    .unwrap();
+    let target = [0xffu8; 32];
+    p.received(
+        3,
+        &msg!(
+            OpenExtendedMiningChannelSuccess {
+                request_id: 1,
+                channel_id: 1,
+                target: (&target).into(),
+                extranonce_size: 4,
+                extranonce_prefix: (&[1u8, 2, 3, 4]).try_into().unwrap(),
+                group_channel_id: 0,
+            },
+            MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS,
+            false
+        ),
+    )
+    .unwrap();
+    let prefix = hex_bytes(
+        "01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff20020862062f503253482f04b8864e5008",
+    );
+    let suffix = hex_bytes(
+        "072f736c7573682f000000000100f2052a010000001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000",
+    );
+    let job = |id: u32| NewExtendedMiningJob {
+        channel_id: 1,
+        job_id: id,
+        min_ntime: binary_sv2::Sv2Option::new(Some(1_796_000_000)),
+        version: 0x2000_0000,
+        version_rolling_allowed: true,
+        merkle_path: Vec::new().try_into().unwrap(),
+        coinbase_tx_prefix: prefix.as_slice().try_into().unwrap(),
+        coinbase_tx_suffix: suffix.as_slice().try_into().unwrap(),
+    };
+    p.received(4, &msg!(job(0), MESSAGE_TYPE_NEW_EXTENDED_MINING_JOB, true))
+        .unwrap();
+    p.received(
+        5,
+        &msg!(
+            mining_sv2::SetNewPrevHash {
+                channel_id: 1,
+                job_id: 0,
+                prev_hash: (&[7u8; 32]).into(),
+                min_ntime: 1_796_000_000,
+                nbits: 0x1d00_ffff,
+            },
+            MESSAGE_TYPE_MINING_SET_NEW_PREV_HASH,
+            true
+        ),
+    )
+    .unwrap();
+    // Encrypted in the order they are delivered (Noise nonces count up).
+    let frames: Vec<Vec<u8>> = (1..=N as u32)
+        .map(|i| msg!(job(i), MESSAGE_TYPE_NEW_EXTENDED_MINING_JOB, true))
+        .collect();
+    let mut calls = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let t = Instant::now();
+        let out = p.received(6 + i as u64, f).unwrap();
+        calls.push(t.elapsed());
+        assert!(
+            out.actions
+                .iter()
+                .any(|a| matches!(a, PoolAction::NewJob(_))),
+            "{out:?}"
+        );
+    }
+    stats("stratum-v2, NewExtendedMiningJob frame in", calls);
+    let mut calls = Vec::new();
+    for i in 0..SHARES {
+        let t = Instant::now();
+        let out = p
+            .share_found(10_000 + i, &share(i, &N.to_string(), 0x2000_0000))
+            .unwrap();
+        calls.push(t.elapsed());
+        assert!(!sends(&out.actions).is_empty(), "{out:?}");
+    }
+    stats(
+        "stratum-v2, share handed over -> SubmitSharesExtended frame out",
+        calls,
+    );
+    eprintln!("stratum-v2 component: {} KiB", wasm.len() / 1024);
+}
+
+fn hex_bytes(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Base58check, as SRI writes keys.
+fn bs58_check(raw: &[u8]) -> String {
+    bs58::encode(raw).with_check().into_string()
+}
