@@ -6,12 +6,15 @@
 //! speaks it for the appliance on the `hashwatt:pool@0.2.0` contract,
 //! sans-IO, on the Stratum V2 reference codecs.
 //!
-//! Done: the authority key (SRI's text form, fingerprint), the Noise NX
+//! In place: the authority key (SRI's text form, fingerprint), the Noise NX
 //! handshake with the certificate checked against the key and the host's
-//! clock, and encrypted framing ([`transport`]). Still to come before the
-//! appliance loads it: the mining session (SetupConnection, standard and
-//! extended channels, jobs, SetNewPrevHash, SetTarget, shares), the
-//! component export, and interop with the reference pool.
+//! clock, encrypted framing ([`transport`]), and the mining session
+//! ([`session`]): SetupConnection, standard and extended channels, future
+//! jobs and SetNewPrevHash, SetTarget, SetExtranoncePrefix, shares,
+//! Reconnect. The host's `stratum_v2_interop` test mines with it against
+//! the reference pool. Still to come: the channel and the authority
+//! fingerprint in the panel (the contract has no place for them yet), and
+//! joining the appliance's built-in plugins.
 
 pub mod authority;
 pub mod session;
