@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use common_messages_sv2::{
     MESSAGE_TYPE_RECONNECT, MESSAGE_TYPE_SETUP_CONNECTION, MESSAGE_TYPE_SETUP_CONNECTION_ERROR,
     MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS, Protocol, Reconnect, SetupConnection,
-    SetupConnectionError,
+    SetupConnectionError, SetupConnectionSuccess,
 };
 use hashwatt_pool_sdk::{
     Action, ExtendedWork, Job, PoolConfig, PoolMachine, ReconnectRequest, Share, ShareOutcome,
@@ -93,12 +93,19 @@ struct PoolJob {
     version: u32,
     version_rolling: bool,
     work: JobWork,
+    /// Its share target, big-endian: fixed for jobs for the current block
+    /// when they arrive, and for future jobs when they are activated (a
+    /// SetTarget applies to jobs sent after it and to future jobs).
+    target: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
 enum JobWork {
     MerkleRoot(Vec<u8>),
     Coinbase {
+        /// The channel's extranonce prefix when the job arrived (a
+        /// SetExtranoncePrefix applies to later jobs only).
+        extranonce_prefix: Vec<u8>,
         prefix: Vec<u8>,
         suffix: Vec<u8>,
         branches: Vec<Vec<u8>>,
@@ -144,8 +151,12 @@ pub struct Session {
     next_sequence: u32,
     /// Sequence number → the host's share id.
     pending: BTreeMap<u32, u64>,
-    /// Share target announced last, big-endian (to skip repeats).
+    /// Share target announced to the host last, big-endian.
     target: Option<Vec<u8>>,
+    /// The channel's target for jobs to come, big-endian.
+    channel_target: Option<Vec<u8>>,
+    /// The pool said it takes no change to the version field.
+    fixed_version: bool,
     rng: Box<dyn rand::RngCore>,
     wall_clock: fn() -> u32,
     unknown_logged: HashMap<u8, u32>,
@@ -214,6 +225,8 @@ impl Session {
             next_sequence: 0,
             pending: BTreeMap::new(),
             target: None,
+            channel_target: None,
+            fixed_version: false,
             rng,
             wall_clock,
             unknown_logged: HashMap::new(),
@@ -273,6 +286,10 @@ impl Session {
         let phase = std::mem::replace(&mut self.phase, Phase::Closed);
         let (phase, r) = match (phase, frame.msg_type) {
             (Phase::Setup(mut t), MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS) => {
+                let m: SetupConnectionSuccess = binary_sv2::from_bytes(&mut payload)
+                    .map_err(|e| bad("SetupConnection.Success", e))?;
+                // REQUIRES_FIXED_VERSION: the version field must not change.
+                self.fixed_version = m.flags & 1 != 0;
                 let r = self.open_channel(&mut t, out);
                 (Phase::Opening(t), r)
             }
@@ -292,12 +309,13 @@ impl Session {
                     extranonce_size: 0,
                 };
                 let target = m.target.as_bytes().to_vec();
+                self.channel_target = Some(big_endian(&target));
                 out.push(Action::info(format!(
                     "Stratum V2: standard channel {} open (authority {})",
                     channel.id,
                     self.authority_fingerprint().unwrap_or_default()
                 )));
-                self.set_target(&target, out);
+                self.announce_target(big_endian(&target), out);
                 (Phase::Mining(t, channel), Ok(()))
             }
             (Phase::Opening(t), MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS) => {
@@ -318,12 +336,13 @@ impl Session {
                     extranonce_size: size,
                 };
                 let target = m.target.as_bytes().to_vec();
+                self.channel_target = Some(big_endian(&target));
                 out.push(Action::info(format!(
                     "Stratum V2: extended channel {} open, {size}-byte extranonce (authority {})",
                     channel.id,
                     self.authority_fingerprint().unwrap_or_default()
                 )));
-                self.set_target(&target, out);
+                self.announce_target(big_endian(&target), out);
                 (Phase::Mining(t, channel), Ok(()))
             }
             (p @ Phase::Opening(_), MESSAGE_TYPE_OPEN_MINING_CHANNEL_ERROR) => {
@@ -364,6 +383,7 @@ impl Session {
                     version: m.version,
                     version_rolling: true,
                     work: JobWork::MerkleRoot(m.merkle_root.as_bytes().to_vec()),
+                    target: None,
                 };
                 self.add_job(ch, m.job_id, m.min_ntime.into_inner(), job, out);
             }
@@ -374,6 +394,7 @@ impl Session {
                     version: m.version,
                     version_rolling: m.version_rolling_allowed,
                     work: JobWork::Coinbase {
+                        extranonce_prefix: ch.extranonce_prefix.clone(),
                         prefix: m.coinbase_tx_prefix.as_bytes().to_vec(),
                         suffix: m.coinbase_tx_suffix.as_bytes().to_vec(),
                         branches: m
@@ -382,6 +403,7 @@ impl Session {
                             .map(|h| h.as_bytes().to_vec())
                             .collect(),
                     },
+                    target: None,
                 };
                 self.add_job(ch, m.job_id, m.min_ntime.into_inner(), job, out);
             }
@@ -393,34 +415,32 @@ impl Session {
                     min_ntime: m.min_ntime,
                     nbits: m.nbits,
                 });
-                // Jobs for the old block are void; future jobs wait for theirs.
+                // Only the job it names stays valid.
                 let id = m.job_id;
                 if !self.jobs.contains_key(&id) {
                     return Err(format!(
                         "SetNewPrevHash names job {id}, which the pool never sent"
                     ));
                 }
-                if let Some(old) = self.active
-                    && old != id
-                {
-                    self.jobs.remove(&old);
-                }
+                self.jobs.retain(|j, _| *j == id);
                 self.activate(ch, id, true, out);
             }
             MESSAGE_TYPE_SET_TARGET => {
                 let m: SetTarget =
                     binary_sv2::from_bytes(payload).map_err(|e| bad("SetTarget", e))?;
-                let target = m.maximum_target.as_bytes().to_vec();
-                self.set_target(&target, out);
+                // For jobs to come and future jobs; the active job keeps
+                // its target, so only a harder one applies at once.
+                let target = big_endian(m.maximum_target.as_bytes());
+                self.channel_target = Some(target.clone());
+                if self.target.as_ref().is_none_or(|t| target < *t) {
+                    self.announce_target(target, out);
+                }
             }
             MESSAGE_TYPE_SET_EXTRANONCE_PREFIX => {
                 let m: SetExtranoncePrefix =
                     binary_sv2::from_bytes(payload).map_err(|e| bad("SetExtranoncePrefix", e))?;
+                // For jobs sent after it; earlier ones keep theirs.
                 ch.extranonce_prefix = m.extranonce_prefix.as_bytes().to_vec();
-                // The current job's coinbase changes with it: mine it anew.
-                if let Some(id) = self.active {
-                    self.activate(ch, id, true, out);
-                }
             }
             MESSAGE_TYPE_SUBMIT_SHARES_SUCCESS => {
                 let m: SubmitSharesSuccess =
@@ -463,9 +483,7 @@ impl Session {
         }
     }
 
-    fn set_target(&mut self, little_endian: &[u8], out: &mut Vec<Action>) {
-        let mut be = little_endian.to_vec();
-        be.reverse();
+    fn announce_target(&mut self, be: Vec<u8>, out: &mut Vec<Action>) {
         if self.target.as_ref() != Some(&be) {
             self.target = Some(be.clone());
             out.push(Action::SetShareTarget(be));
@@ -485,8 +503,13 @@ impl Session {
         {
             self.jobs.remove(&oldest);
         }
+        let mut job = job;
+        // A job with a time is for the current block: its target is the
+        // channel's now; a future job takes the one in force when activated.
+        if min_ntime.is_some() {
+            job.target = self.channel_target.clone();
+        }
         self.jobs.insert(id, job);
-        // A job with a time is for the current block: mine it now.
         if let Some(t) = min_ntime {
             if let Some(p) = &mut self.prev {
                 p.min_ntime = p.min_ntime.max(t);
@@ -496,30 +519,37 @@ impl Session {
     }
 
     fn activate(&mut self, ch: &Channel, id: u32, clean: bool, out: &mut Vec<Action>) {
-        let (Some(job), Some(prev)) = (self.jobs.get(&id), &self.prev) else {
+        let channel_target = self.channel_target.clone();
+        let (Some(job), Some(prev)) = (self.jobs.get_mut(&id), &self.prev) else {
             return;
         };
+        if job.target.is_none() {
+            job.target = channel_target;
+        }
         let kind = match &job.work {
             JobWork::MerkleRoot(root) => WorkKind::MerkleRoot(root.clone()),
             JobWork::Coinbase {
+                extranonce_prefix,
                 prefix,
                 suffix,
                 branches,
             } => WorkKind::Extended(ExtendedWork {
                 coinbase_prefix: prefix.clone(),
-                extranonce1: ch.extranonce_prefix.clone(),
+                extranonce1: extranonce_prefix.clone(),
                 extranonce2_size: ch.extranonce_size,
                 coinbase_suffix: suffix.clone(),
                 merkle_branches: branches.clone(),
             }),
         };
-        let version_mask = if job.version_rolling && self.config.version_rolling {
-            0x1fff_e000
-        } else {
-            0
-        };
-        self.active = Some(id);
-        out.push(Action::NewJob(Job {
+        // BIP 320's general-purpose bits, less those the job's version
+        // sets (as the contract asks).
+        let version_mask =
+            if job.version_rolling && self.config.version_rolling && !self.fixed_version {
+                0x1fff_e000 & !job.version
+            } else {
+                0
+            };
+        let new_job = Job {
             id: id.to_string(),
             kind,
             prev_hash: prev.hash.clone(),
@@ -528,7 +558,14 @@ impl Session {
             nbits: prev.nbits,
             ntime: prev.min_ntime,
             clean,
-        }));
+        };
+        let target = job.target.clone();
+        self.active = Some(id);
+        // The job's target first, so no share on it is judged by another.
+        if let Some(t) = target {
+            self.announce_target(t, out);
+        }
+        out.push(Action::NewJob(new_job));
     }
 
     fn open_channel(&mut self, t: &mut Transport, out: &mut Vec<Action>) -> Result<(), String> {
@@ -590,6 +627,13 @@ impl Session {
         };
         Self::send(t, out, message, MESSAGE_TYPE_SETUP_CONNECTION, false).map_err(|e| e.to_string())
     }
+}
+
+/// A little-endian Sv2 `U256` as the contract's big-endian bytes.
+fn big_endian(little_endian: &[u8]) -> Vec<u8> {
+    let mut be = little_endian.to_vec();
+    be.reverse();
+    be
 }
 
 fn result(id: u64, outcome: ShareOutcome) -> Action {

@@ -45,6 +45,16 @@ fn sent(actions: &[Action]) -> Vec<u8> {
 
 /// Connects, handshakes, sets up and opens a channel of `channel` kind.
 fn open(kp: Keypair, key: AuthorityKey, channel: &str) -> (Session, Pool, Vec<Action>) {
+    open_with(kp, key, channel, 0)
+}
+
+/// [`open`] with the flags the pool answers SetupConnection with.
+fn open_with(
+    kp: Keypair,
+    key: AuthorityKey,
+    channel: &str,
+    flags: u32,
+) -> (Session, Pool, Vec<Action>) {
     let mut s = Session::with_entropy(config(key, channel), Box::new(common::rng(5)), clock);
     let first = sent(&s.connected(0));
     let (mut pool, reply) = Pool::accept(&first, kp, NOW - 60, 3600);
@@ -63,7 +73,7 @@ fn open(kp: Keypair, key: AuthorityKey, channel: &str) -> (Session, Pool, Vec<Ac
     let ok = pool.send(
         SetupConnectionSuccess {
             used_version: 2,
-            flags: 0,
+            flags,
         },
         MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS,
         false,
@@ -273,8 +283,7 @@ fn extended_channel_future_jobs_prevhash_shares_and_stale_work() {
         "{out:?}"
     );
 
-    // A job for the current block is mined at once; SetTarget changes the
-    // target; the pool may send the miner elsewhere.
+    // A job for the current block is mined at once.
     let out = s.received(11, &extended_job(&mut pool, 3, false));
     let j = jobs(&out);
     assert_eq!(
@@ -282,24 +291,64 @@ fn extended_channel_future_jobs_prevhash_shares_and_stale_work() {
         (1, "3", false),
         "{out:?}"
     );
-    let mut t = [0u8; 32];
-    t[31] = 0x7f;
-    let out = s.received(
-        12,
-        &pool.send(
+    // An easier target waits for the next job (the pool judges shares on
+    // job 3 by the target it had); a harder one applies at once.
+    let set_target = |pool: &mut Pool, first_be: u8| {
+        let mut t = [0u8; 32];
+        t[31] = first_be;
+        pool.send(
             SetTarget {
                 channel_id: 7,
                 maximum_target: (&t).into(),
             },
             MESSAGE_TYPE_SET_TARGET,
             true,
+        )
+    };
+    let targets = |out: &[Action]| -> Vec<u8> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::SetShareTarget(b) => Some(b[0]),
+                _ => None,
+            })
+            .collect()
+    };
+    let out = s.received(12, &set_target(&mut pool, 0x7f));
+    assert!(
+        targets(&out).is_empty(),
+        "an easier target applied to job 3: {out:?}"
+    );
+    let out = s.received(12, &extended_job(&mut pool, 4, false));
+    assert_eq!(targets(&out), vec![0x7f], "{out:?}");
+    assert!(
+        matches!(&out[..], [Action::SetShareTarget(_), Action::NewJob(j)] if j.id == "4"),
+        "the target comes before the job it is for: {out:?}"
+    );
+    let out = s.received(12, &set_target(&mut pool, 0x01));
+    assert_eq!(
+        targets(&out),
+        vec![0x01],
+        "a harder target applies at once: {out:?}"
+    );
+    // A new extranonce prefix is for jobs sent after it: job 4 is not
+    // re-issued, job 5 carries the new prefix.
+    let out = s.received(
+        12,
+        &pool.send(
+            SetExtranoncePrefix {
+                channel_id: 7,
+                extranonce_prefix: (&[0xcc_u8, 0xdd, 0xee]).try_into().unwrap(),
+            },
+            MESSAGE_TYPE_SET_EXTRANONCE_PREFIX,
+            true,
         ),
     );
-    assert!(
-        out.iter()
-            .any(|a| matches!(a, Action::SetShareTarget(b) if b[0] == 0x7f)),
-        "{out:?}"
-    );
+    assert!(jobs(&out).is_empty(), "{out:?}");
+    let j = jobs(&s.received(12, &extended_job(&mut pool, 5, false)));
+    let WorkKind::Extended(w) = &j[0].kind else {
+        panic!("{:?}", j[0].kind)
+    };
+    assert_eq!(w.extranonce1, vec![0xcc, 0xdd, 0xee]);
     let out = s.received(
         13,
         &pool.send(
@@ -399,4 +448,41 @@ fn refusals_say_why() {
     );
     let reason = fail(&s.received(4, &garbage));
     assert!(reason.contains("malformed SetNewPrevHash"), "{reason}");
+}
+
+#[test]
+fn a_pool_that_fixes_the_version_gets_no_rolled_bits() {
+    let (kp, key) = authority(1);
+    // REQUIRES_FIXED_VERSION in SetupConnection.Success.
+    let (mut s, mut pool, _) = open_with(kp, key, "standard", 1);
+    let job = pool.send(
+        NewMiningJob {
+            channel_id: 7,
+            job_id: 1,
+            min_ntime: binary_sv2::Sv2Option::new(None),
+            version: 0x2000_0000,
+            merkle_root: (&[0x42u8; 32]).into(),
+        },
+        MESSAGE_TYPE_NEW_MINING_JOB,
+        true,
+    );
+    s.received(4, &job);
+    let j = jobs(&s.received(5, &prev_hash(&mut pool, 1, 0x33)));
+    assert_eq!(j[0].version_mask, 0, "{j:?}");
+    // Without the flag the general-purpose bits the version leaves free.
+    let (mut s, mut pool, _) = open(kp, key, "standard");
+    let job = pool.send(
+        NewMiningJob {
+            channel_id: 7,
+            job_id: 1,
+            min_ntime: binary_sv2::Sv2Option::new(None),
+            version: 0x2000_2000,
+            merkle_root: (&[0x42u8; 32]).into(),
+        },
+        MESSAGE_TYPE_NEW_MINING_JOB,
+        true,
+    );
+    s.received(4, &job);
+    let j = jobs(&s.received(5, &prev_hash(&mut pool, 1, 0x33)));
+    assert_eq!(j[0].version_mask, 0x1fff_c000, "{j:?}");
 }
