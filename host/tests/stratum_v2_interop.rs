@@ -309,8 +309,14 @@ fn reference_pool(dir: &Path, tp: std::net::SocketAddr) -> (Pool, u16, PathBuf) 
     (Pool(child), port, log)
 }
 
-/// Builds, signs and installs the plugin into `state`; the trusted key.
-fn install_plugin(dir: &Path, state: &Path) -> String {
+/// One build of `plugins/stratum-v2` at a time: the tests of this file run
+/// in parallel and share its `target/package` directory.
+static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Builds, signs and installs the plugin into `state`; the trusted key and
+/// the component that was installed.
+fn install_plugin(dir: &Path, state: &Path) -> (String, Vec<u8>) {
+    let _one = BUILD.lock().unwrap_or_else(|p| p.into_inner());
     let hashwatt = env!("CARGO_BIN_EXE_hashwatt");
     let key = dir.join("author.key");
     let public = common::succeeded(
@@ -353,7 +359,10 @@ fn install_plugin(dir: &Path, state: &Path) -> String {
             .unwrap(),
         "plugin install",
     );
-    public.trim().to_string()
+    let wasm =
+        std::fs::read(workspace().join("plugins/stratum-v2/target/package/stratum-v2/plugin.wasm"))
+            .unwrap();
+    (public.trim().to_string(), wasm)
 }
 
 async fn mine_on(channel: &str) {
@@ -363,7 +372,7 @@ async fn mine_on(channel: &str) {
     // A Stratum V1 pool second in line: failover between protocols.
     let backup = common::devpool(0.0005).await;
     let mut config = common::config(&[backup.local_addr()], 1);
-    let public = install_plugin(tmp.path(), &config.state_dir);
+    let (public, _) = install_plugin(tmp.path(), &config.state_dir);
     config.trusted_keys = vec![public];
     let url: PoolUrl = format!("stratum2+tcp://127.0.0.1:{port}/{POOL_PUBLIC}")
         .parse()
@@ -568,10 +577,7 @@ fn call_overhead_per_frame_and_share_submit_v1_vs_v2() {
     // Stratum V2, built from plugins/stratum-v2.
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    install_plugin(tmp.path(), &state);
-    let wasm =
-        std::fs::read(workspace().join("plugins/stratum-v2/target/package/stratum-v2/plugin.wasm"))
-            .unwrap();
+    let (_, wasm) = install_plugin(tmp.path(), &state);
     let v2 = PoolPluginPre::new(&runtime, "stratum-v2", &wasm).unwrap();
     let secp = Secp256k1::new();
     let kp = Keypair::new(&secp, &mut secp256k1::rand::thread_rng());
