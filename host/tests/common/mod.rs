@@ -194,3 +194,24 @@ pub fn test_template_crate(krate: &std::path::Path) -> String {
         .unwrap();
     succeeded(&out, "cargo test in the new crate")
 }
+
+/// A child process (a browser driver, a reference pool) killed and reaped
+/// when the test lets go of it, pass or fail.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port free at the time of asking, for a child process to
+/// listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
