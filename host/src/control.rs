@@ -553,13 +553,12 @@ impl Appliance {
         let series = Series::parse(&req.series, &time_zone)
             .map_err(|e| CommandError::BadArgument(e.to_string()))?;
         let price_unit = match req.price_unit.as_deref() {
-            None | Some("per-kwh") => PriceUnit::PerKwh,
-            Some("per-mwh") => PriceUnit::PerMwh,
-            Some(other) => {
-                return Err(CommandError::BadArgument(format!(
-                    "price_unit must be per-kwh or per-mwh, not {other:?}"
-                )));
-            }
+            None => PriceUnit::PerKwh,
+            Some(u) => <PriceUnit as clap::ValueEnum>::from_str(u, false).map_err(|_| {
+                CommandError::BadArgument(format!(
+                    "price_unit must be per-kwh or per-mwh, not {u:?}"
+                ))
+            })?,
         };
         let hashrate_hs = match req.terahash {
             Some(th) => th * 1e12,
@@ -573,18 +572,13 @@ impl Appliance {
                 now
             }
         };
-        let pick = |given: &Option<String>, default: &str| {
-            given
-                .clone()
-                .or_else(|| series.column(default).map(|_| default.to_string()))
-        };
         let cfg = BacktestConfig {
             full_w: req.watts.unwrap_or(config.energy.full_load_w),
             idle_w: req.idle_watts.unwrap_or(config.energy.idle_w),
             hashrate_hs,
-            price_column: pick(&req.price_column, "price"),
+            price_column: series.column_or(req.price_column.as_deref(), "price"),
             price_unit,
-            co2_column: series.column("co2").map(|_| "co2".to_string()),
+            co2_column: series.column_or(None, "co2"),
             co2_g_per_kwh: req.co2.or(config.energy.co2_g_per_kwh),
             hashprice: req.hashprice,
             ..BacktestConfig::new(&time_zone)

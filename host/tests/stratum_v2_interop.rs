@@ -466,7 +466,6 @@ fn call_overhead_per_frame_and_share_submit_v1_vs_v2() {
     };
     use hashwatt::plugin::{Limits, Runtime};
     use mining_sv2::*;
-    use std::time::Instant;
 
     const N: usize = 2000;
     // Shares per plugin: under the V2 plugin's cap on unanswered shares.
@@ -475,16 +474,6 @@ fn call_overhead_per_frame_and_share_submit_v1_vs_v2() {
     let limits = Limits {
         call_timeout: Duration::from_secs(5),
         ..Limits::default()
-    };
-    let stats = |name: &str, mut t: Vec<Duration>| {
-        t.sort();
-        let mean = t.iter().sum::<Duration>().as_secs_f64() / t.len() as f64 * 1e6;
-        eprintln!(
-            "{name}: mean {mean:.1} µs, median {:.1} µs, p99 {:.1} µs over {} calls",
-            t[t.len() / 2].as_secs_f64() * 1e6,
-            t[t.len() * 99 / 100].as_secs_f64() * 1e6,
-            t.len()
-        );
     };
     let share = |id: u64, job: &str, version: u32| ShareSubmission {
         id,
@@ -528,32 +517,25 @@ fn call_overhead_per_frame_and_share_submit_v1_vs_v2() {
         .unwrap();
     p.connected(0).unwrap();
     p.received(1, b"{\"id\":1,\"result\":[[[\"mining.notify\",\"ae6812eb4cd7735a302a8a9dd95cf71f\"]],\"08000002\",4],\"error\":null}\n{\"id\":2,\"result\":true,\"error\":null}\n{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[1]}\n").unwrap();
-    let mut calls = Vec::new();
-    for i in 0..N {
-        let line = format!(
-            "{{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"{i:x}\",\"{}\",\"01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff20020862062f503253482f04b8864e5008\",\"072f736c7573682f000000000100f2052a010000001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000\",[],\"00000002\",\"1c2ac4af\",\"504e86b9\",false]}}\n",
-            "4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000"
-        );
-        let t = Instant::now();
-        let out = p.received(2 + i as u64, line.as_bytes()).unwrap();
-        calls.push(t.elapsed());
-        assert!(
-            out.actions
-                .iter()
-                .any(|a| matches!(a, PoolAction::NewJob(_))),
-            "{out:?}"
-        );
-    }
-    stats("stratum-v1, mining.notify line in", calls);
-    let mut calls = Vec::new();
+    measure(
+        "stratum-v1, mining.notify line in",
+        0..N,
+        |i| {
+            let line = format!(
+                "{{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"{i:x}\",\"{}\",\"01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff20020862062f503253482f04b8864e5008\",\"072f736c7573682f000000000100f2052a010000001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000\",[],\"00000002\",\"1c2ac4af\",\"504e86b9\",false]}}\n",
+                "4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000"
+            );
+            p.received(2 + i as u64, line.as_bytes()).unwrap()
+        },
+        is_job,
+    );
     let last_job = format!("{:x}", N - 1);
-    for i in 0..SHARES {
-        let t = Instant::now();
-        let out = p.share_found(10_000 + i, &share(i, &last_job, 2)).unwrap();
-        calls.push(t.elapsed());
-        assert!(!sends(&out.actions).is_empty(), "{out:?}");
-    }
-    stats("stratum-v1, share handed over -> mining.submit out", calls);
+    measure(
+        "stratum-v1, share handed over -> mining.submit out",
+        0..SHARES,
+        |i| p.share_found(10_000 + i, &share(i, &last_job, 2)).unwrap(),
+        sends_bytes,
+    );
     eprintln!(
         "stratum-v1 component: {} KiB",
         hashwatt::plugin::builtin::STRATUM_V1.len() / 1024
@@ -679,33 +661,61 @@ fn call_overhead_per_frame_and_share_submit_v1_vs_v2() {
     let frames: Vec<Vec<u8>> = (1..=N as u32)
         .map(|i| msg!(job(i), MESSAGE_TYPE_NEW_EXTENDED_MINING_JOB, true))
         .collect();
-    let mut calls = Vec::new();
-    for (i, f) in frames.iter().enumerate() {
-        let t = Instant::now();
-        let out = p.received(6 + i as u64, f).unwrap();
-        calls.push(t.elapsed());
-        assert!(
-            out.actions
-                .iter()
-                .any(|a| matches!(a, PoolAction::NewJob(_))),
-            "{out:?}"
-        );
-    }
-    stats("stratum-v2, NewExtendedMiningJob frame in", calls);
-    let mut calls = Vec::new();
-    for i in 0..SHARES {
-        let t = Instant::now();
-        let out = p
-            .share_found(10_000 + i, &share(i, &N.to_string(), 0x2000_0000))
-            .unwrap();
-        calls.push(t.elapsed());
-        assert!(!sends(&out.actions).is_empty(), "{out:?}");
-    }
-    stats(
+    measure(
+        "stratum-v2, NewExtendedMiningJob frame in",
+        frames.iter().enumerate(),
+        |(i, f)| p.received(6 + i as u64, f).unwrap(),
+        is_job,
+    );
+    measure(
         "stratum-v2, share handed over -> SubmitSharesExtended frame out",
-        calls,
+        0..SHARES,
+        |i| {
+            p.share_found(10_000 + i, &share(i, &N.to_string(), 0x2000_0000))
+                .unwrap()
+        },
+        sends_bytes,
     );
     eprintln!("stratum-v2 component: {} KiB", wasm.len() / 1024);
+}
+
+/// Times `call` on each input, checks each answer with `done`, prints
+/// mean, median and p99.
+fn measure<T>(
+    name: &str,
+    inputs: impl IntoIterator<Item = T>,
+    mut call: impl FnMut(T) -> hashwatt::plugin::pool::CallOutput,
+    done: fn(&hashwatt::plugin::pool::CallOutput) -> bool,
+) {
+    let mut t = Vec::new();
+    for input in inputs {
+        let start = std::time::Instant::now();
+        let out = call(input);
+        t.push(start.elapsed());
+        assert!(done(&out), "{name}: {out:?}");
+    }
+    t.sort();
+    let mean = t.iter().sum::<Duration>().as_secs_f64() / t.len() as f64 * 1e6;
+    eprintln!(
+        "{name}: mean {mean:.1} µs, median {:.1} µs, p99 {:.1} µs over {} calls",
+        t[t.len() / 2].as_secs_f64() * 1e6,
+        t[t.len() * 99 / 100].as_secs_f64() * 1e6,
+        t.len()
+    );
+}
+
+/// The call gave the host a job.
+fn is_job(out: &hashwatt::plugin::pool::CallOutput) -> bool {
+    out.actions
+        .iter()
+        .any(|a| matches!(a, hashwatt::plugin::pool::PoolAction::NewJob(_)))
+}
+
+/// The call sent bytes to the pool.
+fn sends_bytes(out: &hashwatt::plugin::pool::CallOutput) -> bool {
+    out.actions
+        .iter()
+        .any(|a| matches!(a, hashwatt::plugin::pool::PoolAction::Send(b) if !b.is_empty()))
 }
 
 fn hex_bytes(s: &str) -> Vec<u8> {

@@ -165,6 +165,14 @@ impl Series {
             .map(|i| self.values[i].as_slice())
     }
 
+    /// The column to count from: the one `given`, else `default` if the
+    /// series has it (a `price` or `co2` column is used without being named).
+    pub fn column_or(&self, given: Option<&str>, default: &str) -> Option<String> {
+        given
+            .map(str::to_string)
+            .or_else(|| self.column(default).map(|_| default.to_string()))
+    }
+
     /// The median gap between rows (one hour for an hourly series), at
     /// least one second; one hour for a single row.
     pub fn median_interval_ms(&self) -> i64 {
@@ -1112,19 +1120,14 @@ pub mod cli {
             .with_context(|| format!("cannot read {}", args.series.display()))?;
         let series = Series::parse(&text, &args.time_zone)
             .with_context(|| format!("{}", args.series.display()))?;
-        let pick = |given: &Option<String>, default: &str| -> Option<String> {
-            given
-                .clone()
-                .or_else(|| series.column(default).map(|_| default.to_string()))
-        };
         let cfg = BacktestConfig {
             time_zone: args.time_zone.clone(),
             full_w: args.watts,
             idle_w: args.idle_watts,
             hashrate_hs: args.terahash * 1e12,
-            price_column: pick(&args.price_column, "price"),
+            price_column: series.column_or(args.price_column.as_deref(), "price"),
             price_unit: args.price_unit,
-            co2_column: pick(&args.co2_column, "co2"),
+            co2_column: series.column_or(args.co2_column.as_deref(), "co2"),
             co2_g_per_kwh: args.co2,
             hashprice: args.hashprice,
             step: Duration::from_secs(args.step),

@@ -308,14 +308,7 @@ impl Session {
                     extranonce_prefix: m.extranonce_prefix.as_bytes().to_vec(),
                     extranonce_size: 0,
                 };
-                let target = m.target.as_bytes().to_vec();
-                self.channel_target = Some(big_endian(&target));
-                out.push(Action::info(format!(
-                    "Stratum V2: standard channel {} open (authority {})",
-                    channel.id,
-                    self.authority_fingerprint().unwrap_or_default()
-                )));
-                self.announce_target(big_endian(&target), out);
+                let channel = self.channel_open(channel, m.target.as_bytes(), "standard", out);
                 (Phase::Mining(t, channel), Ok(()))
             }
             (Phase::Opening(t), MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS) => {
@@ -335,14 +328,8 @@ impl Session {
                     extranonce_prefix: m.extranonce_prefix.as_bytes().to_vec(),
                     extranonce_size: size,
                 };
-                let target = m.target.as_bytes().to_vec();
-                self.channel_target = Some(big_endian(&target));
-                out.push(Action::info(format!(
-                    "Stratum V2: extended channel {} open, {size}-byte extranonce (authority {})",
-                    channel.id,
-                    self.authority_fingerprint().unwrap_or_default()
-                )));
-                self.announce_target(big_endian(&target), out);
+                let kind = format!("extended ({size}-byte extranonce)");
+                let channel = self.channel_open(channel, m.target.as_bytes(), &kind, out);
                 (Phase::Mining(t, channel), Ok(()))
             }
             (p @ Phase::Opening(_), MESSAGE_TYPE_OPEN_MINING_CHANNEL_ERROR) => {
@@ -481,6 +468,25 @@ impl Session {
                 "Stratum V2: ignored message type {ty:#04x} ({n} so far)"
             )));
         }
+    }
+
+    /// A channel the pool opened: its target applies, the operator hears of it.
+    fn channel_open(
+        &mut self,
+        channel: Channel,
+        target_le: &[u8],
+        kind: &str,
+        out: &mut Vec<Action>,
+    ) -> Channel {
+        let target = big_endian(target_le);
+        self.channel_target = Some(target.clone());
+        out.push(Action::info(format!(
+            "Stratum V2: {kind} channel {} open (authority {})",
+            channel.id,
+            self.authority_fingerprint().unwrap_or_default()
+        )));
+        self.announce_target(target, out);
+        channel
     }
 
     fn announce_target(&mut self, be: Vec<u8>, out: &mut Vec<Action>) {
