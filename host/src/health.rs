@@ -85,7 +85,13 @@ pub fn assess(handle: &Handle, panel_up: bool, panel_configured: bool) -> Health
     };
     let c = &s.shares;
     let pool = match c.active_pool.and_then(|i| c.pools.get(i)) {
-        Some(p) => check(true, format!("connected to {}", p.url)),
+        Some(p) => check(
+            true,
+            match &p.session {
+                Some(session) => format!("connected to {} ({})", p.url, session.summary()),
+                None => format!("connected to {}", p.url),
+            },
+        ),
         None => {
             let reasons: Vec<String> = c
                 .pools

@@ -111,6 +111,59 @@ pub struct PoolStatus {
     pub disabled: Option<String>,
     /// The plugin running for this pool (`name` or `name@version`).
     pub plugin: String,
+    /// What the current connection negotiated, as its plugin reported it
+    /// (WIT `status.report-session`); `None` while disconnected and for
+    /// plugins that do not report (contract 0.2.0).
+    pub session: Option<SessionInfo>,
+}
+
+/// What a pool session negotiated, as its plugin reported it: shown beside
+/// the pool so the operator can tell a Stratum V2 extended channel to an
+/// authenticated pool from a plain Stratum V1 connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SessionInfo {
+    /// Protocol, e.g. `Stratum V2`.
+    pub protocol: String,
+    /// Channel or subscription kind, e.g. `extended`.
+    pub channel: Option<String>,
+    /// Whether the connection is encrypted.
+    pub encrypted: bool,
+    /// The identity the plugin verified the pool by, e.g. an authority
+    /// key's fingerprint.
+    pub authority: Option<String>,
+    /// Further (label, value) facts, in the plugin's order.
+    pub details: Vec<(String, String)>,
+}
+
+impl SessionInfo {
+    /// The essentials in one phrase: `Stratum V2, extended channel,
+    /// encrypted, authority 3f:a2:…`.
+    pub fn summary(&self) -> String {
+        let mut s = self.protocol.clone();
+        if let Some(c) = &self.channel {
+            s.push_str(&format!(", {c} channel"));
+        }
+        s.push_str(if self.encrypted {
+            ", encrypted"
+        } else {
+            ", unencrypted"
+        });
+        if let Some(a) = &self.authority {
+            s.push_str(&format!(", authority {a}"));
+        }
+        s
+    }
+}
+
+impl std::fmt::Display for SessionInfo {
+    /// [`SessionInfo::summary`] and then every detail, for the log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary())?;
+        for (label, value) in &self.details {
+            write!(f, ", {label} {value}")?;
+        }
+        Ok(())
+    }
 }
 
 impl Counters {

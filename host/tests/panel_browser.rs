@@ -256,12 +256,15 @@ async fn every_page_in_a_real_browser() {
         // Pools: test a connection, then add the pool through the form.
         c.goto(&format!("{base}/#/pools")).await.unwrap();
         wait_text(&c, "#pools-table", "127.0.0.1").await;
+        // What the connection negotiated, as the plugin reported it.
+        wait_text(&c, "#pools-table", "Stratum V1 · unencrypted").await;
         let url = format!("stratum+tcp://{}", second.local_addr());
         type_into(&c, "#pool-url", &url).await;
         type_into(&c, "#pool-user", "panel.worker").await;
         click(&c, "#pool-test").await;
         let tested = wait_text(&c, "#pool-test-result", "Connection works").await;
         eprintln!("test connection: {tested}");
+        wait_text(&c, "#pool-test-result", "Stratum V1 · unencrypted").await;
         click(&c, "#pool-add").await;
         wait_text(&c, "#pools-table", &second.local_addr().port().to_string()).await;
         let enabled_again = c

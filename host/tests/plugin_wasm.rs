@@ -335,17 +335,18 @@ fn a_component_built_for_pool_0_1_0_is_refused_with_both_versions() {
             assert_eq!(name, "oldpool");
             assert_eq!(*package, "hashwatt:pool");
             assert_eq!(found, "0.1.0");
-            assert_eq!(*supported, "0.2.0");
+            assert_eq!(*supported, "0.2.1");
         }
         other => panic!("expected WorldVersion, got {other}"),
     }
     assert_eq!(
         e.to_string(),
         "plugin oldpool was built for hashwatt:pool@0.1.0; this host supports \
-         hashwatt:pool@0.2.0 — rebuild it against wit/pool 0.2.0"
+         hashwatt:pool@0.2.1 — rebuild it against wit/pool 0.2.1"
     );
-    // A later minor version is refused the same way; a patch release is
-    // not refused for its version (this one then fails to link instead).
+    // A later minor version is refused the same way, and so is a later
+    // patch (it may import what this host lacks); an earlier patch is not
+    // refused for its version (this one then fails to link instead).
     let newer = component_exporting(&["hashwatt:pool/session@0.3.0"]);
     let e = PoolPluginPre::new(&runtime, "newpool", &newer)
         .err()
@@ -354,8 +355,16 @@ fn a_component_built_for_pool_0_1_0_is_refused_with_both_versions() {
         matches!(&e, PluginError::WorldVersion { found, .. } if found == "0.3.0"),
         "{e}"
     );
-    let patch = component_exporting(&["hashwatt:pool/session@0.2.7"]);
-    let e = PoolPluginPre::new(&runtime, "patch", &patch).err().unwrap();
+    let later = component_exporting(&["hashwatt:pool/session@0.2.7"]);
+    let e = PoolPluginPre::new(&runtime, "later", &later).err().unwrap();
+    assert!(
+        matches!(&e, PluginError::WorldVersion { found, .. } if found == "0.2.7"),
+        "{e}"
+    );
+    let earlier = component_exporting(&["hashwatt:pool/session@0.2.0"]);
+    let e = PoolPluginPre::new(&runtime, "earlier", &earlier)
+        .err()
+        .unwrap();
     assert!(matches!(e, PluginError::Load { .. }), "{e}");
     // Something that is no pool plugin at all says so.
     let policy = component_exporting(&["hashwatt:policy/policy@0.1.0"]);
@@ -364,7 +373,7 @@ fn a_component_built_for_pool_0_1_0_is_refused_with_both_versions() {
         .unwrap();
     assert!(
         matches!(&e, PluginError::Load { reason, .. }
-            if reason.contains("hashwatt:pool/session@0.2.0") && reason.contains("hashwatt:policy/policy@0.1.0")),
+            if reason.contains("hashwatt:pool/session@0.2.1") && reason.contains("hashwatt:policy/policy@0.1.0")),
         "{e}"
     );
 }

@@ -162,6 +162,9 @@ pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
+    /// The latest `hashwatt:pool/status.report-session` of the running
+    /// call, checked; taken by the pool host after the call.
+    pub(crate) session_report: Option<Result<crate::status::SessionInfo, String>>,
 }
 
 impl PluginState {
@@ -171,6 +174,7 @@ impl PluginState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             limiter: Limiter::new(limits, stats),
+            session_report: None,
         }
     }
 
@@ -368,6 +372,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| PluginError::Engine(e.to_string()))?;
+        pool::add_status_to_linker(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
         let weak = engine.weak();
         thread::Builder::new()
             .name("wasm-epoch".into())

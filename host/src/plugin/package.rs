@@ -219,10 +219,12 @@ impl fmt::Display for PluginKind {
     }
 }
 
-/// WIT package versions this host implements: `(package, major, minor)`;
-/// any patch release of those is compatible.
-pub const SUPPORTED_WORLDS: &[(&str, u64, u64)] =
-    &[("hashwatt:pool", 0, 2), ("hashwatt:policy", 0, 1)];
+/// WIT package versions this host implements: `(package, major, minor,
+/// patch)`. A plugin built for any patch up to that one runs; a later patch
+/// may import what this host lacks (0.2.1 added `hashwatt:pool/status`), so
+/// it is refused with a message instead of a link error.
+pub const SUPPORTED_WORLDS: &[(&str, u64, u64, u64)] =
+    &[("hashwatt:pool", 0, 2, 1), ("hashwatt:policy", 0, 1, 0)];
 
 /// A parsed and checked `plugin.toml`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -399,7 +401,7 @@ impl Manifest {
                 format!("`{}` is not `namespace:package/world`", raw.world),
             ));
         }
-        let Some(&(_, major, minor)) = SUPPORTED_WORLDS.iter().find(|(p, _, _)| *p == package)
+        let Some(&(_, major, minor, patch)) = SUPPORTED_WORLDS.iter().find(|(p, ..)| *p == package)
         else {
             return Err(ManifestError::UnsupportedWorld {
                 field: "world".into(),
@@ -411,6 +413,7 @@ impl Manifest {
         };
         if world_version.major != major
             || world_version.minor != minor
+            || world_version.patch > patch
             || !world_version.pre.is_empty()
         {
             return Err(ManifestError::UnsupportedWorld {
@@ -479,7 +482,7 @@ impl Manifest {
 fn supported_list() -> String {
     SUPPORTED_WORLDS
         .iter()
-        .map(|(p, major, minor)| format!("{p}@{major}.{minor}.x"))
+        .map(|(p, major, minor, patch)| format!("{p}@{major}.{minor}.0 to {major}.{minor}.{patch}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -953,7 +956,7 @@ mod tests {
         assert_eq!(m.kind, PluginKind::Pool);
         assert_eq!(m.capabilities.state_quota_bytes, 4096);
         assert!(m.capabilities.allows_endpoint("anything", 1));
-        let policy = "name = \"tariff\"\nversion = \"0.1.0\"\nkind = \"policy\"\nworld = \"hashwatt:policy/policy-plugin\"\nworld_version = \"0.1.7\"\n[capabilities]\nhttp_feeds = [\"https://prices.example.com/v1?zone=de\"]\n";
+        let policy = "name = \"tariff\"\nversion = \"0.1.0\"\nkind = \"policy\"\nworld = \"hashwatt:policy/policy-plugin\"\nworld_version = \"0.1.0\"\n[capabilities]\nhttp_feeds = [\"https://prices.example.com/v1?zone=de\"]\n";
         let m = Manifest::parse(policy).unwrap();
         assert_eq!(m.kind, PluginKind::Policy);
         assert_eq!(m.capabilities.http_feeds.len(), 1);
@@ -1020,7 +1023,14 @@ mod tests {
         let e = Manifest::parse(&POOL.replace("hashwatt:pool/pool-plugin", "hashwatt-pool"))
             .unwrap_err();
         assert!(matches!(e, ManifestError::Invalid { .. }), "{e}");
-        assert!(Manifest::parse(&POOL.replace("0.2.0", "0.2.9")).is_ok());
+        // 0.2.0 and 0.2.1 run; a later patch may import what this host
+        // lacks, so it is refused with the range this host supports.
+        assert!(Manifest::parse(&POOL.replace("0.2.0", "0.2.1")).is_ok());
+        let e = Manifest::parse(&POOL.replace("0.2.0", "0.2.9")).unwrap_err();
+        assert!(
+            e.to_string().contains("hashwatt:pool@0.2.0 to 0.2.1"),
+            "{e}"
+        );
         // A manifest for the previous pool contract is refused too.
         assert!(Manifest::parse(&POOL.replace("0.2.0", "0.1.0")).is_err());
     }

@@ -1,4 +1,5 @@
-//! Host side of the `hashwatt:pool@0.2.0` world: checks that a component
+//! Host side of the `hashwatt:pool@0.2.1` world (0.2.0 components run
+//! unchanged): checks that a component
 //! was built for it, asks it which URL schemes it speaks and whether a
 //! pool's settings suit it, instantiates it, drives its session and turns
 //! what it returns into validated [`PoolAction`]s and a wake-up time.
@@ -30,9 +31,10 @@ use bindings::hashwatt::pool::types as wit;
 /// The WIT package pool plugins implement.
 pub const POOL_PACKAGE: &str = "hashwatt:pool";
 /// The version of [`POOL_PACKAGE`] this host implements (`wit/pool`); a
-/// component built for another minor version (any other major) is refused
-/// with [`PluginError::WorldVersion`]. Patch releases are compatible.
-pub const POOL_WORLD_VERSION: &str = "0.2.0";
+/// component built for another minor version (any other major), or for a
+/// later patch, is refused with [`PluginError::WorldVersion`]; earlier
+/// patches of the same minor run (0.2.0 components do not import `status`).
+pub const POOL_WORLD_VERSION: &str = "0.2.1";
 /// The interface whose export version decides which contract a component
 /// was built for.
 const SESSION_INTERFACE: &str = "hashwatt:pool/session";
@@ -154,6 +156,9 @@ pub enum PoolAction {
     },
     /// The session cannot continue.
     Fail(String),
+    /// What the connection negotiated, for the operator (the plugin called
+    /// `status.report-session` during the call; the latest report wins).
+    Session(crate::status::SessionInfo),
 }
 
 /// An action the plugin returned that the host refused.
@@ -170,6 +175,9 @@ pub enum ActionError {
     /// A share target that is not 32 bytes.
     #[error("invalid share target from plugin: {0}")]
     InvalidTarget(hashwatt_work::TargetError),
+    /// A session report past the contract's limits.
+    #[error("invalid session report from plugin: {0}")]
+    InvalidSessionInfo(String),
 }
 
 /// What one call into the plugin produced.
@@ -510,8 +518,17 @@ impl PoolPlugin {
         let started = std::time::Instant::now();
         let result = f(&guest.session(), &mut self.store, self.session);
         self.store.data().stats().record_call(started.elapsed());
+        let report = self.store.data_mut().session_report.take();
         match result {
-            Ok(actions) => convert(&self.name, &self.limits, actions),
+            Ok(actions) => {
+                let mut out = convert(&self.name, &self.limits, actions)?;
+                match report {
+                    Some(Ok(info)) => out.actions.insert(0, PoolAction::Session(info)),
+                    Some(Err(reason)) => out.rejected.push(ActionError::InvalidSessionInfo(reason)),
+                    None => {}
+                }
+                Ok(out)
+            }
             Err(e) => Err(self.kill(&e)),
         }
     }
@@ -593,6 +610,73 @@ fn convert(
     Ok(out)
 }
 
+/// Most (label, value) pairs in one session report.
+pub const MAX_SESSION_DETAILS: usize = 8;
+
+impl bindings::hashwatt::pool::status::Host for PluginState {
+    fn report_session(&mut self, info: bindings::hashwatt::pool::status::SessionInfo) {
+        self.session_report = Some(check_session_info(info));
+    }
+}
+
+/// Adds `hashwatt:pool/status` (what 0.2.1 plugins import) to `linker`.
+pub(crate) fn add_status_to_linker(
+    linker: &mut wasmtime::component::Linker<PluginState>,
+) -> wasmtime::Result<()> {
+    bindings::hashwatt::pool::status::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        linker,
+        |s| s,
+    )
+}
+
+/// Checks a session report against the contract's limits (WIT
+/// `status.session-info`); the error says which limit it broke.
+fn check_session_info(
+    info: bindings::hashwatt::pool::status::SessionInfo,
+) -> Result<crate::status::SessionInfo, String> {
+    let within = |what: &str, s: &str, max: usize| {
+        if s.len() > max {
+            Err(format!("{what} is {} bytes (at most {max})", s.len()))
+        } else {
+            Ok(())
+        }
+    };
+    if info.protocol.is_empty() {
+        return Err("protocol is empty".into());
+    }
+    within("protocol", &info.protocol, 32)?;
+    if let Some(c) = &info.channel {
+        within("channel", c, 32)?;
+    }
+    if let Some(a) = &info.authority {
+        within("authority", a, 128)?;
+    }
+    if info.details.len() > MAX_SESSION_DETAILS {
+        return Err(format!(
+            "{} details (at most {MAX_SESSION_DETAILS})",
+            info.details.len()
+        ));
+    }
+    for (label, value) in &info.details {
+        within("a detail's label", label, 32)?;
+        within("a detail's value", value, 128)?;
+    }
+    // Display text: control characters (a newline forging a log line)
+    // become spaces.
+    let clean = |s: String| s.replace(char::is_control, " ");
+    Ok(crate::status::SessionInfo {
+        protocol: clean(info.protocol),
+        channel: info.channel.map(clean),
+        encrypted: info.encrypted,
+        authority: info.authority.map(clean),
+        details: info
+            .details
+            .into_iter()
+            .map(|(l, v)| (clean(l), clean(v)))
+            .collect(),
+    })
+}
+
 /// Refuses a component that does not export the session interface at the
 /// contract version this host implements, saying which version it was
 /// built for. Decided from the component's type, not from a link error.
@@ -619,8 +703,12 @@ fn check_world(
             continue;
         };
         match semver::Version::parse(version) {
+            // A later patch may import what this host lacks.
             Ok(v)
-                if v.major == supported.major && v.minor == supported.minor && v.pre.is_empty() =>
+                if v.major == supported.major
+                    && v.minor == supported.minor
+                    && v.patch <= supported.patch
+                    && v.pre.is_empty() =>
             {
                 return Ok(());
             }
@@ -723,6 +811,49 @@ fn job_spec(job: wit::Job) -> JobSpec {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn report(details: usize) -> bindings::hashwatt::pool::status::SessionInfo {
+        bindings::hashwatt::pool::status::SessionInfo {
+            protocol: "Stratum V2".into(),
+            channel: Some("extended".into()),
+            encrypted: true,
+            authority: Some("89:c8:96:89:61:69:ed:f6".into()),
+            details: (0..details)
+                .map(|i| (format!("k{i}"), "v\nforged log line".into()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn session_reports_are_bounded_and_cleaned() {
+        let ok = check_session_info(report(MAX_SESSION_DETAILS)).unwrap();
+        assert_eq!(ok.protocol, "Stratum V2");
+        assert_eq!(ok.details.len(), MAX_SESSION_DETAILS);
+        // Control characters cannot forge a log or status line.
+        assert_eq!(ok.details[0].1, "v forged log line");
+        let refuse = |f: &dyn Fn(&mut bindings::hashwatt::pool::status::SessionInfo)| {
+            let mut r = report(1);
+            f(&mut r);
+            check_session_info(r).unwrap_err()
+        };
+        assert_eq!(
+            check_session_info(report(MAX_SESSION_DETAILS + 1)).unwrap_err(),
+            "9 details (at most 8)"
+        );
+        assert_eq!(refuse(&|r| r.protocol.clear()), "protocol is empty");
+        assert_eq!(
+            refuse(&|r| r.protocol = "x".repeat(33)),
+            "protocol is 33 bytes (at most 32)"
+        );
+        assert_eq!(
+            refuse(&|r| r.authority = Some("a".repeat(129))),
+            "authority is 129 bytes (at most 128)"
+        );
+        assert_eq!(
+            refuse(&|r| r.details[0].0 = "l".repeat(33)),
+            "a detail's label is 33 bytes (at most 32)"
+        );
+    }
 
     fn good_job() -> wit::Job {
         wit::Job {
@@ -899,7 +1030,12 @@ mod tests {
     fn the_world_version_matches_what_packages_may_declare() {
         let v = semver::Version::parse(POOL_WORLD_VERSION).unwrap();
         assert!(
-            crate::plugin::package::SUPPORTED_WORLDS.contains(&(POOL_PACKAGE, v.major, v.minor)),
+            crate::plugin::package::SUPPORTED_WORLDS.contains(&(
+                POOL_PACKAGE,
+                v.major,
+                v.minor,
+                v.patch
+            )),
             "package.rs SUPPORTED_WORLDS must list {POOL_PACKAGE}@{POOL_WORLD_VERSION}"
         );
         let wit = include_str!("../../../wit/pool/pool.wit");

@@ -344,6 +344,8 @@ impl PoolDriver {
                 }
                 s.in_flight = 0;
                 s.last_disconnect = Some(ended.reason.clone());
+                // What the connection negotiated ended with it.
+                s.session = None;
             });
             // Only a session that worked for a while resets the back-off: a
             // pool that hands out a job and drops us (or asks to reconnect)
@@ -681,6 +683,18 @@ impl PoolDriver {
                     LogLevel::Error => error!(target: "hashwatt::plugin", "{message}"),
                 },
                 PoolAction::Fail(reason) => return Err(Ended::new(reason, Next::Backoff)),
+                PoolAction::Session(info) => {
+                    let mut changed = false;
+                    self.status.update_pool(self.id, |s| {
+                        changed = s.session.as_ref() != Some(&info);
+                        s.session = Some(info.clone());
+                    });
+                    // Once per change: a plugin reporting on every call
+                    // cannot flood the log.
+                    if changed {
+                        info!("session: {info}");
+                    }
+                }
             }
         }
         Ok(())

@@ -48,6 +48,9 @@ pub struct PoolTest {
     /// The steps in order (`connect`, `subscribe`, `authorize`,
     /// `first job`); steps after the first failed one are left out.
     pub steps: Vec<PoolTestStep>,
+    /// What the session negotiated, if the plugin reported it (protocol,
+    /// channel, the pool's verified identity).
+    pub session: Option<crate::status::SessionInfo>,
 }
 
 /// One step of a test connection, so the operator sees where it broke.
@@ -78,6 +81,7 @@ impl PoolTest {
                 detail: detail.into(),
                 ms: None,
             }],
+            session: None,
         }
     }
 
@@ -139,6 +143,8 @@ struct Progress {
     job: Option<(Instant, String)>,
     /// The last action the host refused (e.g. an invalid job), for context.
     refused: Option<String>,
+    /// The plugin's latest session report.
+    session: Option<crate::status::SessionInfo>,
 }
 
 impl Progress {
@@ -186,6 +192,7 @@ pub async fn probe(
         authorized: None,
         job: None,
         refused: None,
+        session: None,
     };
     let ended = session(
         stream,
@@ -199,7 +206,7 @@ pub async fn probe(
     if instance.dead().is_none() {
         let _ = call_blocking(|| instance.disconnected("test connection finished"));
     }
-    report(
+    let mut test = report(
         plugin.name(),
         &config.user,
         &format!("{host}:{port}"),
@@ -207,7 +214,9 @@ pub async fn probe(
         &progress,
         ended,
         &deadlines,
-    )
+    );
+    test.session = progress.session.take();
+    test
 }
 
 fn failed_connect(detail: String, connect_ms: u64) -> PoolTest {
@@ -219,6 +228,7 @@ fn failed_connect(detail: String, connect_ms: u64) -> PoolTest {
             detail,
             ms: Some(connect_ms),
         }],
+        session: None,
     }
 }
 
@@ -308,6 +318,7 @@ async fn session(
                 // A test submits nothing, so share results cannot come;
                 // the target only matters to a miner.
                 PoolAction::ShareResult { .. } | PoolAction::SetShareTarget(_) => {}
+                PoolAction::Session(info) => progress.session = Some(info),
             }
         }
         // The pool answered and the plugin went on with its handshake.
@@ -455,7 +466,11 @@ fn report(
         (None, Some(e)) => {
             let detail = ended_detail(e, "no answer to the subscription", d.subscribe);
             steps.push(step(STEP_SUBSCRIBE, false, detail, since(p.connected)));
-            return PoolTest { ok: false, steps };
+            return PoolTest {
+                ok: false,
+                steps,
+                session: None,
+            };
         }
         (None, None) => {
             steps.push(step(
@@ -464,7 +479,11 @@ fn report(
                 "the session ended without an answer".into(),
                 since(p.connected),
             ));
-            return PoolTest { ok: false, steps };
+            return PoolTest {
+                ok: false,
+                steps,
+                session: None,
+            };
         }
     };
     // Authorize.
@@ -481,7 +500,11 @@ fn report(
         (None, Some(e)) if p.job.is_none() || !matches!(e, Ended::Timeout { .. }) => {
             let detail = ended_detail(e, "no answer to the authorization", d.authorize);
             steps.push(step(STEP_AUTHORIZE, false, detail, since(subscribed)));
-            return PoolTest { ok: false, steps };
+            return PoolTest {
+                ok: false,
+                steps,
+                session: None,
+            };
         }
         (None, _) => {
             // Work came and no refusal: the plugin reports no verdict.
@@ -523,6 +546,7 @@ fn report(
     PoolTest {
         ok: steps.iter().all(|s| s.ok),
         steps,
+        session: None,
     }
 }
 

@@ -1,5 +1,5 @@
-//! The wasm glue: bindings for `hashwatt:pool@0.2.0` `pool-plugin`
-//! (`plugin-info` and `session`), delegating to a [`PoolMachine`] and
+//! The wasm glue: bindings for `hashwatt:pool@0.2.1` `pool-plugin`
+//! (`plugin-info` and `session` exported, `status` imported), delegating to a [`PoolMachine`] and
 //! converting between the generated WIT types and the SDK's mirror types.
 //! Used through [`crate::export_pool!`].
 
@@ -99,11 +99,13 @@ impl<M: PoolMachine> GuestSession for PluginSession<M> {
 }
 
 fn convert(actions: Vec<core::Action>) -> Vec<wit::Action> {
-    actions.into_iter().map(action).collect()
+    actions.into_iter().filter_map(action).collect()
 }
 
-fn action(a: core::Action) -> wit::Action {
-    match a {
+/// A WIT action, or `None` for what goes to the host another way (a
+/// session report, through the imported `status` interface).
+fn action(a: core::Action) -> Option<wit::Action> {
+    Some(match a {
         core::Action::Send(bytes) => wit::Action::Send(bytes),
         core::Action::NewJob(job) => wit::Action::NewJob(wit::Job {
             id: job.id,
@@ -149,5 +151,17 @@ fn action(a: core::Action) -> wit::Action {
         }),
         core::Action::Fail(reason) => wit::Action::Fail(reason),
         core::Action::WakeAt(at_ms) => wit::Action::WakeAt(at_ms),
-    }
+        core::Action::Session(info) => {
+            bindings::hashwatt::pool::status::report_session(
+                &bindings::hashwatt::pool::status::SessionInfo {
+                    protocol: info.protocol,
+                    channel: info.channel,
+                    encrypted: info.encrypted,
+                    authority: info.authority,
+                    details: info.details,
+                },
+            );
+            return None;
+        }
+    })
 }

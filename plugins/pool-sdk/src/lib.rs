@@ -1,7 +1,7 @@
 //! # Writing a hashwatt pool plugin
 //!
 //! A pool plugin speaks one pool protocol for the appliance: it is a
-//! sandboxed WebAssembly component implementing the `hashwatt:pool@0.2.0`
+//! sandboxed WebAssembly component implementing the `hashwatt:pool@0.2.1`
 //! world `pool-plugin` (`wit/pool.wit` in this crate is the contract). It is
 //! sans-IO: the host owns the TCP connection and the clock, hands the
 //! plugin what happened (connected, bytes received, a tick it asked for, a
@@ -67,7 +67,7 @@ pub mod component;
 
 pub use types::{
     Action, ExtendedWork, Job, LogEntry, LogLevel, PoolConfig, PoolMachine, ReconnectRequest,
-    Share, ShareOutcome, ShareResult, WorkKind,
+    SessionInfo, Share, ShareOutcome, ShareResult, WorkKind,
 };
 
 /// Exports a [`PoolMachine`] type as the component's `plugin-info` and

@@ -1,4 +1,4 @@
-//! Plain Rust mirrors of the `hashwatt:pool@0.2.0` WIT types.
+//! Plain Rust mirrors of the `hashwatt:pool@0.2.1` WIT types.
 //!
 //! The core state machine speaks these types so it can be compiled, tested
 //! and fuzzed natively; `component.rs` converts them to and from the
@@ -163,6 +163,28 @@ pub enum Action {
     /// Call `tick` when the host's monotonic clock reaches this many ms;
     /// replaces any earlier request.
     WakeAt(u64),
+    /// Tell the operator what this connection negotiated (WIT
+    /// `status.report-session`, contract 0.2.1); return it again when the
+    /// facts change. Not an action on the wire: the glue hands it to the
+    /// host as the call returns.
+    Session(SessionInfo),
+}
+
+/// What a connection negotiated, as the panel and status API show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The protocol, e.g. `Stratum V2` (1..=32 bytes).
+    pub protocol: String,
+    /// The channel or subscription kind, e.g. `extended` (≤ 32 bytes).
+    pub channel: Option<String>,
+    /// Whether the bytes on the wire are encrypted.
+    pub encrypted: bool,
+    /// The identity the pool was verified by, e.g. an authority key's
+    /// fingerprint (≤ 128 bytes).
+    pub authority: Option<String>,
+    /// Further (label, value) facts: at most 8, labels ≤ 32 bytes, values
+    /// ≤ 128. The host refuses a report past these limits and logs why.
+    pub details: Vec<(String, String)>,
 }
 
 impl Action {

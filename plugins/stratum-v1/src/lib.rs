@@ -3,7 +3,7 @@
 //! The protocol logic is a pure-Rust, sans-IO core ([`Session`]) that
 //! compiles natively for tests and fuzzing, built on the pool SDK
 //! (`hashwatt-pool-sdk`). On `wasm32` the SDK's `export_pool!` wraps it in
-//! the `hashwatt:pool@0.2.0` `pool-plugin` world: it
+//! the `hashwatt:pool@0.2.1` `pool-plugin` world: it
 //! claims the `stratum+tcp` URL scheme and accepts the per-pool
 //! [`settings`] `suggest_difficulty`.
 //!
@@ -26,9 +26,11 @@
 //! let actions = session.received(5, b"{\"id\":1,\"result\":[[],\"0800\",4],");
 //! assert_eq!(actions, [Action::WakeAt(30_000)]);
 //! let actions = session.received(5, b"\"error\":null}\n");
-//! // Default share target (difficulty 1), then authorize and
+//! // Default share target (difficulty 1), what the session negotiated
+//! // (for the operator), then authorize and
 //! // extranonce.subscribe requests, timed from 5 ms.
 //! assert!(matches!(actions[0], Action::SetShareTarget(_)));
+//! assert!(matches!(&actions[1], Action::Session(s) if s.protocol == "Stratum V1"));
 //! assert_eq!(actions.iter().filter(|a| matches!(a, Action::Send(_))).count(), 2);
 //! assert_eq!(actions.last(), Some(&Action::WakeAt(30_005)));
 //! ```

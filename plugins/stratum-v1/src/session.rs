@@ -20,8 +20,8 @@ use crate::jsonrpc::{self, Message};
 use crate::settings::{Settings, SettingsError};
 use crate::target;
 use crate::types::{
-    Action, ExtendedWork, Job, LogLevel, PoolConfig, PoolMachine, ReconnectRequest, Share,
-    ShareOutcome, ShareResult, WorkKind,
+    Action, ExtendedWork, Job, LogLevel, PoolConfig, PoolMachine, ReconnectRequest, SessionInfo,
+    Share, ShareOutcome, ShareResult, WorkKind,
 };
 use hashwatt_pool_sdk::hex as sdk_hex;
 
@@ -583,6 +583,32 @@ impl Session {
         }
     }
 
+    /// Tells the operator what this connection negotiated: plain Stratum
+    /// V1 over TCP, the extranonce and the version-rolling mask.
+    fn report_session(&self, out: &mut Vec<Action>) {
+        let mut details = Vec::new();
+        if let Some(en) = &self.extranonce {
+            details.push((
+                "extranonce2".to_string(),
+                format!("{} bytes", en.extranonce2_size),
+            ));
+        }
+        details.push((
+            "version rolling".to_string(),
+            match self.version_mask {
+                0 => "off".to_string(),
+                mask => format!("{mask:08x}"),
+            },
+        ));
+        out.push(Action::Session(SessionInfo {
+            protocol: "Stratum V1".into(),
+            channel: None,
+            encrypted: false,
+            authority: None,
+            details,
+        }));
+    }
+
     fn on_configure(&mut self, result: &Value, error: &Value, out: &mut Vec<Action>) {
         let negotiated = if jsonrpc::error_text(error).is_none() {
             result
@@ -650,6 +676,7 @@ impl Session {
             }
             self.difficulty_set = true;
         }
+        self.report_session(out);
         let creds = json!([self.config.user, self.config.password]);
         if self.request(out, RequestKind::Authorize, "mining.authorize", &creds) {
             self.request(
@@ -690,6 +717,7 @@ impl Session {
                 // be checked against the new extranonce1 and rejected.
                 self.reset_work = true;
                 log(out, LogLevel::Debug, "extranonce changed");
+                self.report_session(out);
                 Ok(())
             }
             "mining.set_version_mask" => {
@@ -711,6 +739,9 @@ impl Session {
                         LogLevel::Info,
                         format!("version rolling mask {:08x}", self.version_mask),
                     );
+                    if self.extranonce.is_some() {
+                        self.report_session(out);
+                    }
                 } else {
                     log(out, LogLevel::Debug, "ignoring mining.set_version_mask");
                 }

@@ -1,9 +1,9 @@
-//! # The Stratum V2 pool plugin (work in progress)
+//! # The Stratum V2 pool plugin
 //!
 //! Stratum V2 is binary, encrypted and authenticated: the miner checks
 //! that the pool's Noise key is certified by the authority key the
 //! operator pinned, and shares travel over ChaCha20-Poly1305. This crate
-//! speaks it for the appliance on the `hashwatt:pool@0.2.0` contract,
+//! speaks it for the appliance on the `hashwatt:pool@0.2.1` contract,
 //! sans-IO, on the Stratum V2 reference codecs.
 //!
 //! In place: the authority key (SRI's text form, fingerprint), the Noise NX
@@ -11,10 +11,10 @@
 //! clock, encrypted framing ([`transport`]), and the mining session
 //! ([`session`]): SetupConnection, standard and extended channels, future
 //! jobs and SetNewPrevHash, SetTarget, SetExtranoncePrefix, shares,
-//! Reconnect. The host's `stratum_v2_interop` test mines with it against
-//! the reference pool. Still to come: the channel and the authority
-//! fingerprint in the panel (the contract has no place for them yet), and
-//! joining the appliance's built-in plugins.
+//! Reconnect; once a channel is open it reports the session (protocol,
+//! channel kind, the authority key's fingerprint) for the panel. The
+//! host's `stratum_v2_interop` test mines with it against the reference
+//! pool.
 
 pub mod authority;
 pub mod session;

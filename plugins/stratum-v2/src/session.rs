@@ -14,8 +14,8 @@ use common_messages_sv2::{
     SetupConnectionError, SetupConnectionSuccess,
 };
 use hashwatt_pool_sdk::{
-    Action, ExtendedWork, Job, PoolConfig, PoolMachine, ReconnectRequest, Share, ShareOutcome,
-    ShareResult, WorkKind, settings,
+    Action, ExtendedWork, Job, PoolConfig, PoolMachine, ReconnectRequest, SessionInfo, Share,
+    ShareOutcome, ShareResult, WorkKind, settings,
 };
 use mining_sv2::*;
 
@@ -485,8 +485,43 @@ impl Session {
             channel.id,
             self.authority_fingerprint().unwrap_or_default()
         )));
+        self.report_session(&channel, out);
         self.announce_target(target, out);
         channel
+    }
+
+    /// Tells the operator what the connection negotiated: an encrypted
+    /// Stratum V2 channel, to the pool the pinned authority key certified
+    /// (the handshake refused any other). Only extended channels roll an
+    /// extranonce.
+    fn report_session(&self, channel: &Channel, out: &mut Vec<Action>) {
+        let kind = if channel.extranonce_size > 0 {
+            "extended"
+        } else {
+            "standard"
+        };
+        let mut details = vec![("channel id".to_string(), channel.id.to_string())];
+        if channel.extranonce_size > 0 {
+            details.push((
+                "extranonce".to_string(),
+                format!("{} bytes rolled", channel.extranonce_size),
+            ));
+        }
+        let rolling = if !self.config.version_rolling {
+            "off".to_string()
+        } else if self.fixed_version {
+            "refused by the pool (fixed version)".to_string()
+        } else {
+            "1fffe000".to_string()
+        };
+        details.push(("version rolling".to_string(), rolling));
+        out.push(Action::Session(SessionInfo {
+            protocol: "Stratum V2".into(),
+            channel: Some(kind.into()),
+            encrypted: true,
+            authority: self.authority_fingerprint(),
+            details,
+        }));
     }
 
     fn announce_target(&mut self, be: Vec<u8>, out: &mut Vec<Action>) {

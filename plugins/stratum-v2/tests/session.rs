@@ -185,6 +185,29 @@ fn extended_channel_future_jobs_prevhash_shares_and_stale_work() {
     let mut want = [0u8; 32];
     want[2] = 0x01;
     assert_eq!(targets, vec![want.to_vec()], "{out:?}");
+    // The operator learns what was negotiated, with the key's fingerprint.
+    let reports: Vec<_> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Session(info) => Some(info.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reports,
+        vec![hashwatt_pool_sdk::SessionInfo {
+            protocol: "Stratum V2".into(),
+            channel: Some("extended".into()),
+            encrypted: true,
+            authority: Some(key.fingerprint()),
+            details: vec![
+                ("channel id".into(), "7".into()),
+                ("extranonce".into(), "8 bytes rolled".into()),
+                ("version rolling".into(), "1fffe000".into()),
+            ],
+        }],
+        "{out:?}"
+    );
 
     // A future job waits for its previous hash.
     let out = s.received(4, &extended_job(&mut pool, 1, true));
@@ -371,7 +394,16 @@ fn extended_channel_future_jobs_prevhash_shares_and_stale_work() {
 #[test]
 fn standard_channel_mines_the_pools_merkle_root() {
     let (kp, key) = authority(1);
-    let (mut s, mut pool, _) = open(kp, key, "standard");
+    let fingerprint = key.fingerprint();
+    let (mut s, mut pool, out) = open(kp, key, "standard");
+    let report = out.iter().find_map(|a| match a {
+        Action::Session(info) => Some(info.clone()),
+        _ => None,
+    });
+    let report = report.expect("a session report");
+    assert_eq!(report.channel.as_deref(), Some("standard"));
+    assert_eq!(report.authority, Some(fingerprint));
+    assert_eq!(report.details[0], ("channel id".into(), "7".into()));
     let job = pool.send(
         NewMiningJob {
             channel_id: 7,

@@ -1124,13 +1124,30 @@
           el('span', { class: 'sr-only', text: s.ok ? 'passed: ' : 'failed: ' }),
           el('span', { class: 'step-name', text: s.step }),
           el('span', { class: 'step-detail', text: s.detail || '' }),
-          el('span', { class: 'step-ms', text: isNum(s.ms) ? s.ms + ' ms' : '' })))));
+          el('span', { class: 'step-ms', text: isNum(s.ms) ? s.ms + ' ms' : '' })))),
+        r && r.session ? el('p', { class: 'sub session', title: sessionDetails(r.session), text: sessionLine(r.session) }) : '');
+    }
+
+    // One line for what a connection negotiated (reported by its plugin):
+    // "Stratum V2 · extended channel · encrypted · authority 89:c8:…".
+    function sessionLine(s) {
+      if (!s || typeof s.protocol !== 'string') return '';
+      const parts = [s.protocol];
+      if (s.channel) parts.push(s.channel + ' channel');
+      parts.push(s.encrypted ? 'encrypted' : 'unencrypted');
+      if (s.authority) parts.push('authority ' + s.authority);
+      return parts.join(' · ');
+    }
+    function sessionDetails(s) {
+      const d = s && Array.isArray(s.details) ? s.details : [];
+      return d.filter((p) => Array.isArray(p) && p.length === 2).map((p) => p[0] + ': ' + p[1]).join('; ');
     }
 
     function statCells(st) {
       st = st || {};
       const state = st.state || 'unknown';
       return {
+        session: st.session ? el('span', { class: 'session', title: sessionDetails(st.session), text: sessionLine(st.session) }) : '',
         state: [badge(state, POOL_STATE_CLASS[state] || 'plain'), st.disabled ? el('span', { class: 'sub', text: st.disabled }) : null],
         accepted: fmtInt(st.accepted),
         rejected: fmtInt(st.rejected),
@@ -1143,7 +1160,7 @@
     }
     function fillStats(tr, st) {
       const c = statCells(st);
-      for (const k of ['state', 'accepted', 'rejected', 'stale', 'connects', 'last_disconnect', 'plugin_error']) {
+      for (const k of ['session', 'state', 'accepted', 'rejected', 'stale', 'connects', 'last_disconnect', 'plugin_error']) {
         const td = tr.querySelector('[data-f="' + k + '"]');
         if (!td) continue;
         const v = c[k];
@@ -1167,7 +1184,8 @@
         });
         const tr = el('tr', { dataset: { poolId: String(p.id) }, class: p.enabled === false ? 'muted' : null },
           el('td', { class: 'num', text: String(i + 1) }),
-          el('td', { class: 'break pool-cell' }, el('span', { class: 'pool-url' }, breakable(p.url)), el('span', { class: 'sub', text: p.user || DASH })),
+          el('td', { class: 'break pool-cell' }, el('span', { class: 'pool-url' }, breakable(p.url)), el('span', { class: 'sub', text: p.user || DASH }),
+            el('span', { class: 'sub', 'data-f': 'session' })),
           el('td', { 'data-f': 'state' }),
           el('td', { class: 'num', 'data-f': 'accepted' }),
           el('td', { class: 'num', 'data-f': 'rejected' }),
