@@ -442,6 +442,22 @@ pub fn render(snapshot: &Snapshot, extra: &MetricsExtra) -> String {
             .map(|p| (pool_labels(p), i64::from(c.active_pool_id == Some(p.id))))
             .collect(),
     );
+    s.flag(
+        "pool_session_info",
+        "1 per connected pool whose plugin reported what the session negotiated (protocol, channel, encryption, authority)",
+        c.pools
+            .iter()
+            .filter_map(|p| {
+                let session = p.session.as_ref()?;
+                let mut l = pool_labels(p);
+                l.push(("protocol", label(&session.protocol)));
+                l.push(("channel", label(session.channel.as_deref().unwrap_or(""))));
+                l.push(("encrypted", session.encrypted.to_string()));
+                l.push(("authority", label(session.authority.as_deref().unwrap_or(""))));
+                Some((l, 1))
+            })
+            .collect(),
+    );
     s.counter(
         "plugin_restarts",
         "Times a pool's plugin instance was restarted after a failure",
@@ -627,6 +643,11 @@ pub(crate) mod tests {
                         connects: 1,
                         plugin_restarts: 2,
                         plugin: "stratum-v1 (built in)".into(),
+                        session: Some(crate::status::SessionInfo {
+                            protocol: "Stratum V1".into(),
+                            details: vec![("extranonce2".into(), "8 bytes".into())],
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     },
                     PoolStatus {
@@ -704,6 +725,7 @@ pub(crate) mod tests {
             "hashwatt_pool_state{pool=\"stratum+tcp://backup.example:3333\",pool_id=\"9\",plugin=\"stratum-v1 (built in)\",state=\"off\"} 1",
             "hashwatt_pool_active{pool=\"stratum+tcp://pool.example:3333\",pool_id=\"7\"} 1",
             "hashwatt_pool_active{pool=\"stratum+tcp://backup.example:3333\",pool_id=\"9\"} 0",
+            "hashwatt_pool_session_info{pool=\"stratum+tcp://pool.example:3333\",pool_id=\"7\",protocol=\"Stratum V1\",channel=\"\",encrypted=\"false\",authority=\"\"} 1",
             "hashwatt_plugin_restarts_total{pool=\"stratum+tcp://pool.example:3333\",pool_id=\"7\"} 2",
             "hashwatt_plugin_refused_actions_total 1",
             "hashwatt_policy_failures_total{policy=\"surplus\"} 3",
