@@ -224,7 +224,7 @@ fn signed_but_invalid_manifests_are_refused() {
         ),
         "{e}"
     );
-    assert!(e.to_string().contains("hashwatt:pool@0.2.x"), "{e}");
+    assert!(e.to_string().contains("hashwatt:pool@0.2.0 to 0.2.1"), "{e}");
 
     let mixed = MANIFEST.replace("kind = \"pool\"", "kind = \"policy\"");
     let e = package::load_package(&force_signed(tmp.path(), "mixed", &mixed, &k), &t).unwrap_err();
@@ -259,7 +259,7 @@ fn policy_manifest_around_a_pool_component_is_a_kind_mismatch() {
         ),
         "{e}"
     );
-    assert!(e.to_string().contains("hashwatt:pool/session@0.2.0"), "{e}");
+    assert!(e.to_string().contains("hashwatt:pool/session@0.2.1"), "{e}");
     assert!(
         cli::list(&state, &t).unwrap().is_empty(),
         "nothing installed"
