@@ -772,8 +772,15 @@ async fn mine_on(channel: &str) {
         .expect("appliance starts");
     let pool_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let counters = || app.counters();
-    let got = common::wait_for(Duration::from_secs(120), || counters().accepted >= 3).await;
+    let got = common::wait_for(Duration::from_secs(120), || {
+        counters().pools[0].accepted >= 3
+    })
+    .await;
     let c = counters();
+    // The V1 pool answers first and may get a share or two in the tens of
+    // milliseconds before the V2 channel's first job; from then on it must
+    // get none while the V2 pool is healthy.
+    let (v1_early, backup_early) = (c.pools[1].accepted, backup.stats().accepted);
     assert!(
         got,
         "{channel} channel: no accepted shares ({c:?});\npool log:\n{}",
@@ -821,14 +828,16 @@ async fn mine_on(channel: &str) {
     eprintln!("{channel} channel: {c:?}");
     let v2 = c.pools[0].accepted;
     assert_eq!(
-        c.pools[1].accepted, 0,
+        c.pools[1].accepted, v1_early,
         "the V1 backup mined while the V2 pool was healthy"
     );
     // The V2 pool goes away: mining fails over to the V1 pool, as between
     // two V1 pools.
     drop(pool);
     assert!(
-        common::wait_for(Duration::from_secs(60), || backup.stats().accepted >= 2).await,
+        common::wait_for(Duration::from_secs(60), || backup.stats().accepted
+            >= backup_early + 2)
+        .await,
         "{channel}: no failover to the Stratum V1 pool: {:?}",
         counters()
     );
