@@ -6,20 +6,26 @@
 //! stale submission, and when the V2 pool goes away mining fails over to
 //! a Stratum V1 pool.
 //!
-//! The pool needs a template provider. No Bitcoin Core with the IPC
-//! interface can be had here, so a small one on the reference
-//! template-distribution crates stands in: it answers the pool's Noise
-//! handshake and setup, hands out templates of an empty regtest-difficulty
-//! chain (`nbits` 0x207fffff) and moves the chain on when asked.
+//! The pool needs a template provider. Bitcoin Core's own (over its IPC
+//! interface) cannot be had here, so a small one on the reference
+//! template-distribution crates speaks for a real Bitcoin Knots 29.5
+//! regtest node (installed by `.ci/install-knots` into `target/tools`): it
+//! turns the node's `getblocktemplate` into `NewTemplate` and
+//! `SetNewPrevHash`, follows the node's tip, and turns the pool's
+//! `SubmitSolution` into a full block that the node checks and, at the
+//! test's block difficulty, accepts with `submitblock`. The test then asks
+//! the node that the appliance's blocks are on its chain, paying the
+//! pool's coinbase script, and has the node mine a competitor's block to
+//! move the tip under the miner.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{ChildGuard as Pool, free_port};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use common::{ChildGuard, ChildGuard as Pool, free_port};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use codec_sv2::{Decrypted, Handshake, NoiseDecoder, NoiseEncoder};
@@ -33,7 +39,6 @@ use secp256k1::{Keypair, Secp256k1};
 use template_distribution_sv2::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 /// SRI's published example authority key pair (its pool configurations
 /// ship with it); fine for a loopback test, never for a real pool.
@@ -54,41 +59,202 @@ fn pool_binary() -> PathBuf {
     bin
 }
 
-/// The template provider: one pool connection at a time.
-struct TemplateProvider {
-    addr: std::net::SocketAddr,
-    /// Ask for a new block (new template and previous hash).
-    new_block: Arc<Notify>,
-    /// Blocks announced so far.
-    blocks: Arc<AtomicU64>,
+fn bitcoind_binary() -> PathBuf {
+    let bin = workspace().join("target/tools/bin/bitcoind");
+    assert!(
+        bin.exists(),
+        "{} is missing: bash .ci/install-knots installs Bitcoin Knots there (.ci/test does it)",
+        bin.display()
+    );
+    bin
 }
 
-async fn template_provider() -> TemplateProvider {
+/// The node's RPC credentials, `hw:hw`, as an HTTP Basic header.
+const RPC_AUTH: &str = "Basic aHc6aHc=";
+
+/// Where the pool's coinbase pays: the witness program of the address
+/// SRI's example configurations use, as a regtest address.
+const POOL_ADDRESS: &str = "bcrt1qa0sm0hxzj0x25rh8gw5xlzwlsfvvyz8u8nhukw";
+
+/// Where the node's own ("a competitor's") blocks pay.
+const COMPETITOR_ADDRESS: &str = "bcrt1qzyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3lgth6c";
+
+/// JSON-RPC over HTTP to the node on loopback.
+#[derive(Clone)]
+struct Rpc {
+    url: String,
+}
+
+impl Rpc {
+    /// One call; the node's `error` as `Err`.
+    fn call(&self, method: &str, params: serde_json::Value) -> Result<serde_json::Value, String> {
+        let body =
+            serde_json::json!({"jsonrpc": "1.0", "id": 1, "method": method, "params": params});
+        let text = match ureq::post(&self.url)
+            .set("Authorization", RPC_AUTH)
+            .set("Content-Type", "application/json")
+            .timeout(Duration::from_secs(30))
+            .send_string(&body.to_string())
+        {
+            // The node answers RPC errors with HTTP 500 and a JSON body.
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r.into_string(),
+            Err(e) => return Err(format!("{method}: {e}")),
+        }
+        .map_err(|e| format!("{method}: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{method}: {e}: {text}"))?;
+        if v["error"].is_null() {
+            Ok(v["result"].clone())
+        } else {
+            Err(format!("{method}: {}", v["error"]))
+        }
+    }
+
+    /// [`Rpc::call`] off the async workers (the appliance mines on them).
+    async fn acall(
+        &self,
+        method: &'static str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let rpc = self.clone();
+        tokio::task::spawn_blocking(move || rpc.call(method, params))
+            .await
+            .map_err(|e| format!("{method}: {e}"))?
+    }
+}
+
+/// A Bitcoin Knots regtest node with its own datadir, on loopback only,
+/// killed when dropped.
+struct Node {
+    rpc: Rpc,
+    _child: ChildGuard,
+}
+
+impl Node {
+    fn start(datadir: &Path) -> Node {
+        std::fs::create_dir_all(datadir).unwrap();
+        let port = free_port();
+        let mut child = ChildGuard(
+            Command::new(bitcoind_binary())
+                .arg("-regtest")
+                .arg(format!("-datadir={}", datadir.display()))
+                .args([
+                    "-server",
+                    "-listen=0",
+                    "-connect=0",
+                    "-dnsseed=0",
+                    "-disablewallet",
+                    "-printtoconsole=0",
+                    "-rpcbind=127.0.0.1",
+                    "-rpcallowip=127.0.0.1",
+                    "-rpcuser=hw",
+                    "-rpcpassword=hw",
+                ])
+                .arg(format!("-rpcport={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("bitcoind starts"),
+        );
+        let rpc = Rpc {
+            url: format!("http://127.0.0.1:{port}/"),
+        };
+        let start = std::time::Instant::now();
+        // Until the RPC server is up and past its warm-up (error -28).
+        while let Err(e) = rpc.call("getblockchaininfo", serde_json::json!([])) {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(mut s) = child.0.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut s, &mut err);
+                }
+                panic!(
+                    "bitcoind exited ({status}): {err}\n{}",
+                    std::fs::read_to_string(datadir.join("regtest/debug.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "bitcoind's RPC did not come up: {e}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Node { rpc, _child: child }
+    }
+
+    /// Mines one block paying `COMPETITOR_ADDRESS`; its hash.
+    async fn mine_competitor_block(&self) -> String {
+        let hashes = self
+            .rpc
+            .acall(
+                "generatetoaddress",
+                serde_json::json!([1, COMPETITOR_ADDRESS]),
+            )
+            .await
+            .expect("generatetoaddress");
+        hashes[0].as_str().expect("a block hash").to_string()
+    }
+}
+
+/// What the template provider saw and did, for the test's checks.
+#[derive(Debug, Default, Clone)]
+struct TpStats {
+    /// Templates announced (NewTemplate + SetNewPrevHash pairs).
+    announced: u64,
+    /// The previous-block hash (RPC hex) last announced.
+    tip: String,
+    /// SubmitSolution messages from the pool.
+    solutions: u64,
+    /// Solutions on a tip the node had already left (not checked).
+    stale: u64,
+    /// Solutions the node found valid but below `BLOCK_BITS` (not submitted).
+    weak: u64,
+    /// Hashes of the blocks the node accepted with `submitblock`.
+    blocks: Vec<String>,
+    /// Solutions the node refused, with its reason.
+    refused: Vec<String>,
+}
+
+/// The template provider: one pool connection at a time, each on the
+/// node's current tip.
+struct TemplateProvider {
+    addr: std::net::SocketAddr,
+    stats: Arc<Mutex<TpStats>>,
+}
+
+impl TemplateProvider {
+    fn stats(&self) -> TpStats {
+        self.stats.lock().unwrap().clone()
+    }
+}
+
+async fn template_provider(rpc: Rpc) -> TemplateProvider {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let new_block = Arc::new(Notify::new());
-    let blocks = Arc::new(AtomicU64::new(0));
-    let (nb, bl) = (new_block.clone(), blocks.clone());
+    let stats = Arc::new(Mutex::new(TpStats::default()));
+    let st = stats.clone();
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
-            let (nb, bl) = (nb.clone(), bl.clone());
+            let (rpc, st) = (rpc.clone(), st.clone());
             tokio::spawn(async move {
-                if let Err(e) = serve_pool(socket, nb, bl).await {
+                if let Err(e) = serve_pool(socket, rpc, st).await {
                     eprintln!("template provider: {e}");
                 }
             });
         }
     });
-    TemplateProvider {
-        addr,
-        new_block,
-        blocks,
-    }
+    TemplateProvider { addr, stats }
 }
 
-/// The chain's difficulty: 0.2, so about one share in twenty (at the
-/// channel's difficulty for the nominal hashrate below) is a block.
-const NBITS: u32 = 0x1d04_fffb;
+/// The difficulty at which a solution becomes a block on the node: 0.04,
+/// about one share in four at the channel's difficulty for the nominal
+/// hashrate below. Regtest's own (`nbits` 0x207fffff, which goes into the
+/// header) makes every share a block, and the reference pool judges blocks
+/// by `nbits` alone (`channels_sv2` ignores `SetNewPrevHash.target`): each
+/// share would move the chain and race the shares in flight into stale
+/// rejections. So the pool submits every share as a solution, the node
+/// checks each in full (`getblocktemplate` proposal mode), and only those
+/// that also meet this target are submitted as blocks.
+const BLOCK_BITS: u32 = 0x1d18_ffe7;
 
 /// Hashrate announced to the pool (a debug-build CPU core hashes ~15 MH/s).
 const NOMINAL_HS: f64 = 2e7;
@@ -106,6 +272,16 @@ fn target_le(nbits: u32) -> [u8; 32] {
     t
 }
 
+/// Whether a hash (little-endian, as computed) is at most `target`.
+fn meets(hash: &[u8; 32], target: &[u8; 32]) -> bool {
+    hash.iter().rev().cmp(target.iter().rev()) != std::cmp::Ordering::Greater
+}
+
+fn sha256d(data: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(Sha256::digest(data)).into()
+}
+
 fn now_s() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -113,10 +289,150 @@ fn now_s() -> u32 {
         .as_secs() as u32
 }
 
+/// The block height as BIP34 wants it first in the coinbase script:
+/// `CScript() << height`, i.e. OP_1..OP_16 or a minimal number push.
+fn bip34_height(height: u64) -> Vec<u8> {
+    if (1..=16).contains(&height) {
+        return vec![0x50 + height as u8];
+    }
+    let mut n = Vec::new();
+    let mut h = height;
+    while h > 0 {
+        n.push(h as u8);
+        h >>= 8;
+    }
+    if n.last().is_some_and(|b| b & 0x80 != 0) {
+        n.push(0);
+    }
+    let mut push = vec![n.len() as u8];
+    push.extend(n);
+    push
+}
+
+/// A template handed to the pool, kept to rebuild its blocks.
+struct Template {
+    prev_hex: String,
+    /// The previous-block hash in header byte order.
+    prev_hash: [u8; 32],
+    bits: u32,
+}
+
+/// What of the node's `getblocktemplate` goes into `NewTemplate` and
+/// `SetNewPrevHash`.
+struct Gbt {
+    version: u32,
+    coinbase_prefix: Vec<u8>,
+    value: u64,
+    /// Serialized outputs the coinbase must carry.
+    outputs: Vec<u8>,
+    curtime: u32,
+    template: Template,
+}
+
+fn from_gbt(gbt: &serde_json::Value) -> Gbt {
+    assert!(
+        gbt["transactions"].as_array().is_some_and(|t| t.is_empty()),
+        "the regtest mempool should be empty: {gbt}"
+    );
+    let prev_hex = gbt["previousblockhash"].as_str().unwrap().to_string();
+    let mut prev_hash: [u8; 32] = hex::decode(&prev_hex).unwrap().try_into().unwrap();
+    prev_hash.reverse();
+    let bits = u32::from_str_radix(gbt["bits"].as_str().unwrap(), 16).unwrap();
+    // The witness commitment output, as a template provider sends it: the
+    // pool's coinbase carries the BIP141 witness reserved value.
+    let commitment = hex::decode(gbt["default_witness_commitment"].as_str().unwrap()).unwrap();
+    let mut outputs = 0u64.to_le_bytes().to_vec();
+    outputs.push(commitment.len() as u8);
+    outputs.extend(&commitment);
+    Gbt {
+        version: gbt["version"].as_u64().unwrap() as u32,
+        coinbase_prefix: bip34_height(gbt["height"].as_u64().unwrap()),
+        value: gbt["coinbasevalue"].as_u64().unwrap(),
+        outputs,
+        curtime: gbt["curtime"].as_u64().unwrap() as u32,
+        template: Template {
+            prev_hex,
+            prev_hash,
+            bits,
+        },
+    }
+}
+
+/// Reads a Bitcoin CompactSize at `*at`.
+fn compact_size(tx: &[u8], at: &mut usize) -> usize {
+    let first = tx[*at];
+    let (n, len) = match first {
+        0xfd => (
+            u16::from_le_bytes(tx[*at + 1..*at + 3].try_into().unwrap()) as usize,
+            3,
+        ),
+        0xfe => (
+            u32::from_le_bytes(tx[*at + 1..*at + 5].try_into().unwrap()) as usize,
+            5,
+        ),
+        0xff => (
+            u64::from_le_bytes(tx[*at + 1..*at + 9].try_into().unwrap()) as usize,
+            9,
+        ),
+        n => (n as usize, 1),
+    };
+    *at += len;
+    n
+}
+
+/// A transaction without its BIP141 marker, flag and witnesses: what its
+/// txid (and so the merkle root) is computed over.
+fn without_witness(tx: &[u8]) -> Vec<u8> {
+    if tx[4] != 0 {
+        return tx.to_vec();
+    }
+    let mut at = 6;
+    let body_start = at;
+    let inputs = compact_size(tx, &mut at);
+    for _ in 0..inputs {
+        at += 36;
+        let script = compact_size(tx, &mut at);
+        at += script + 4;
+    }
+    let outputs = compact_size(tx, &mut at);
+    for _ in 0..outputs {
+        at += 8;
+        let script = compact_size(tx, &mut at);
+        at += script;
+    }
+    let body_end = at;
+    let mut stripped = tx[..4].to_vec();
+    stripped.extend(&tx[body_start..body_end]);
+    stripped.extend(&tx[tx.len() - 4..]);
+    stripped
+}
+
+/// The full block of a solution: its header hash (little-endian) and the
+/// serialized block.
+fn block_of(
+    t: &Template,
+    version: u32,
+    time: u32,
+    nonce: u32,
+    coinbase: &[u8],
+) -> ([u8; 32], Vec<u8>) {
+    let mut block = version.to_le_bytes().to_vec();
+    block.extend(t.prev_hash);
+    // The coinbase is the only transaction: the merkle root is its txid.
+    block.extend(sha256d(&without_witness(coinbase)));
+    block.extend(time.to_le_bytes());
+    block.extend(t.bits.to_le_bytes());
+    block.extend(nonce.to_le_bytes());
+    let hash = sha256d(&block);
+    block.push(1);
+    block.extend(coinbase);
+    (hash, block)
+}
+
 async fn serve_pool(
     mut socket: tokio::net::TcpStream,
-    new_block: Arc<Notify>,
-    blocks: Arc<AtomicU64>,
+    rpc: Rpc,
+    stats: Arc<Mutex<TpStats>>,
 ) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Debug| format!("{x:?}");
     // Noise NX as the responder, with a throwaway authority key (the pool
@@ -142,58 +458,55 @@ async fn serve_pool(
             AsRef::<[u8]>::as_ref(&b).to_vec()
         }};
     }
+    let mut templates: HashMap<u64, Template> = HashMap::new();
     let mut template_id = 0u64;
-    let mut prev = [0u8; 32];
-    let announce = |encoder: &mut NoiseEncoder,
-                    enc: &mut codec_sv2::TransportEncryptState,
-                    template_id: &mut u64,
-                    prev: &mut [u8; 32]|
-     -> Result<Vec<u8>, String> {
-        *template_id += 1;
-        let height = blocks.fetch_add(1, Ordering::SeqCst) + 1;
-        // A fresh previous hash per block.
-        prev[..8].copy_from_slice(&height.to_le_bytes());
-        prev[31] = 0x5a;
-        let h = (height as u32).to_le_bytes();
-        let prefix = [0x03, h[0], h[1], h[2]];
-        let template = NewTemplate {
-            template_id: *template_id,
-            future_template: true,
-            version: 0x2000_0000,
-            coinbase_tx_version: 2,
-            coinbase_prefix: (&prefix).try_into().unwrap(),
-            coinbase_tx_input_sequence: 0xffff_ffff,
-            coinbase_tx_value_remaining: 5_000_000_000,
-            coinbase_tx_outputs_count: 0,
-            coinbase_tx_outputs: (&[0u8; 0]).try_into().unwrap(),
-            coinbase_tx_locktime: 0,
-            merkle_path: Vec::new().try_into().unwrap(),
-        };
-        let target = target_le(NBITS);
-        let prevhash = SetNewPrevHash {
-            template_id: *template_id,
-            prev_hash: (&*prev).into(),
-            header_timestamp: now_s(),
-            n_bits: NBITS,
-            target: (&target).into(),
-        };
-        let mut out = Vec::new();
-        let f = MessageFrame::from_message(template, MESSAGE_TYPE_NEW_TEMPLATE, 0, false)
-            .map_err(|x| format!("{x:?}"))?;
-        let b = encoder
-            .encode_transport(f, enc)
-            .map_err(|x| format!("{x:?}"))?;
-        out.extend_from_slice(AsRef::<[u8]>::as_ref(&b));
-        let f = MessageFrame::from_message(prevhash, MESSAGE_TYPE_SET_NEW_PREV_HASH, 0, false)
-            .map_err(|x| format!("{x:?}"))?;
-        let b = encoder
-            .encode_transport(f, enc)
-            .map_err(|x| format!("{x:?}"))?;
-        out.extend_from_slice(AsRef::<[u8]>::as_ref(&b));
-        Ok(out)
-    };
+    // The tip last announced; none before the pool's constraints arrive.
+    let mut announced: Option<String> = None;
+    // A template on the node's current tip, as the two frames.
+    macro_rules! announce {
+        () => {{
+            let gbt = rpc
+                .acall("getblocktemplate", serde_json::json!([{"rules": ["segwit"]}]))
+                .await?;
+            template_id += 1;
+            let g = from_gbt(&gbt);
+            let target = target_le(BLOCK_BITS);
+            let template = NewTemplate {
+                template_id,
+                future_template: true,
+                version: g.version,
+                coinbase_tx_version: 2,
+                coinbase_prefix: g.coinbase_prefix.as_slice().try_into().unwrap(),
+                coinbase_tx_input_sequence: 0xffff_ffff,
+                coinbase_tx_value_remaining: g.value,
+                coinbase_tx_outputs_count: 1,
+                coinbase_tx_outputs: g.outputs.as_slice().try_into().unwrap(),
+                coinbase_tx_locktime: 0,
+                merkle_path: Vec::new().try_into().unwrap(),
+            };
+            let prevhash = SetNewPrevHash {
+                template_id,
+                prev_hash: (&g.template.prev_hash).into(),
+                header_timestamp: g.curtime,
+                n_bits: g.template.bits,
+                target: (&target).into(),
+            };
+            let mut out = frame!(template, MESSAGE_TYPE_NEW_TEMPLATE);
+            out.extend(frame!(prevhash, MESSAGE_TYPE_SET_NEW_PREV_HASH));
+            let kept = g.template;
+            {
+                let mut s = stats.lock().unwrap();
+                s.announced += 1;
+                s.tip = kept.prev_hex.clone();
+            }
+            announced = Some(kept.prev_hex.clone());
+            templates.insert(template_id, kept);
+            socket.write_all(&out).await.map_err(|x| e(&x))?;
+        }};
+    }
     let mut inbox: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 65536];
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
             n = socket.read(&mut buf) => {
@@ -224,10 +537,7 @@ async fn serve_pool(
                                     );
                                     socket.write_all(&b).await.map_err(|x| e(&x))?;
                                 }
-                                MESSAGE_TYPE_COINBASE_OUTPUT_CONSTRAINTS => {
-                                    let b = announce(&mut encoder, &mut enc, &mut template_id, &mut prev)?;
-                                    socket.write_all(&b).await.map_err(|x| e(&x))?;
-                                }
+                                MESSAGE_TYPE_COINBASE_OUTPUT_CONSTRAINTS => announce!(),
                                 MESSAGE_TYPE_REQUEST_TRANSACTION_DATA => {
                                     let m: RequestTransactionData =
                                         binary_sv2::from_bytes(payload).map_err(|x| e(&x))?;
@@ -242,10 +552,12 @@ async fn serve_pool(
                                     socket.write_all(&b).await.map_err(|x| e(&x))?;
                                 }
                                 MESSAGE_TYPE_SUBMIT_SOLUTION => {
-                                    // A block: the chain moves on, as a node's would.
-                                    eprintln!("template provider: the pool submitted a block; next block");
-                                    let b = announce(&mut encoder, &mut enc, &mut template_id, &mut prev)?;
-                                    socket.write_all(&b).await.map_err(|x| e(&x))?;
+                                    let m: SubmitSolution =
+                                        binary_sv2::from_bytes(payload).map_err(|x| e(&x))?;
+                                    let (id, version, time, nonce) =
+                                        (m.template_id, m.version, m.header_timestamp, m.header_nonce);
+                                    let coinbase = AsRef::<[u8]>::as_ref(&m.coinbase_tx).to_vec();
+                                    solution(&rpc, &stats, templates.get(&id), version, time, nonce, &coinbase).await?;
                                 }
                                 other => eprintln!("template provider: ignored message {other:#04x}"),
                             }
@@ -253,12 +565,83 @@ async fn serve_pool(
                     }
                 }
             }
-            () = new_block.notified() => {
-                let b = announce(&mut encoder, &mut enc, &mut template_id, &mut prev)?;
-                socket.write_all(&b).await.map_err(|x| e(&x))?;
+            _ = tick.tick(), if announced.is_some() => {
+                // A new tip (ours or a competitor's): a new template on it.
+                let best = rpc.acall("getbestblockhash", serde_json::json!([])).await?;
+                if best.as_str() != announced.as_deref() {
+                    announce!();
+                }
             }
         }
     }
+}
+
+/// One `SubmitSolution`: the node checks the whole block; those meeting
+/// `BLOCK_BITS` are submitted to it.
+async fn solution(
+    rpc: &Rpc,
+    stats: &Mutex<TpStats>,
+    template: Option<&Template>,
+    version: u32,
+    time: u32,
+    nonce: u32,
+    coinbase: &[u8],
+) -> Result<(), String> {
+    stats.lock().unwrap().solutions += 1;
+    let t = template.ok_or("a solution for a template never sent")?;
+    let best = rpc.acall("getbestblockhash", serde_json::json!([])).await?;
+    if best.as_str() != Some(t.prev_hex.as_str()) {
+        eprintln!(
+            "template provider: a solution on the previous tip {}",
+            t.prev_hex
+        );
+        stats.lock().unwrap().stale += 1;
+        return Ok(());
+    }
+    let (hash, block) = block_of(t, version, time, nonce, coinbase);
+    let block = hex::encode(block);
+    let mut hash_hex = hash;
+    hash_hex.reverse();
+    let hash_hex = hex::encode(hash_hex);
+    // Proposal mode: the node's full validity check, proof of work aside.
+    let verdict = rpc
+        .acall(
+            "getblocktemplate",
+            serde_json::json!([{"mode": "proposal", "data": block}]),
+        )
+        .await;
+    if verdict == Ok("inconclusive-not-best-prevblk".into()) {
+        // The node's tip moved (a competitor's block) since the check above.
+        eprintln!("template provider: solution {hash_hex} is on the node's previous tip");
+        stats.lock().unwrap().stale += 1;
+        return Ok(());
+    }
+    if verdict != Ok(serde_json::Value::Null) {
+        eprintln!("template provider: the node refused solution {hash_hex}: {verdict:?}");
+        stats
+            .lock()
+            .unwrap()
+            .refused
+            .push(format!("proposal {hash_hex}: {verdict:?}"));
+        return Ok(());
+    }
+    if !meets(&hash, &target_le(BLOCK_BITS)) {
+        stats.lock().unwrap().weak += 1;
+        return Ok(());
+    }
+    let verdict = rpc.acall("submitblock", serde_json::json!([block])).await;
+    eprintln!("template provider: submitblock {hash_hex}: {verdict:?}");
+    let mut s = stats.lock().unwrap();
+    if verdict == Ok(serde_json::Value::Null) {
+        s.blocks.push(hash_hex);
+    } else if verdict == Ok("inconclusive".into()) {
+        // Valid, but a competitor's block took the tip in between.
+        s.stale += 1;
+    } else {
+        s.refused
+            .push(format!("submitblock {hash_hex}: {verdict:?}"));
+    }
+    Ok(())
 }
 
 /// The reference pool, on a free loopback port, fed by `tp`.
@@ -272,7 +655,7 @@ fn reference_pool(dir: &Path, tp: std::net::SocketAddr) -> (Pool, u16, PathBuf) 
              authority_secret_key = \"{POOL_SECRET}\"\n\
              cert_validity_sec = 3600\n\
              listen_address = \"127.0.0.1:{port}\"\n\
-             coinbase_reward_script = \"addr(tb1qa0sm0hxzj0x25rh8gw5xlzwlsfvvyz8u96w3p8)\"\n\
+             coinbase_reward_script = \"addr({POOL_ADDRESS})\"\n\
              server_id = 1\n\
              pool_signature = \"hashwatt interop\"\n\
              shares_per_minute = 30.0\n\
@@ -352,7 +735,8 @@ fn install_plugin(dir: &Path, state: &Path) -> (String, Vec<u8>) {
 
 async fn mine_on(channel: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let tp = template_provider().await;
+    let node = Node::start(&tmp.path().join("regtest-node"));
+    let tp = template_provider(node.rpc.clone()).await;
     let (pool, port, log) = reference_pool(tmp.path(), tp.addr);
     // A Stratum V1 pool second in line: failover between protocols.
     let backup = common::devpool(0.0005).await;
@@ -388,8 +772,15 @@ async fn mine_on(channel: &str) {
         .expect("appliance starts");
     let pool_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let counters = || app.counters();
-    let got = common::wait_for(Duration::from_secs(120), || counters().accepted >= 3).await;
+    let got = common::wait_for(Duration::from_secs(120), || {
+        counters().pools[0].accepted >= 3
+    })
+    .await;
     let c = counters();
+    // The V1 pool answers first and may get a share or two in the tens of
+    // milliseconds before the V2 channel's first job; from then on it must
+    // get none while the V2 pool is healthy.
+    let (v1_early, backup_early) = (c.pools[1].accepted, backup.stats().accepted);
     assert!(
         got,
         "{channel} channel: no accepted shares ({c:?});\npool log:\n{}",
@@ -400,15 +791,14 @@ async fn mine_on(channel: &str) {
         "{channel}: {c:?}\npool log:\n{}",
         pool_log()
     );
-    // A new block: the jobs on the old previous hash are void; shares
-    // keep being accepted and none is refused as stale.
+    // A competitor's block: the jobs on the old previous hash are void;
+    // shares keep being accepted and none is refused as stale.
     let before = c.accepted;
-    let blocks = tp.blocks.load(Ordering::SeqCst);
-    tp.new_block.notify_one();
+    let competitor = node.mine_competitor_block().await;
     assert!(
-        common::wait_for(Duration::from_secs(10), || tp.blocks.load(Ordering::SeqCst)
-            > blocks)
-        .await
+        common::wait_for(Duration::from_secs(10), || tp.stats().tip == competitor).await,
+        "{channel}: the template provider did not announce the node's new tip {competitor}: {:?}",
+        tp.stats()
     );
     let more = common::wait_for(Duration::from_secs(120), || {
         counters().accepted >= before + 3
@@ -425,17 +815,29 @@ async fn mine_on(channel: &str) {
         "{channel}: a share was refused after the new block: {c:?}\npool log:\n{}",
         pool_log()
     );
+    // A block of the appliance's on the node's chain, at about one share
+    // in four.
+    assert!(
+        common::wait_for(Duration::from_secs(120), || !tp.stats().blocks.is_empty()).await,
+        "{channel}: the node accepted no block from the pool: {:?}\npool log:\n{}",
+        tp.stats(),
+        pool_log()
+    );
+    let c = counters();
+    assert!(c.rejected.is_empty(), "{channel}: {c:?}");
     eprintln!("{channel} channel: {c:?}");
     let v2 = c.pools[0].accepted;
     assert_eq!(
-        c.pools[1].accepted, 0,
+        c.pools[1].accepted, v1_early,
         "the V1 backup mined while the V2 pool was healthy"
     );
     // The V2 pool goes away: mining fails over to the V1 pool, as between
     // two V1 pools.
     drop(pool);
     assert!(
-        common::wait_for(Duration::from_secs(60), || backup.stats().accepted >= 2).await,
+        common::wait_for(Duration::from_secs(60), || backup.stats().accepted
+            >= backup_early + 2)
+        .await,
         "{channel}: no failover to the Stratum V1 pool: {:?}",
         counters()
     );
@@ -444,6 +846,59 @@ async fn mine_on(channel: &str) {
     assert!(c.pools[0].accepted >= v2);
     assert!(c.rejected.is_empty(), "{c:?}");
     app.shutdown().await;
+    node_accepted_the_blocks(channel, &node, &tp).await;
+}
+
+/// The node's view, once the pool is gone: every solution the pool sent
+/// was a valid block, the chain grew by the blocks submitted plus the
+/// competitor's, and each submitted block is on it with a coinbase paying
+/// the pool's script.
+async fn node_accepted_the_blocks(channel: &str, node: &Node, tp: &TemplateProvider) {
+    let s = tp.stats();
+    eprintln!(
+        "{channel} channel, template provider: {} solutions, {} blocks accepted by the node, \
+         {} valid below the block target, {} on a left tip",
+        s.solutions,
+        s.blocks.len(),
+        s.weak,
+        s.stale
+    );
+    assert!(s.refused.is_empty(), "{channel}: the node refused: {s:?}");
+    let rpc = &node.rpc;
+    let height = rpc
+        .acall("getblockcount", serde_json::json!([]))
+        .await
+        .unwrap();
+    assert_eq!(
+        height.as_u64(),
+        Some(s.blocks.len() as u64 + 1),
+        "{channel}: height after {} pool blocks and one competitor's: {s:?}",
+        s.blocks.len()
+    );
+    let script = rpc
+        .acall("validateaddress", serde_json::json!([POOL_ADDRESS]))
+        .await
+        .unwrap()["scriptPubKey"]
+        .clone();
+    for hash in &s.blocks {
+        let block = rpc
+            .acall("getblock", serde_json::json!([hash, 2]))
+            .await
+            .unwrap();
+        assert!(
+            block["confirmations"].as_i64().is_some_and(|c| c >= 1),
+            "{channel}: block {hash} is not on the node's chain: {block}"
+        );
+        let coinbase = &block["tx"][0];
+        assert!(
+            coinbase["vout"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["scriptPubKey"]["hex"] == script && o["value"].as_f64() > Some(0.0)),
+            "{channel}: block {hash}'s coinbase does not pay the pool's {script}: {coinbase}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
