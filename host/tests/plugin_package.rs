@@ -224,7 +224,10 @@ fn signed_but_invalid_manifests_are_refused() {
         ),
         "{e}"
     );
-    assert!(e.to_string().contains("hashwatt:pool@0.2.0 to 0.2.1"), "{e}");
+    assert!(
+        e.to_string().contains("hashwatt:pool@0.2.0 to 0.2.1"),
+        "{e}"
+    );
 
     let mixed = MANIFEST.replace("kind = \"pool\"", "kind = \"policy\"");
     let e = package::load_package(&force_signed(tmp.path(), "mixed", &mixed, &k), &t).unwrap_err();

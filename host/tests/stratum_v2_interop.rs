@@ -277,6 +277,19 @@ fn meets(hash: &[u8; 32], target: &[u8; 32]) -> bool {
     hash.iter().rev().cmp(target.iter().rev()) != std::cmp::Ordering::Greater
 }
 
+/// The fingerprint the panel shows for an SRI authority key: the first 8
+/// bytes of SHA-256 of its 32 key bytes, in hex pairs.
+fn authority_fingerprint(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let raw = bs58::decode(text).with_check(None).into_vec().unwrap();
+    assert_eq!(raw.len(), 34, "SRI key form: version 1, 0, then 32 bytes");
+    Sha256::digest(&raw[2..])[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 fn sha256d(data: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     Sha256::digest(Sha256::digest(data)).into()
@@ -791,6 +804,15 @@ async fn mine_on(channel: &str) {
         "{channel}: {c:?}\npool log:\n{}",
         pool_log()
     );
+    // The operator sees what the session negotiated: the protocol, the
+    // channel kind and the fingerprint of the authority key the handshake
+    // checked (computed here from the key's text, not by the plugin).
+    let session = c.pools[0].session.clone();
+    let session = session.unwrap_or_else(|| panic!("{channel}: no session report: {c:?}"));
+    assert_eq!(session.protocol, "Stratum V2");
+    assert_eq!(session.channel.as_deref(), Some(channel));
+    assert!(session.encrypted);
+    assert_eq!(session.authority, Some(authority_fingerprint(POOL_PUBLIC)));
     // A competitor's block: the jobs on the old previous hash are void;
     // shares keep being accepted and none is refused as stale.
     let before = c.accepted;
