@@ -222,6 +222,11 @@ fn manual_override_sits_above_all_policies() {
     assert_eq!(r.engine.step().mode, Mode::Run);
     r.engine
         .set_override(Some(Override::pause(r.clock.now_utc_ms(), Some(10))));
+    // Applied at once, before any round: the command's answer and the next
+    // status read already show the pause, and the miner has it.
+    let v = r.engine.verdict();
+    assert_eq!((v.mode, v.by.as_str()), (Mode::Pause, BY_OVERRIDE));
+    assert_eq!(r.act.modes().last(), Some(&Mode::Pause));
     let v = r.engine.step();
     assert_eq!((v.mode, v.by.as_str()), (Mode::Pause, BY_OVERRIDE));
     assert!(
@@ -250,6 +255,7 @@ fn manual_override_sits_above_all_policies() {
     r.clock.advance_ms(24 * 3600 * 1000);
     assert_eq!(r.engine.step().mode, Mode::Run, "until cleared");
     r.engine.set_override(None);
+    assert_eq!(r.engine.verdict().mode, Mode::Pause, "cleared at once");
     assert_eq!(r.engine.step().mode, Mode::Pause);
     assert_eq!(
         r.act.modes(),

@@ -326,10 +326,23 @@ impl PolicyEngine {
         Ok(())
     }
 
-    /// Sets (`Some`) or clears (`None`) the manual override; applied at once
-    /// by the running loop (or the next [`PolicyEngine::step`]).
+    /// Sets (`Some`) or clears (`None`) the manual override and applies it
+    /// at once, against the policies' latest decisions, so the verdict a
+    /// caller reads next (and the command's answer) already shows it; the
+    /// running loop then re-evaluates the policies as usual.
     pub fn set_override(&self, manual: Option<Override>) {
-        self.lock().manual = manual;
+        let now = self.clock.now_utc_ms();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        inner.manual = manual;
+        let candidates: Vec<Candidate> = inner
+            .slots
+            .iter()
+            .filter(|s| s.spec.enabled)
+            .map(candidate)
+            .collect();
+        self.settle(inner, &candidates, now);
+        drop(guard);
         self.wake.notify_one();
     }
 
@@ -453,27 +466,26 @@ impl PolicyEngine {
             } else {
                 next_ms = next_ms.min(slot.restart_at_ms);
             }
-            let (mode, reason) = match &slot.last {
-                Some((m, r)) => (*m, r.clone()),
-                None => (
-                    slot.spec.fail_safe.mode(),
-                    "fail-safe: not evaluated yet".into(),
-                ),
-            };
-            candidates.push(Candidate {
-                name: slot.spec.name.clone(),
-                mode,
-                reason,
-            });
+            candidates.push(candidate(slot));
         }
+        if let Some(until) = self.settle(inner, &candidates, now) {
+            next_ms = next_ms.min(until);
+        }
+        (inner.verdict.clone(), next_ms)
+    }
+
+    /// Arbitrates `candidates` and the manual override at `now` and applies
+    /// a changed mode; returns when the override runs out, if it does.
+    fn settle(&self, inner: &mut Inner, candidates: &[Candidate], now: i64) -> Option<i64> {
+        let mut until_ms = None;
         if let Some(until) = inner.manual.as_ref().and_then(|o| o.until_ms) {
             if now >= until {
                 inner.manual = None;
             } else {
-                next_ms = next_ms.min(until);
+                until_ms = Some(until);
             }
         }
-        let (mode, by, reason) = arbitrate(&candidates, inner.manual.as_ref(), now);
+        let (mode, by, reason) = arbitrate(candidates, inner.manual.as_ref(), now);
         let changed = mode != inner.verdict.mode;
         inner.verdict = Verdict {
             mode,
@@ -486,7 +498,7 @@ impl PolicyEngine {
             tracing::info!(verdict = %inner.verdict, "energy policy verdict");
             self.actuator.apply(&mode);
         }
-        (inner.verdict.clone(), next_ms)
+        until_ms
     }
 
     fn fail(&self, slot: &mut Slot, now: i64, error: String) {
@@ -543,5 +555,22 @@ impl PolicyEngine {
                 return;
             }
         }
+    }
+}
+
+/// What a policy slot stands for in arbitration: its latest decision, or
+/// its fail-safe before it has decided.
+fn candidate(slot: &Slot) -> Candidate {
+    let (mode, reason) = match &slot.last {
+        Some((m, r)) => (*m, r.clone()),
+        None => (
+            slot.spec.fail_safe.mode(),
+            "fail-safe: not evaluated yet".into(),
+        ),
+    };
+    Candidate {
+        name: slot.spec.name.clone(),
+        mode,
+        reason,
     }
 }
