@@ -813,6 +813,18 @@ async fn mine_on(channel: &str) {
     assert_eq!(session.channel.as_deref(), Some(channel));
     assert!(session.encrypted);
     assert_eq!(session.authority, Some(authority_fingerprint(POOL_PUBLIC)));
+    // The panel's Test button on the V2 pool: every step passes and the
+    // result shows what a session would negotiate.
+    let test = app
+        .handle()
+        .test_pool(app.handle().config().pools[0].clone())
+        .await;
+    assert!(test.ok, "{channel}: test connection: {test:?}");
+    let tested = test
+        .session
+        .expect("the test connection reports the session");
+    assert_eq!(tested.channel.as_deref(), Some(channel));
+    assert_eq!(tested.authority, session.authority);
     // A competitor's block: the jobs on the old previous hash are void;
     // shares keep being accepted and none is refused as stale.
     let before = c.accepted;
