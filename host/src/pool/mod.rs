@@ -41,6 +41,9 @@ pub struct PoolSelector {
     failover: Mutex<Failover>,
     miner: Arc<Miner>,
     status: Arc<Status>,
+    /// The appliance is shutting down: pools going away is expected, not
+    /// a warning.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Now on tokio's clock: virtual in tests on a paused clock, real otherwise.
@@ -63,6 +66,7 @@ impl PoolSelector {
             failover: Mutex::new(failover),
             miner,
             status,
+            stopping: Default::default(),
         })
     }
 
@@ -92,6 +96,13 @@ impl PoolSelector {
         self.apply(&mut f);
     }
 
+    /// The appliance is shutting down: pools closing from now on are not
+    /// reported as a loss of every pool.
+    pub fn stopping(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Re-evaluates hold timers; call periodically.
     pub fn tick(&self) {
         let mut f = self.lock();
@@ -115,6 +126,9 @@ impl PoolSelector {
             };
             match after {
                 Some(_) => info!(from = %url(before), to = %url(after), "switching pools"),
+                None if self.stopping.load(std::sync::atomic::Ordering::Relaxed) => {
+                    debug!(from = %url(before), "pool closed for shutdown")
+                }
                 None => {
                     warn!(from = %url(before), "no healthy pool: hashing idles until one recovers")
                 }
@@ -329,6 +343,9 @@ impl PoolDriver {
             // unhealthy, so status always carries the reason for a failover.
             let disabled = matches!(ended.next, Next::PluginDead)
                 && self.plugin_failed(&span, ended.reason.clone(), &mut failures);
+            if matches!(ended.next, Next::Shutdown) {
+                self.selector.stopping();
+            }
             self.selector.set_healthy(id, false);
             self.miner.clear(id);
             if p.dead().is_none()
