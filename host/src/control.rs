@@ -1157,6 +1157,8 @@ impl Appliance {
 
     /// Stops every pool driver (shutdown).
     pub(crate) async fn stop_all(&self) {
+        // Pools going away from now on are the shutdown, not a failure.
+        self.selector.stopping();
         let mut slots = self.pools.lock().await;
         for slot in slots.iter_mut() {
             self.stop_pool(slot).await;

@@ -178,7 +178,7 @@ fn signed_hwpkg(dir: &std::path::Path, key: &SigningKey) -> PathBuf {
     std::fs::write(src.join(WASM_FILE), builtin::STRATUM_V1).unwrap();
     std::fs::write(
         src.join(MANIFEST_FILE),
-        "name = \"uploaded-pool\"\nversion = \"3.2.1\"\nkind = \"pool\"\nworld = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.2.0\"\n\n[capabilities]\npool_endpoints = [\"*\"]\n",
+        "name = \"uploaded-pool\"\nversion = \"3.2.1\"\nkind = \"pool\"\nworld = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.2.1\"\n\n[capabilities]\npool_endpoints = [\"*\"]\n",
     )
     .unwrap();
     package::sign_package(&src, key).unwrap();

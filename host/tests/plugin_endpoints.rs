@@ -28,7 +28,7 @@ async fn a_redirect_outside_the_manifest_is_refused() {
         .unwrap();
         let manifest = format!(
             "name = \"onlyfirst\"\nversion = \"1.0.0\"\nkind = \"pool\"\n\
-             world = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.2.0\"\n\n\
+             world = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.2.1\"\n\n\
              [capabilities]\npool_endpoints = [\"127.0.0.1:{}\"]\nstate_quota_bytes = 0\n",
             first.local_addr().port()
         );

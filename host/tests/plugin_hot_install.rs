@@ -15,7 +15,7 @@ use hashwatt::plugin::package::{self, Trust};
 fn manifest(version: &str) -> String {
     format!(
         "name = \"mypool\"\nversion = \"{version}\"\nkind = \"pool\"\nworld = \"hashwatt:pool/pool-plugin\"\n\
-         world_version = \"0.2.0\"\n\n[capabilities]\npool_endpoints = [\"*\"]\nstate_quota_bytes = 0\n"
+         world_version = \"0.2.1\"\n\n[capabilities]\npool_endpoints = [\"*\"]\nstate_quota_bytes = 0\n"
     )
 }
 

@@ -16,7 +16,7 @@ use hashwatt::status::PoolState;
 
 const LIMIT: Duration = Duration::from_secs(90);
 
-const MANIFEST: &str = "name = \"uploaded-pool\"\nversion = \"2.1.0\"\nkind = \"pool\"\nworld = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.2.0\"\n\n[capabilities]\npool_endpoints = [\"*\"]\n";
+const MANIFEST: &str = "name = \"uploaded-pool\"\nversion = \"2.1.0\"\nkind = \"pool\"\nworld = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.2.1\"\n\n[capabilities]\npool_endpoints = [\"*\"]\n";
 
 /// A `.hwpkg` of the Stratum V1 component under [`MANIFEST`], signed by `key`.
 fn hwpkg(root: &std::path::Path, sub: &str, key: &SigningKey) -> Vec<u8> {

@@ -17,7 +17,7 @@ use hashwatt::plugin::package::{
 use hashwatt::plugin::pool::{PoolConfig, PoolPluginPre};
 use hashwatt::plugin::{Limits, Runtime, builtin};
 
-const MANIFEST: &str = "name = \"stratum-v1\"\nversion = \"1.0.0\"\nkind = \"pool\"\nworld = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.2.0\"\n\n[capabilities]\npool_endpoints = [\"*\"]\nstate_quota_bytes = 0\n";
+const MANIFEST: &str = "name = \"stratum-v1\"\nversion = \"1.0.0\"\nkind = \"pool\"\nworld = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.2.1\"\n\n[capabilities]\npool_endpoints = [\"*\"]\nstate_quota_bytes = 0\n";
 
 /// Writes an unsigned package with `manifest` and the Stratum V1 component.
 fn unsigned_package(root: &Path, sub: &str, manifest: &str) -> PathBuf {
@@ -211,7 +211,7 @@ fn signed_but_invalid_manifests_are_refused() {
     .unwrap_err();
     assert!(e.to_string().contains("network"), "{e}");
 
-    let future = MANIFEST.replace("world_version = \"0.2.0\"", "world_version = \"0.3.0\"");
+    let future = MANIFEST.replace("world_version = \"0.2.1\"", "world_version = \"0.3.0\"");
     let e =
         package::load_package(&force_signed(tmp.path(), "future", &future, &k), &t).unwrap_err();
     assert!(
@@ -980,5 +980,31 @@ fn cli_pack_and_install_a_hwpkg() {
     assert!(
         !ok && err.contains("not a valid plugin package archive"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_manifest_that_understates_the_components_contract_is_refused() {
+    // The built-in Stratum V1 component is built for hashwatt:pool@0.2.1
+    // (it imports `status`); a manifest saying 0.2.0 would let a 0.2.0 host
+    // accept it and fail at link time, so install refuses it here.
+    let tmp = tempfile::tempdir().unwrap();
+    let k = key(1);
+    let t = trust(&[&k], false);
+    let old = MANIFEST.replace("world_version = \"0.2.1\"", "world_version = \"0.2.0\"");
+    let dir = signed_package(tmp.path(), "understated", &old, &k);
+    let e = cli::install(&dir, &tmp.path().join("state"), &t).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            InstallError::Package(PackageError::ComponentMismatch { .. })
+        ),
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("@0.2.1` is not at the declared world version 0.2.0")
+            && text.contains("set world_version"),
+        "{text}"
     );
 }

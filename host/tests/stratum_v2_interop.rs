@@ -601,7 +601,12 @@ async fn solution(
     coinbase: &[u8],
 ) -> Result<(), String> {
     stats.lock().unwrap().solutions += 1;
-    let t = template.ok_or("a solution for a template never sent")?;
+    let Some(t) = template else {
+        // Counted where the test looks, not only as a dropped connection.
+        let why = "a solution for a template never sent".to_string();
+        stats.lock().unwrap().refused.push(why.clone());
+        return Err(why);
+    };
     let best = rpc.acall("getbestblockhash", serde_json::json!([])).await?;
     if best.as_str() != Some(t.prev_hex.as_str()) {
         eprintln!(

@@ -204,7 +204,7 @@ mod tests {
     use super::*;
     use crate::plugin::package::{MANIFEST_FILE, Trust};
 
-    const MANIFEST: &str = "name = \"stratum-v1\"\nversion = \"1.0.0\"\nkind = \"pool\"\nworld = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.2.0\"\n\n[capabilities]\npool_endpoints = [\"*\"]\n";
+    const MANIFEST: &str = "name = \"stratum-v1\"\nversion = \"1.0.0\"\nkind = \"pool\"\nworld = \"hashwatt:pool/pool-plugin\"\nworld_version = \"0.2.1\"\n\n[capabilities]\npool_endpoints = [\"*\"]\n";
 
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)

@@ -482,7 +482,10 @@ impl Manifest {
 fn supported_list() -> String {
     SUPPORTED_WORLDS
         .iter()
-        .map(|(p, major, minor, patch)| format!("{p}@{major}.{minor}.0 to {major}.{minor}.{patch}"))
+        .map(|(p, major, minor, patch)| match patch {
+            0 => format!("{p}@{major}.{minor}.0"),
+            _ => format!("{p}@{major}.{minor}.0 to {major}.{minor}.{patch}"),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -579,12 +582,19 @@ pub fn check_component(
     }
     for name in ours {
         let version = name.split_once('@').map(|(_, v)| v).unwrap_or("");
+        // A component built for a later patch than its manifest declares
+        // may import what the declared version lacks (a 0.2.1 pool plugin
+        // imports `status`): hosts judge a package by its manifest, so the
+        // manifest must not understate it.
         let ok = semver::Version::parse(version).is_ok_and(|v| {
-            v.major == manifest.world_version.major && v.minor == manifest.world_version.minor
+            v.major == manifest.world_version.major
+                && v.minor == manifest.world_version.minor
+                && v.patch <= manifest.world_version.patch
         });
         if !ok {
             return Err(mismatch(format!(
-                "export `{name}` is not at the declared world version {}",
+                "export `{name}` is not at the declared world version {} \
+                 (set world_version in plugin.toml to the version it was built for)",
                 manifest.world_version
             )));
         }

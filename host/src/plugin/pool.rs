@@ -372,6 +372,8 @@ impl PoolPluginPre {
             .session()
             .call_constructor(&mut store, &wit_config)
             .map_err(|e| trap(&mut store, e))?;
+        // No connection yet: a report from the constructor describes none.
+        store.data_mut().session_report = None;
         Ok(PoolPlugin {
             name: self.name.clone(),
             store,
@@ -476,6 +478,9 @@ impl PoolPlugin {
         let started = std::time::Instant::now();
         let result = session.call_disconnected(&mut self.store, self.session, reason);
         self.store.data().stats().record_call(started.elapsed());
+        // The connection is gone: a report made while closing describes
+        // nothing the next connection negotiates.
+        self.store.data_mut().session_report = None;
         result.map_err(|e| self.kill(&e))
     }
 

@@ -192,7 +192,7 @@ pub fn render(action: &PoolAction, password: &str) -> String {
             format!("log {level}: {}", redact(message, password))
         }
         PoolAction::Fail(reason) => format!("fail: {}", redact(reason, password)),
-        PoolAction::Session(info) => format!("session {info}"),
+        PoolAction::Session(info) => format!("session {}", redact(&info.to_string(), password)),
     }
 }
 

@@ -96,8 +96,8 @@ impl PoolSelector {
         self.apply(&mut f);
     }
 
-    /// The appliance is shutting down: pools closing from now on are not
-    /// reported as a loss of every pool.
+    /// The appliance is shutting down (not one pool stopping for an edit):
+    /// pools closing from now on are not reported as a loss of every pool.
     pub fn stopping(&self) {
         self.stopping
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -223,6 +223,7 @@ struct Logs {
     accepted: LogLimiter,
     rejected: LogLimiter,
     refused: LogLimiter,
+    session: LogLimiter,
 }
 
 impl Logs {
@@ -231,6 +232,7 @@ impl Logs {
             accepted: LogLimiter::new(Duration::from_secs(10), 5),
             rejected: LogLimiter::new(Duration::from_secs(10), 5),
             refused: LogLimiter::new(Duration::from_secs(60), 5),
+            session: LogLimiter::new(Duration::from_secs(60), 5),
         }
     }
 }
@@ -343,9 +345,6 @@ impl PoolDriver {
             // unhealthy, so status always carries the reason for a failover.
             let disabled = matches!(ended.next, Next::PluginDead)
                 && self.plugin_failed(&span, ended.reason.clone(), &mut failures);
-            if matches!(ended.next, Next::Shutdown) {
-                self.selector.stopping();
-            }
             self.selector.set_healthy(id, false);
             self.miner.clear(id);
             if p.dead().is_none()
@@ -706,10 +705,11 @@ impl PoolDriver {
                         changed = s.session.as_ref() != Some(&info);
                         s.session = Some(info.clone());
                     });
-                    // Once per change: a plugin reporting on every call
-                    // cannot flood the log.
-                    if changed {
-                        info!("session: {info}");
+                    // Once per change, and a plugin flipping between two
+                    // reports is rate-limited like its other output.
+                    if changed && let LogDecision::Write { suppressed } = logs.session.check(now())
+                    {
+                        info!(target: "hashwatt::plugin", more_since_last_line = suppressed, "session: {info}");
                     }
                 }
             }
