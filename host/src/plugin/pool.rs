@@ -372,8 +372,6 @@ impl PoolPluginPre {
             .session()
             .call_constructor(&mut store, &wit_config)
             .map_err(|e| trap(&mut store, e))?;
-        // No connection yet: a report from the constructor describes none.
-        store.data_mut().session_report = None;
         Ok(PoolPlugin {
             name: self.name.clone(),
             store,
@@ -478,9 +476,6 @@ impl PoolPlugin {
         let started = std::time::Instant::now();
         let result = session.call_disconnected(&mut self.store, self.session, reason);
         self.store.data().stats().record_call(started.elapsed());
-        // The connection is gone: a report made while closing describes
-        // nothing the next connection negotiates.
-        self.store.data_mut().session_report = None;
         result.map_err(|e| self.kill(&e))
     }
 
@@ -519,6 +514,9 @@ impl PoolPlugin {
         self.guard()?;
         self.store
             .set_epoch_deadline(deadline_ticks(self.limits.call_timeout));
+        // Only reports made during this call count: one left by the
+        // constructor or `disconnected` describes no connection.
+        self.store.data_mut().session_report = None;
         let guest = self.instance.hashwatt_pool_session();
         let started = std::time::Instant::now();
         let result = f(&guest.session(), &mut self.store, self.session);
