@@ -10,10 +10,23 @@
 #                                       of OUTDIR's root slot and BOOTDIR's
 #                                       kernel, initrd and command line
 #   signing_key DIR                     DIR/signing.{key,cert}.pem, made once
+#   require_free DIR MIB WHAT           fails, saying so, unless DIR's file
+#                                       system has MIB MiB free for WHAT
 
 # shellcheck shell=bash
 
 IMAGE_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# A disk that fills up mid-way fails far from its cause (a truncated cache
+# tarball, mksquashfs' write error): the scripts check before they start.
+require_free() { # dir mib what
+    local free
+    free=$(df -B1M --output=avail "$1" | tail -n 1 | tr -d ' ')
+    if ((free < $2)); then
+        echo "image: $free MiB free on the disk holding $1; $3 needs about $2 MiB: free some space (e.g. cargo clean, or remove image/.cache) and run again" >&2
+        return 1
+    fi
+}
 
 # What bundles are built for and what RAUC on the appliance accepts.
 COMPATIBLE=hashwatt-x86_64
